@@ -1,0 +1,1 @@
+"""An event-sourced customer-loyalty ledger: input -> decision -> ledger -> projections."""
