@@ -1,0 +1,16 @@
+"""The pure decision engine: input event + customer state -> ledger entries + new state."""
+
+from loyalty_ledger.engine.decide import Decision, decide, decide_tick
+from loyalty_ledger.engine.reasons import Reason
+from loyalty_ledger.engine.rules import Rules, compile_rules
+from loyalty_ledger.engine.state import CustomerState
+
+__all__ = [
+    "CustomerState",
+    "Decision",
+    "Reason",
+    "Rules",
+    "compile_rules",
+    "decide",
+    "decide_tick",
+]

@@ -1,0 +1,44 @@
+"""Calendar leaves: birthdays in a given year, and when a customer is next due for a tick."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from loyalty_ledger.engine.rules import Rules
+from loyalty_ledger.engine.state import CustomerState
+
+# Early is always safe (the tick re-checks exactly); a day covers any offset or DST gap.
+_MARGIN = timedelta(days=1)
+
+
+def birthday_in(birth_date: date, year: int) -> date:
+    """The birthday in `year`; Feb 29 falls on Feb 28 in other years."""
+    try:
+        return birth_date.replace(year=year)
+    except ValueError:
+        return date(year, 2, 28)
+
+
+def next_due_at(state: CustomerState, rules: Rules) -> datetime | None:
+    """The earliest instant at which a tick could change this customer, or None for never."""
+    due: list[datetime] = []
+    if state.lots and state.lots[0].expires_at is not None:
+        due.append(state.lots[0].expires_at)
+    if rules.levels and state.spend:
+        due.append(min(s for s, _ in state.spend) + rules.window)
+    birthday = _next_birthday(state, rules)
+    if birthday is not None:
+        local = datetime(birthday.year, birthday.month, birthday.day, tzinfo=rules.tz)
+        due.append(local.astimezone(UTC) - _MARGIN)
+    return min(due) if due else None
+
+
+def _next_birthday(state: CustomerState, rules: Rules) -> date | None:
+    if not rules.birthday_bonus or state.signed_up_on is None or state.birth_date is None:
+        return None
+    if state.birthday_years:
+        return birthday_in(state.birth_date, max(state.birthday_years) + 1)
+    year = state.signed_up_on.year
+    if birthday_in(state.birth_date, year) < state.signed_up_on:
+        year += 1
+    return birthday_in(state.birth_date, year)

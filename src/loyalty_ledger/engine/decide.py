@@ -1,0 +1,369 @@
+"""Decide one input event's effects by PROGRAM.md. Pure: no I/O, no clock, no randomness.
+
+`decide` never changes the states it is given: it works on clones and returns
+them, with the ledger entries, in a `Decision`. Steps 2 and 4 of PROGRAM.md
+("the clock moves, lots expire, the tier is re-evaluated") run for rejected
+events too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Context, Decimal
+from typing import Any
+
+from loyalty_ledger import events as ev
+from loyalty_ledger.engine import lots
+from loyalty_ledger.engine.reasons import Reason
+from loyalty_ledger.engine.rules import Rules
+from loyalty_ledger.engine.state import CustomerState, Order, new_customer
+from loyalty_ledger.engine.dates import birthday_in
+from loyalty_ledger.ledger import Entry, Kind
+
+# Wide enough that products of program factors and money are exact before the floor.
+_EXACT = Context(prec=100)
+_ZERO = Decimal(0)
+_ONE = Decimal(1)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    entries: tuple[Entry, ...]
+    states: dict[str, CustomerState]  # new states of every customer touched
+    reason: Reason | None  # None: accepted
+
+
+class _Recorder:
+    """Collects entries for one event, numbering each customer's versions."""
+
+    __slots__ = ("entries", "event_id")
+
+    def __init__(self, event_id: str) -> None:
+        self.event_id = event_id
+        self.entries: list[Entry] = []
+
+    def add(self, state: CustomerState, kind: Kind, at: datetime, **fields: Any) -> None:
+        state.version += 1
+        self.entries.append(Entry(state.customer_id, state.version, kind, at, self.event_id, **fields))
+
+
+@dataclass(slots=True)
+class _Context:
+    rules: Rules
+    rec: _Recorder
+    book: Mapping[str, CustomerState]
+    touched: dict[str, CustomerState]
+
+    def customer(self, customer_id: str) -> CustomerState:
+        state = self.touched.get(customer_id)
+        if state is None:
+            known = self.book.get(customer_id)
+            state = known.clone() if known else new_customer(customer_id, self.rules.first_tier)
+            self.touched[customer_id] = state
+        return state
+
+
+def decide(book: Mapping[str, CustomerState], event: ev.Event, rules: Rules) -> Decision:
+    """Decide a customer event; `book` holds every known customer it may touch."""
+    assert not isinstance(event, ev.Tick), "ticks go to decide_tick"
+    ctx = _Context(rules, _Recorder(event.event_id), book, {})
+    state = ctx.customer(event.customer_id)
+    at = event.occurred_at
+    _advance(state, at, ctx)
+    reason = _RULES[event.type](state, event, ctx)
+    if reason is not None:
+        ctx.rec.add(state, Kind.rejected, at, reason=reason.value, ref=event.type)
+    _evaluate_tier(state, ctx)
+    return Decision(tuple(ctx.rec.entries), ctx.touched, reason)
+
+
+def decide_tick(states: Iterable[CustomerState], tick: ev.Tick, rules: Rules) -> Decision:
+    """Apply a tick to the given customers (those due), in customer_id order."""
+    ctx = _Context(rules, _Recorder(tick.event_id), {}, {})
+    at = tick.occurred_at
+    for known in sorted(states, key=lambda s: s.customer_id):
+        state = known.clone()
+        ctx.touched[state.customer_id] = state
+        _advance(state, at, ctx)
+        _grant_birthdays(state, at, ctx)
+    return Decision(tuple(ctx.rec.entries), ctx.touched, None)
+
+
+# ----------------------------------------------------------------- steps 2 and 4
+
+
+def _advance(state: CustomerState, at: datetime, ctx: _Context) -> None:
+    """Step 2: the clock moves to max(clock, at), lots expire, the tier is re-evaluated."""
+    clock = at if state.clock is None or at > state.clock else state.clock
+    state.clock = clock
+    for lot in lots.expire(state, clock):
+        ctx.rec.add(state, Kind.expiry, clock, points=lot.remaining, expires_at=lot.expires_at)
+    _evaluate_tier(state, ctx)
+
+
+def _evaluate_tier(state: CustomerState, ctx: _Context) -> None:
+    levels = ctx.rules.levels
+    if not levels:
+        return
+    assert state.clock is not None
+    cutoff = state.clock - ctx.rules.window
+    if state.spend and min(s for s, _ in state.spend) <= cutoff:
+        lapsed = sum((a for s, a in state.spend if s <= cutoff), _ZERO)
+        state.spend = [(s, a) for s, a in state.spend if s > cutoff]
+        if lapsed:
+            ctx.rec.add(state, Kind.spend_lapsed, state.clock, amount=lapsed)
+    qualifying = max(_ZERO, sum((a for _, a in state.spend), _ZERO))
+    tier = levels[0].name
+    for level in levels:
+        if level.min_spend <= qualifying:
+            tier = level.name
+    if tier != state.tier:
+        ctx.rec.add(
+            state, Kind.tier_changed, state.clock, tier_from=state.tier, tier_to=tier,
+            amount=qualifying,
+        )
+        state.tier = tier
+
+
+# ------------------------------------------------------------------ shared leaves
+
+
+def _enroll(state: CustomerState, at: datetime, cause: str, ctx: _Context) -> None:
+    if not state.enrolled:
+        state.enrolled = True
+        ctx.rec.add(state, Kind.enrolled, at, cause=cause, tier_to=state.tier)
+
+
+def _credit(
+    state: CustomerState, points: int, at: datetime, cause: str, ref: str | None, ctx: _Context
+) -> None:
+    if points == 0:
+        return  # a credit of 0 records nothing
+    paid, lot = lots.credit(state, points, at, ctx.rules.expiry_months)
+    expires_at = lot.expires_at if lot else None
+    ctx.rec.add(state, Kind.credit, at, points=points, cause=cause, ref=ref, expires_at=expires_at)
+    if paid:
+        ctx.rec.add(state, Kind.debt_settled, at, points=paid)
+
+
+def _tier_multiplier(state: CustomerState, rules: Rules) -> Decimal:
+    for level in rules.levels:
+        if level.name == state.tier:
+            return level.multiplier
+    return _ONE
+
+
+def _purchase_points(event: ev.Purchase, state: CustomerState, rules: Rules) -> int:
+    """floor(base * points_per_unit * channel multiplier * tier multiplier), exact until the floor."""
+    if event.items:
+        base = _ZERO
+        for item in event.items:
+            factor = rules.category_multipliers.get(item.category, _ONE)
+            base = _EXACT.add(base, _EXACT.multiply(item.quantity * item.unit_price, factor))
+    else:
+        base = event.total
+    points = _EXACT.multiply(base, rules.points_per_unit)
+    points = _EXACT.multiply(points, rules.channel_multipliers.get(event.channel, _ONE))
+    points = _EXACT.multiply(points, _tier_multiplier(state, rules))
+    return int(points)  # int() rounds toward zero
+
+
+# ------------------------------------------------------------------- the rules
+
+
+def _signup(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason | None:
+    assert isinstance(event, ev.Signup)
+    if state.signed_up_on is not None:
+        return Reason.already_signed_up
+    at = event.occurred_at
+    _enroll(state, at, "signup", ctx)
+    state.signed_up_on = at.astimezone(ctx.rules.tz).date()
+    state.birth_date = event.birth_date
+    ctx.rec.add(state, Kind.signed_up, at)
+    _credit(state, ctx.rules.signup_bonus, at, "signup", None, ctx)
+    # The extras are not events of their own: a refusal leaves the signup standing.
+    if event.referred_by is not None:
+        _refer(state, event.referred_by, at, ctx)
+    if event.newsletter and "newsletter_subscribed" in ctx.rules.actions:
+        _act(state, "newsletter_subscribed", at, ctx)
+    return None
+
+
+def _purchase(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason | None:
+    assert isinstance(event, ev.Purchase)
+    rules = ctx.rules
+    if event.currency != rules.currency:
+        return Reason.currency_mismatch
+    if event.order_id in state.orders:
+        return Reason.duplicate_order
+    at = event.occurred_at
+    _enroll(state, at, "purchase", ctx)
+    first_order = not state.orders
+    points = _purchase_points(event, state, rules)
+    ctx.rec.add(state, Kind.order_placed, at, amount=event.total, ref=event.order_id)
+    _credit(state, points, at, "purchase", event.order_id, ctx)
+    state.orders[event.order_id] = Order(event.total, _ZERO, points, 0)
+    if rules.levels:
+        state.spend.append((at, event.total))
+    _stamp(state, event, ctx)
+    if first_order and state.referrer_id is not None and not state.referral_settled:
+        _settle_referral(state, event, ctx)
+    return None
+
+
+def _stamp(state: CustomerState, event: ev.Purchase, ctx: _Context) -> None:
+    categories = {item.category for item in event.items}
+    for card in ctx.rules.cards:
+        if card.categories and not card.categories & categories:
+            continue
+        if card.min_total > event.total:
+            continue
+        stamps = state.stamps.get(card.id, 0) + 1
+        state.stamps[card.id] = stamps
+        if stamps % card.every == 0:
+            ctx.rec.add(
+                state, Kind.reward_issued, event.occurred_at, reward=card.reward,
+                cause="stamp_card", ref=card.id,
+            )
+
+
+def _settle_referral(state: CustomerState, event: ev.Purchase, ctx: _Context) -> None:
+    rules, at = ctx.rules, event.occurred_at
+    referrer_id = state.referrer_id
+    assert referrer_id is not None and referrer_id != state.customer_id
+    state.referral_settled = True
+    qualified = rules.referral_on and event.total >= rules.min_first_purchase
+    cause = "qualified" if qualified else "not_qualified"
+    ctx.rec.add(state, Kind.referral_settled, at, ref=referrer_id, cause=cause)
+    if not qualified:
+        return
+    # The referrer's clock does not move: no expiry or tier step for it here.
+    referrer = ctx.customer(referrer_id)
+    _enroll(referrer, at, "referral", ctx)
+    referrer.referrals_qualified += 1
+    ctx.rec.add(referrer, Kind.referral_qualified, at, ref=state.customer_id)
+    _credit(referrer, rules.referrer_bonus, at, "referrer", state.customer_id, ctx)
+    reward = rules.ladder.get(referrer.referrals_qualified)
+    if reward is not None:
+        ctx.rec.add(
+            referrer, Kind.reward_issued, at, reward=reward, cause="referral_ladder",
+            ref=str(referrer.referrals_qualified),
+        )
+    _credit(state, rules.referee_bonus, at, "referee", referrer_id, ctx)
+
+
+def _return(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason | None:
+    assert isinstance(event, ev.Return)
+    order = state.orders.get(event.order_id)
+    if order is None:
+        return Reason.unknown_order
+    left = order.total - order.refunded
+    if left <= _ZERO:
+        return Reason.already_refunded
+    at = event.occurred_at
+    applied = min(event.amount, left)
+    refunded = order.refunded + applied
+    target = int(_EXACT.divide_int(_EXACT.multiply(Decimal(order.points_earned), refunded), order.total))
+    reversed_now = target - order.points_reversed
+    assert reversed_now >= 0
+    ctx.rec.add(state, Kind.refund_applied, at, amount=applied, ref=event.order_id)
+    if reversed_now:
+        lots.debit(state, reversed_now)
+        ctx.rec.add(state, Kind.reversal, at, points=reversed_now, ref=event.order_id)
+    state.orders[event.order_id] = Order(
+        order.total, refunded, order.points_earned, order.points_reversed + reversed_now
+    )
+    if ctx.rules.levels:
+        state.spend.append((at, -applied))
+    return None
+
+
+def _referral(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason | None:
+    assert isinstance(event, ev.Referral)
+    return _refer(state, event.referrer_id, event.occurred_at, ctx)
+
+
+def _refer(state: CustomerState, referrer_id: str, at: datetime, ctx: _Context) -> Reason | None:
+    if referrer_id == state.customer_id:
+        return Reason.self_referral
+    if state.referrer_id is not None:
+        return Reason.already_referred
+    if state.orders:
+        return Reason.referee_not_new
+    state.referrer_id = referrer_id
+    state.referral_settled = False
+    ctx.rec.add(state, Kind.referred, at, ref=referrer_id)
+    return None
+
+
+def _redemption(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason | None:
+    assert isinstance(event, ev.Redemption)
+    if not state.enrolled:
+        return Reason.not_enrolled
+    if event.redemption_id in state.redemption_ids:
+        return Reason.duplicate_redemption
+    if event.reward_id is not None:
+        cost = ctx.rules.reward_costs.get(event.reward_id)
+        if cost is None:
+            return Reason.unknown_reward
+    else:
+        assert event.points is not None
+        cost = event.points
+    if cost < ctx.rules.min_points:
+        return Reason.below_minimum
+    if cost > state.balance:
+        return Reason.insufficient_points
+    debt = lots.debit(state, cost)
+    assert debt == 0, "a redemption never creates debt"
+    state.redemption_ids.add(event.redemption_id)
+    ctx.rec.add(
+        state, Kind.redemption, event.occurred_at, points=cost, ref=event.redemption_id,
+        reward=event.reward_id,
+    )
+    return None
+
+
+def _action(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason | None:
+    assert isinstance(event, ev.Action)
+    if event.action not in ctx.rules.actions:
+        return Reason.unknown_action
+    if not state.enrolled:
+        return Reason.not_enrolled
+    return _act(state, event.action, event.occurred_at, ctx)
+
+
+def _act(state: CustomerState, name: str, at: datetime, ctx: _Context) -> Reason | None:
+    points, limit = ctx.rules.actions[name]
+    done = state.actions.get(name, 0)
+    if limit is not None and done >= limit:
+        return Reason.action_limit_reached
+    state.actions[name] = done + 1
+    _credit(state, points, at, "action", name, ctx)
+    return None
+
+
+def _grant_birthdays(state: CustomerState, at: datetime, ctx: _Context) -> None:
+    bonus = ctx.rules.birthday_bonus
+    if not bonus or state.signed_up_on is None or state.birth_date is None:
+        return
+    today = at.astimezone(ctx.rules.tz).date()
+    granted = set(state.birthday_years)
+    for year in range(state.signed_up_on.year, today.year + 1):
+        if year in granted:
+            continue
+        if state.signed_up_on <= birthday_in(state.birth_date, year) <= today:
+            state.birthday_years.append(year)
+            _credit(state, bonus, at, "birthday", str(year), ctx)
+
+
+_Rule = Callable[[CustomerState, ev.Event, _Context], Reason | None]
+_RULES: dict[str, _Rule] = {
+    "signup": _signup,
+    "purchase": _purchase,
+    "return": _return,
+    "referral": _referral,
+    "redemption": _redemption,
+    "action": _action,
+}

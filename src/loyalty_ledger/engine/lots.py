@@ -1,0 +1,61 @@
+"""Point lots: credit (debt first), FIFO debit (debt for what is missing), expiry. Pure leaves."""
+
+from __future__ import annotations
+
+import bisect
+import calendar
+from datetime import datetime
+
+from loyalty_ledger.engine.state import CustomerState, Lot
+
+_NEVER = datetime.max.replace(year=9999)
+
+
+def add_months(at: datetime, months: int) -> datetime:
+    """`at` plus calendar months, the day clamped to the month's last day."""
+    index = at.month - 1 + months
+    year, month = at.year + index // 12, index % 12 + 1
+    day = min(at.day, calendar.monthrange(year, month)[1])
+    return at.replace(year=year, month=month, day=day)
+
+
+def _order(lot: Lot) -> tuple[datetime, int]:
+    expires_at = lot.expires_at.replace(tzinfo=None) if lot.expires_at else _NEVER
+    return (expires_at, lot.n)
+
+
+def credit(state: CustomerState, points: int, at: datetime, months: int) -> tuple[int, Lot | None]:
+    """Add `points` at `at`: pay off debt first, then a new lot. Returns (debt paid, lot)."""
+    assert points > 0
+    paid = min(points, state.debt)
+    state.debt -= paid
+    if paid == points:
+        return paid, None
+    state.lots_made += 1
+    lot = Lot(points - paid, add_months(at, months) if months else None, state.lots_made)
+    bisect.insort(state.lots, lot, key=_order)
+    return paid, lot
+
+
+def debit(state: CustomerState, points: int) -> int:
+    """Take `points` from the lots, first to expire first; returns what became debt."""
+    assert points > 0
+    left = points
+    while left and state.lots:
+        lot = state.lots[0]
+        if lot.remaining > left:
+            state.lots[0] = Lot(lot.remaining - left, lot.expires_at, lot.n)
+            left = 0
+        else:
+            left -= lot.remaining
+            del state.lots[0]
+    state.debt += left
+    return left
+
+
+def expire(state: CustomerState, clock: datetime) -> list[Lot]:
+    """Remove every lot whose expiry instant is at or before `clock`; returns them."""
+    gone: list[Lot] = []
+    while state.lots and state.lots[0].expires_at is not None and state.lots[0].expires_at <= clock:
+        gone.append(state.lots.pop(0))
+    return gone

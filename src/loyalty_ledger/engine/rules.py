@@ -1,0 +1,84 @@
+"""The program compiled into lookups the engine reads on every event (absent sections filled in)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from loyalty_ledger.program import Program
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    name: str
+    min_spend: Decimal
+    multiplier: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    id: str
+    every: int
+    min_total: Decimal
+    categories: frozenset[str]
+    reward: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    currency: str
+    tz: ZoneInfo
+    points_per_unit: Decimal
+    category_multipliers: dict[str, Decimal]
+    channel_multipliers: dict[str, Decimal]
+    expiry_months: int  # 0: points never expire
+    levels: tuple[Level, ...]  # empty: no tiers
+    window: timedelta
+    signup_bonus: int
+    birthday_bonus: int
+    referral_on: bool
+    referrer_bonus: int
+    referee_bonus: int
+    min_first_purchase: Decimal
+    ladder: dict[int, str]
+    actions: dict[str, tuple[int, int | None]]  # name -> (points, max_per_customer)
+    cards: tuple[Card, ...]
+    reward_costs: dict[str, int]
+    min_points: int
+
+    @property
+    def first_tier(self) -> str | None:
+        return self.levels[0].name if self.levels else None
+
+
+def compile_rules(program: Program) -> Rules:
+    referral = program.referral
+    tiers = program.tiers
+    return Rules(
+        currency=program.program.currency,
+        tz=ZoneInfo(program.program.timezone),
+        points_per_unit=program.earn.points_per_unit,
+        category_multipliers=dict(program.earn.category_multipliers),
+        channel_multipliers={str(k): v for k, v in program.earn.channel_multipliers.items()},
+        expiry_months=program.expiry.months if program.expiry else 0,
+        levels=tuple(Level(t.name, t.min_spend, t.multiplier) for t in tiers.levels)
+        if tiers
+        else (),
+        window=timedelta(days=tiers.window_days if tiers else 365),
+        signup_bonus=program.signup.bonus if program.signup else 0,
+        birthday_bonus=program.birthday.bonus if program.birthday else 0,
+        referral_on=referral is not None,
+        referrer_bonus=referral.referrer_bonus if referral else 0,
+        referee_bonus=referral.referee_bonus if referral else 0,
+        min_first_purchase=referral.min_first_purchase if referral else Decimal(0),
+        ladder={step.count: step.reward for step in referral.ladder} if referral else {},
+        actions={a.name: (a.points, a.max_per_customer) for a in program.actions},
+        cards=tuple(
+            Card(c.id, c.every, c.min_total, frozenset(c.categories), c.reward)
+            for c in program.stamp_cards
+        ),
+        reward_costs={r.id: r.cost for r in program.rewards},
+        min_points=program.redemption.min_points if program.redemption else 0,
+    )

@@ -1,0 +1,154 @@
+"""One customer's decision state, its copy-on-write clone, and its snapshot form (JSON)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Lot:
+    """Points credited together; consumed first-to-expire, then first-created."""
+
+    remaining: int
+    expires_at: datetime | None  # None: never
+    n: int  # creation order within the customer
+
+    def __post_init__(self) -> None:
+        assert self.remaining > 0, self
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    total: Decimal
+    refunded: Decimal
+    points_earned: int
+    points_reversed: int
+
+    def __post_init__(self) -> None:
+        assert Decimal(0) <= self.refunded <= self.total, self
+        assert 0 <= self.points_reversed <= self.points_earned, self
+
+
+@dataclass(slots=True)
+class CustomerState:
+    """Mutable only inside one decision, on a clone; the engine never touches its input."""
+
+    customer_id: str
+    version: int = 0  # number of ledger entries so far
+    clock: datetime | None = None
+    ticks_seen: int = 0  # ticks of the stream already folded into `clock`
+    enrolled: bool = False
+    signed_up_on: date | None = None  # local date in the program's timezone
+    birth_date: date | None = None
+    referrer_id: str | None = None
+    referral_settled: bool = False
+    tier: str | None = None
+    debt: int = 0
+    lots_made: int = 0
+    referrals_qualified: int = 0
+    lots: list[Lot] = field(default_factory=list)
+    orders: dict[str, Order] = field(default_factory=dict)
+    spend: list[tuple[datetime, Decimal]] = field(default_factory=list)  # inside the window
+    actions: dict[str, int] = field(default_factory=dict)
+    stamps: dict[str, int] = field(default_factory=dict)
+    birthday_years: list[int] = field(default_factory=list)
+    redemption_ids: set[str] = field(default_factory=set)
+
+    @property
+    def balance(self) -> int:
+        return sum(lot.remaining for lot in self.lots) - self.debt
+
+    def clone(self) -> CustomerState:
+        # Lots and orders are frozen, so copying the containers is a full copy.
+        return CustomerState(
+            customer_id=self.customer_id,
+            version=self.version,
+            clock=self.clock,
+            ticks_seen=self.ticks_seen,
+            enrolled=self.enrolled,
+            signed_up_on=self.signed_up_on,
+            birth_date=self.birth_date,
+            referrer_id=self.referrer_id,
+            referral_settled=self.referral_settled,
+            tier=self.tier,
+            debt=self.debt,
+            lots_made=self.lots_made,
+            referrals_qualified=self.referrals_qualified,
+            lots=list(self.lots),
+            orders=dict(self.orders),
+            spend=list(self.spend),
+            actions=dict(self.actions),
+            stamps=dict(self.stamps),
+            birthday_years=list(self.birthday_years),
+            redemption_ids=set(self.redemption_ids),
+        )
+
+
+def new_customer(customer_id: str, tier: str | None) -> CustomerState:
+    return CustomerState(customer_id=customer_id, tier=tier)
+
+
+def _instant(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _parse_instant(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value is not None else None
+
+
+def to_snapshot(state: CustomerState) -> dict[str, Any]:
+    """A JSON-ready dict; `from_snapshot` inverts it exactly."""
+    return {
+        "v": state.version,
+        "clock": _instant(state.clock),
+        "ticks": state.ticks_seen,
+        "enrolled": state.enrolled,
+        "signed_up_on": state.signed_up_on.isoformat() if state.signed_up_on else None,
+        "birth_date": state.birth_date.isoformat() if state.birth_date else None,
+        "referrer": state.referrer_id,
+        "settled": state.referral_settled,
+        "tier": state.tier,
+        "debt": state.debt,
+        "lots_made": state.lots_made,
+        "qualified": state.referrals_qualified,
+        "lots": [[lot.remaining, _instant(lot.expires_at), lot.n] for lot in state.lots],
+        "orders": {
+            oid: [str(o.total), str(o.refunded), o.points_earned, o.points_reversed]
+            for oid, o in state.orders.items()
+        },
+        "spend": [[s.isoformat(), str(a)] for s, a in state.spend],
+        "actions": state.actions,
+        "stamps": state.stamps,
+        "birthdays": state.birthday_years,
+        "redemptions": sorted(state.redemption_ids),
+    }
+
+
+def from_snapshot(customer_id: str, data: dict[str, Any]) -> CustomerState:
+    return CustomerState(
+        customer_id=customer_id,
+        version=data["v"],
+        clock=_parse_instant(data["clock"]),
+        ticks_seen=data["ticks"],
+        enrolled=data["enrolled"],
+        signed_up_on=date.fromisoformat(data["signed_up_on"]) if data["signed_up_on"] else None,
+        birth_date=date.fromisoformat(data["birth_date"]) if data["birth_date"] else None,
+        referrer_id=data["referrer"],
+        referral_settled=data["settled"],
+        tier=data["tier"],
+        debt=data["debt"],
+        lots_made=data["lots_made"],
+        referrals_qualified=data["qualified"],
+        lots=[Lot(r, _parse_instant(e), n) for r, e, n in data["lots"]],
+        orders={
+            oid: Order(Decimal(t), Decimal(r), pe, pr) for oid, (t, r, pe, pr) in data["orders"].items()
+        },
+        spend=[(datetime.fromisoformat(s), Decimal(a)) for s, a in data["spend"]],
+        actions=dict(data["actions"]),
+        stamps=dict(data["stamps"]),
+        birthday_years=list(data["birthdays"]),
+        redemption_ids=set(data["redemptions"]),
+    )

@@ -1,0 +1,420 @@
+"""Input events, the wire contract of PROGRAM.md, and `decode`: raw line -> event or reason."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Final, Literal
+
+from annotated_types import Ge, Gt
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    Strict,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
+
+from loyalty_ledger.program import Channel
+
+__all__ = [
+    "EVENT_TYPES",
+    "MAX_LINE_BYTES",
+    "Action",
+    "Event",
+    "Id",
+    "Invalid",
+    "Item",
+    "Money",
+    "NonEmptyStr",
+    "PositiveMoney",
+    "Purchase",
+    "Redemption",
+    "Referral",
+    "Return",
+    "Signup",
+    "Tick",
+    "decode",
+    "json_schemas",
+]
+
+MAX_LINE_BYTES: Final = 1024 * 1024
+MONEY_PATTERN: Final = r"^-?[0-9]+(\.[0-9]+)?$"
+INSTANT_PATTERN: Final = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+DATE_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+
+_MONEY_RE: Final = re.compile(MONEY_PATTERN)
+_INSTANT_RE: Final = re.compile(INSTANT_PATTERN)
+_DATE_RE: Final = re.compile(DATE_PATTERN)
+
+_MONEY_FORMAT: Final = 'must be a decimal string like "59.90"'
+_INSTANT_FORMAT: Final = 'must be an instant with an offset like "2026-03-01T14:05:00+01:00"'
+_DATE_FORMAT: Final = 'must be a date string like "1990-05-17"'
+
+
+@dataclass(frozen=True, slots=True)
+class _MoneyRule:
+    """A pydantic annotation: a JSON string of a plain decimal, as `Decimal`, >= 0 or > 0."""
+
+    positive: bool
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(self._validate)
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        bound = "> 0" if self.positive else ">= 0"
+        return {
+            "type": "string",
+            "pattern": MONEY_PATTERN,
+            "description": f"a decimal amount {bound}, as a string",
+        }
+
+    def _validate(self, value: object) -> Decimal:
+        # A Decimal never comes off the wire: it is the engine building an event in Python.
+        if type(value) is Decimal and value.is_finite():
+            amount = value
+        elif type(value) is str and _MONEY_RE.fullmatch(value) is not None:
+            amount = Decimal(value)
+        else:
+            raise PydanticCustomError("money_format", _MONEY_FORMAT)
+        if amount.is_signed():
+            if not amount.is_zero():
+                raise PydanticCustomError("money_negative", "must not be negative")
+            amount = amount.copy_abs()
+        if self.positive and amount.is_zero():
+            raise PydanticCustomError("money_zero", "must be greater than 0")
+        return amount
+
+
+class _InstantRule:
+    """A pydantic annotation: an RFC 3339 string with an offset, as an aware UTC `datetime`."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(cls._validate)
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "string", "format": "date-time", "pattern": INSTANT_PATTERN}
+
+    @staticmethod
+    def _validate(value: object) -> datetime:
+        # A datetime never comes off the wire: it is the engine building an event in Python.
+        if isinstance(value, datetime) and value.utcoffset() is not None:
+            return _in_utc(value)
+        if type(value) is not str or _INSTANT_RE.fullmatch(value) is None:
+            raise PydanticCustomError("instant_format", _INSTANT_FORMAT)
+        try:
+            # fromisoformat takes "Z" but not "z"; digits are unaffected by upper().
+            return _in_utc(datetime.fromisoformat(value.upper()))
+        except ValueError:
+            raise _not_an_instant() from None
+
+
+def _in_utc(instant: datetime) -> datetime:
+    try:
+        return instant.astimezone(UTC)
+    except OverflowError:  # an offset pushes it past year 1 or 9999
+        raise _not_an_instant() from None
+
+
+def _not_an_instant() -> PydanticCustomError:
+    return PydanticCustomError(
+        "instant_range", "is not a real instant (check the date, time and offset)"
+    )
+
+
+class _DateRule:
+    """A pydantic annotation: a `YYYY-MM-DD` string, as a `date`."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(cls._validate)
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "string", "format": "date", "pattern": DATE_PATTERN}
+
+    @staticmethod
+    def _validate(value: object) -> date:
+        if type(value) is date:  # built in Python, not off the wire
+            return value
+        if type(value) is not str or _DATE_RE.fullmatch(value) is None:
+            raise PydanticCustomError("date_format", _DATE_FORMAT)
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise PydanticCustomError("date_range", "is not a real calendar date") from None
+
+
+@dataclass(frozen=True, slots=True)
+class _NullIsDefault:
+    """A pydantic annotation: JSON null means the field's default (null is absent)."""
+
+    default: Any
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(
+            self._fill, core_schema.nullable_schema(handler(source))
+        )
+
+    def _fill(self, value: Any) -> Any:
+        return self.default if value is None else value
+
+
+Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128)]
+NonEmptyStr = Annotated[str, StringConstraints(strict=True, min_length=1)]
+Text = Annotated[str, StringConstraints(strict=True)]
+Money = Annotated[Decimal, _MoneyRule(positive=False)]
+PositiveMoney = Annotated[Decimal, _MoneyRule(positive=True)]
+Instant = Annotated[datetime, _InstantRule]
+CalendarDate = Annotated[date, _DateRule]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Item(_Wire):
+    sku: Text
+    category: Text
+    quantity: Annotated[int, Strict(), Ge(1)]
+    unit_price: Money
+
+
+class _Common(_Wire):
+    event_id: Id
+    occurred_at: Instant
+    channel: Annotated[Channel, _NullIsDefault("web")] = "web"
+
+
+class Signup(_Common):
+    type: Literal["signup"]
+    customer_id: Id
+    email: NonEmptyStr
+    name: NonEmptyStr | None = None
+    phone: NonEmptyStr | None = None
+    birth_date: CalendarDate | None = None
+    referred_by: Id | None = None
+    newsletter: Annotated[bool, Strict(), _NullIsDefault(False)] = False
+
+
+class Purchase(_Common):
+    type: Literal["purchase"]
+    customer_id: Id
+    order_id: Id
+    currency: Text
+    total: Money
+    items: Annotated[tuple[Item, ...], _NullIsDefault(())] = ()
+
+
+class Return(_Common):
+    type: Literal["return"]
+    customer_id: Id
+    order_id: Id
+    amount: PositiveMoney
+
+
+class Referral(_Common):
+    type: Literal["referral"]
+    customer_id: Id
+    referrer_id: Id
+
+
+class Redemption(_Common):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"properties": {"reward_id": {"type": "string"}}, "required": ["reward_id"]},
+                {"properties": {"points": {"type": "integer"}}, "required": ["points"]},
+            ]
+        }
+    )
+
+    type: Literal["redemption"]
+    customer_id: Id
+    redemption_id: Id
+    reward_id: Id | None = None
+    points: Annotated[int, Strict(), Gt(0)] | None = None
+
+    @model_validator(mode="after")
+    def _one_of_reward_or_points(self) -> Redemption:
+        if (self.reward_id is None) == (self.points is None):
+            raise PydanticCustomError(
+                "redemption_target", "give exactly one of reward_id and points"
+            )
+        return self
+
+
+class Action(_Common):
+    type: Literal["action"]
+    customer_id: Id
+    action: NonEmptyStr
+
+
+class Tick(_Common):
+    type: Literal["tick"]
+
+
+Event = Annotated[
+    Signup | Purchase | Return | Referral | Redemption | Action | Tick,
+    Field(discriminator="type"),
+]
+EVENT_TYPES: Final[tuple[str, ...]] = (
+    "signup",
+    "purchase",
+    "return",
+    "referral",
+    "redemption",
+    "action",
+    "tick",
+)
+EVENT_CLASSES: Final[dict[str, type[BaseModel]]] = {
+    "signup": Signup,
+    "purchase": Purchase,
+    "return": Return,
+    "referral": Referral,
+    "redemption": Redemption,
+    "action": Action,
+    "tick": Tick,
+}
+
+_EVENT: Final[TypeAdapter[Event]] = TypeAdapter(Event)
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """Why a raw input is not an event: short, specific, lowercase; it goes to the dead letters."""
+
+    reason: str
+
+
+def decode(raw: bytes | str) -> Event | Invalid:
+    """Decode one JSON Lines input into an event, or say why it is invalid. Never raises."""
+    if isinstance(raw, str):
+        try:
+            raw = raw.encode()
+        except UnicodeEncodeError as e:
+            return Invalid(f"not utf-8: {e.reason} at character {e.start}")
+    if raw.endswith(b"\n"):
+        # A line's own terminator: without it, a cut-off line reads as "EOF while parsing".
+        raw = raw.rstrip(b"\r\n")
+    if len(raw) > MAX_LINE_BYTES:
+        return Invalid(f"too large: {len(raw)} bytes, the limit is {MAX_LINE_BYTES}")
+    try:
+        return _EVENT.validate_json(raw)
+    except ValidationError as e:
+        return Invalid(_reason(e))
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """The wire contract as JSON Schema: one file per event type, and `event.json` for any event."""
+    schemas = {
+        f"{name}.json": TypeAdapter(cls).json_schema(mode="validation")
+        for name, cls in EVENT_CLASSES.items()
+    }
+    schemas["event.json"] = _EVENT.json_schema(mode="validation")
+    return schemas
+
+
+def _reason(error: ValidationError) -> str:
+    errors = error.errors(include_url=False)
+    first = errors[0]
+    kind = first["type"]
+    ctx = first.get("ctx") or {}
+    if kind == "json_invalid":
+        return f"not json: {ctx.get('error', first['msg'])}"
+    if kind == "dict_type" and not first["loc"]:
+        return "not a json object"
+    if kind == "union_tag_not_found":
+        return "missing field type"
+    if kind == "union_tag_invalid":
+        return _bad_type(first["input"])
+    reason = _field_reason(first)
+    if len(errors) > 1:
+        reason += f" (and {len(errors) - 1} more)"
+    return reason
+
+
+def _bad_type(event: Any) -> str:
+    tag = event.get("type") if isinstance(event, dict) else None
+    if tag is None:
+        return "missing field type"
+    if isinstance(tag, str):
+        return f'unknown type "{_clip(tag)}"; use one of {", ".join(EVENT_TYPES)}'
+    return f"type: must be a string, one of {', '.join(EVENT_TYPES)}"
+
+
+_MESSAGES: Final[dict[str, str]] = {
+    "string_type": "must be a string",
+    "string_too_short": "must not be empty",
+    "string_too_long": "must be at most {max_length} characters",
+    "int_type": "must be an integer",
+    "int_from_float": "must be an integer",
+    "finite_number": "must be an integer",
+    "greater_than_equal": "must be >= {ge}",
+    "greater_than": "must be > {gt}",
+    "bool_type": "must be true or false",
+    "tuple_type": "must be a list",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "dict_type": "must be an object",
+    "literal_error": "must be one of {expected}",
+}
+
+
+def _field_reason(error: Any) -> str:
+    loc: tuple[int | str, ...] = error["loc"]
+    event_type, path = str(loc[0]), _path(loc[1:])
+    kind = error["type"]
+    if kind == "missing" or (error["input"] is None and loc and isinstance(loc[-1], str)):
+        return f"missing field {path}"
+    template = _MESSAGES.get(kind)
+    if template is None:
+        message = str(error["msg"])
+        message = message[:1].lower() + message[1:]
+    else:
+        message = template.format(**(error.get("ctx") or {}))
+    where = f"{event_type}.{path}" if path else event_type
+    return f"{where}: {message}"
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    """("items", 0, "unit_price") -> "items[0].unit_price": JSON paths, indexes from 0."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,64 @@
+"""Read models as JSON: one object per enrolled customer, and the summary of every input's fate."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from psycopg import sql
+
+from loyalty_ledger.store.db import Connection
+
+CUSTOMER_FIELDS = (
+    "customer_id", "balance", "earned", "redeemed", "reversed", "expired", "tier",
+    "qualifying_spend", "orders", "gross_revenue", "refunded", "net_revenue", "aov",
+    "first_purchase_at", "last_purchase_at", "referrals_qualified", "rewards",
+)  # fmt: skip
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)  # money stays a decimal string
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    return value
+
+
+def customers(conn: Connection) -> Iterator[dict[str, Any]]:
+    """Rows of the `customers` view, sorted by customer_id (byte order, as the ids are)."""
+    query = sql.SQL('SELECT {} FROM customers ORDER BY customer_id COLLATE "C"').format(
+        sql.SQL(", ").join(map(sql.Identifier, CUSTOMER_FIELDS))
+    )
+    with conn.cursor(name="export_customers") as cur:
+        # A named cursor streams: the export never holds every customer in memory.
+        with conn.transaction():
+            cur.execute(query)
+            for row in cur:
+                yield {name: _json_value(value) for name, value in zip(CUSTOMER_FIELDS, row, strict=True)}
+
+
+def summary(conn: Connection) -> dict[str, Any]:
+    accepted: dict[str, int] = {}
+    rejected: dict[str, int] = {}
+    for event_type, reason, n in conn.execute(
+        "SELECT event_type, reason, count(*) FROM inbox GROUP BY event_type, reason "
+        "ORDER BY event_type, reason"
+    ):
+        if reason is None:
+            accepted[event_type] = n
+        else:
+            rejected[reason] = rejected.get(reason, 0) + n
+    row = conn.execute(
+        "SELECT (SELECT count(*) FROM dead_letters), (SELECT count(*) FROM duplicates), "
+        "(SELECT count(*) FROM duplicates WHERE NOT same_body)"
+    ).fetchone()
+    assert row is not None
+    return {
+        "accepted": accepted,
+        "rejected": dict(sorted(rejected.items())),
+        "dead_lettered": row[0],
+        "duplicates": row[1],
+        "duplicates_with_other_body": row[2],
+    }

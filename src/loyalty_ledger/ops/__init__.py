@@ -1,0 +1,1 @@
+"""Operations: ingest a file, rebuild projections, inspect dead letters."""

@@ -1,0 +1,470 @@
+"""The program file (PROGRAM.md's TOML) as a strict, frozen model; loading refuses bad programs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+import zoneinfo
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal, get_args, get_origin
+
+from annotated_types import Ge
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    Strict,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError, core_schema
+
+__all__ = [
+    "ISO_4217_CODES",
+    "Action",
+    "BirthdaySection",
+    "Channel",
+    "EarnSection",
+    "ExpirySection",
+    "LadderStep",
+    "Program",
+    "ProgramError",
+    "ProgramSection",
+    "RedemptionSection",
+    "ReferralSection",
+    "Reward",
+    "SignupSection",
+    "StampCard",
+    "TierLevel",
+    "TiersSection",
+    "load_program",
+    "parse_program",
+    "program_hash",
+]
+
+Channel = Literal["pos", "web", "app"]
+
+# ISO 4217 list one, active codes as of 2026: national and regional currencies, funds
+# (BOV, CHE, CHW, CLF, COU, MXV, USN, UYI, UYW), metals and units. Left out: XTS (testing)
+# and XXX (no currency), which no program can be kept in, and the withdrawn codes that
+# linger in old lists (ANG, BGN, CUC, HRK, SLL, ZWL, ...).
+# One string, not a list literal: it reads like the standard's table and is easy to check.
+ISO_4217_CODES: Final = frozenset(
+    """
+    AED AFN ALL AMD AOA ARS AUD AWG AZN BAM BBD BDT BHD BIF BMD BND BOB BOV BRL BSD BTN BWP
+    BYN BZD CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN
+    ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK
+    JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD
+    MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP
+    PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP
+    SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI UYU UYW UZS VED VES VND VUV
+    WST XAF XAG XAU XBA XBB XBC XBD XCD XCG XDR XOF XPD XPF XPT XSU XUA YER ZAR ZMW ZWG
+    """.split()  # noqa: SIM905
+)
+
+_PLAIN_DECIMAL: Final = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
+class _AmountRule:
+    """A pydantic annotation: a TOML integer or plain decimal string, >= 0, as `Decimal`."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            cls._validate,
+            json_schema_input_schema=core_schema.union_schema(
+                [core_schema.str_schema(pattern=_PLAIN_DECIMAL.pattern), core_schema.int_schema()]
+            ),
+        )
+
+    @staticmethod
+    def _validate(value: object) -> Decimal:
+        if isinstance(value, float):
+            raise PydanticCustomError(
+                "amount_float",
+                "is a float; write it as a string, like {example} (floats are inexact)",
+                {"example": _float_example(value)},
+            )
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise PydanticCustomError(
+                "amount_type", 'must be a decimal string like "1.25" or an integer'
+            )
+        if isinstance(value, str) and _PLAIN_DECIMAL.fullmatch(value) is None:
+            raise PydanticCustomError(
+                "amount_format",
+                'must be a plain decimal like "1.25" (no exponent, "+" sign or spaces)',
+            )
+        amount = Decimal(value)
+        if amount < 0:
+            raise PydanticCustomError("amount_negative", "must not be negative; use 0 or more")
+        return amount.copy_abs()  # "-0" is 0
+
+
+def _float_example(value: float) -> str:
+    exact = Decimal(repr(value))
+    return f'"{exact:f}"' if exact.is_finite() else '"1.25"'
+
+
+Amount = Annotated[Decimal, _AmountRule]
+Count = Annotated[int, Strict(), Ge(0)]
+PositiveCount = Annotated[int, Strict(), Ge(1)]
+Name = Annotated[str, StringConstraints(strict=True, min_length=1)]
+Text = Annotated[str, StringConstraints(strict=True)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _rule(message: str, index: int, key: str) -> PydanticCustomError:
+    """An error about element `index` (0-based) of the validated array, at its `key`."""
+    return PydanticCustomError(
+        "program_rule", "{message}", {"message": message, "at": (index, key)}
+    )
+
+
+def _refuse_duplicates(values: list[Any], what: str, key: str) -> None:
+    first_at: dict[Any, int] = {}
+    for index, value in enumerate(values):
+        if value in first_at:
+            raise _rule(
+                f"duplicate {what} {json.dumps(value)} (also at [{first_at[value] + 1}]); "
+                f"give each its own {key}",
+                index,
+                key,
+            )
+        first_at[value] = index
+
+
+class ProgramSection(_Section):
+    name: Name
+    currency: Text
+    timezone: Text
+
+    @field_validator("currency")
+    @classmethod
+    def _iso_4217(cls, currency: str) -> str:
+        if currency not in ISO_4217_CODES:
+            hint = (
+                f' (did you mean "{currency.upper()}"?)'
+                if currency.upper() in ISO_4217_CODES
+                else ""
+            )
+            raise PydanticCustomError(
+                "currency",
+                'unknown currency {currency}{hint}; use an active ISO 4217 code like "EUR"',
+                {"currency": json.dumps(currency), "hint": hint},
+            )
+        return currency
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana_zone(cls, timezone: str) -> str:
+        # "localtime" would load this machine's zone: the ledger must not depend on it.
+        if timezone == "localtime" or not _zone_loads(timezone):
+            raise PydanticCustomError(
+                "timezone",
+                'unknown time zone {zone}; use an IANA name like "Europe/Berlin"',
+                {"zone": json.dumps(timezone)},
+            )
+        return timezone
+
+
+def _zone_loads(key: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(key)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
+
+
+class EarnSection(_Section):
+    points_per_unit: Amount
+    category_multipliers: dict[str, Amount] = Field(default_factory=dict)
+    channel_multipliers: dict[Channel, Amount] = Field(default_factory=dict)
+
+
+class ExpirySection(_Section):
+    months: Count = 0
+
+
+class TierLevel(_Section):
+    name: Name
+    min_spend: Amount
+    multiplier: Amount
+
+
+class TiersSection(_Section):
+    window_days: PositiveCount = 365
+    levels: Annotated[tuple[TierLevel, ...], Field(min_length=1)]
+
+    @field_validator("levels")
+    @classmethod
+    def _increasing_from_zero(cls, levels: tuple[TierLevel, ...]) -> tuple[TierLevel, ...]:
+        if levels[0].min_spend != 0:
+            raise _rule(
+                f"must be 0 for the first level (got {levels[0].min_spend}); start the levels at 0",
+                0,
+                "min_spend",
+            )
+        for index in range(1, len(levels)):
+            previous = levels[index - 1].min_spend
+            if levels[index].min_spend <= previous:
+                raise _rule(
+                    f"must be greater than the previous level's ({previous}); "
+                    "make the levels increase",
+                    index,
+                    "min_spend",
+                )
+        _refuse_duplicates([level.name for level in levels], "tier name", "name")
+        return levels
+
+
+class SignupSection(_Section):
+    bonus: Count = 0
+
+
+class BirthdaySection(_Section):
+    bonus: Count = 0
+
+
+class LadderStep(_Section):
+    count: PositiveCount
+    reward: Name
+
+
+class ReferralSection(_Section):
+    referrer_bonus: Count = 0
+    referee_bonus: Count = 0
+    min_first_purchase: Amount = Decimal(0)
+    ladder: tuple[LadderStep, ...] = ()
+
+    @field_validator("ladder")
+    @classmethod
+    def _unique_counts(cls, ladder: tuple[LadderStep, ...]) -> tuple[LadderStep, ...]:
+        _refuse_duplicates([step.count for step in ladder], "ladder count", "count")
+        return ladder
+
+
+class Action(_Section):
+    name: Name
+    points: Count
+    max_per_customer: PositiveCount | None = None
+
+
+class StampCard(_Section):
+    id: Name
+    every: PositiveCount
+    min_total: Amount = Decimal(0)
+    categories: tuple[Text, ...] = ()
+    reward: Name
+
+
+class Reward(_Section):
+    id: Name
+    cost: PositiveCount
+
+
+class RedemptionSection(_Section):
+    min_points: Count = 0
+
+
+class Program(_Section):
+    program: ProgramSection
+    earn: EarnSection
+    expiry: ExpirySection | None = None
+    tiers: TiersSection | None = None
+    signup: SignupSection | None = None
+    birthday: BirthdaySection | None = None
+    referral: ReferralSection | None = None
+    redemption: RedemptionSection | None = None
+    actions: tuple[Action, ...] = ()
+    stamp_cards: tuple[StampCard, ...] = ()
+    rewards: tuple[Reward, ...] = ()
+
+    @field_validator("actions")
+    @classmethod
+    def _unique_actions(cls, actions: tuple[Action, ...]) -> tuple[Action, ...]:
+        _refuse_duplicates([action.name for action in actions], "action name", "name")
+        return actions
+
+    @field_validator("stamp_cards")
+    @classmethod
+    def _unique_cards(cls, cards: tuple[StampCard, ...]) -> tuple[StampCard, ...]:
+        _refuse_duplicates([card.id for card in cards], "stamp card id", "id")
+        return cards
+
+    @field_validator("rewards")
+    @classmethod
+    def _unique_rewards(cls, rewards: tuple[Reward, ...]) -> tuple[Reward, ...]:
+        _refuse_duplicates([reward.id for reward in rewards], "reward id", "id")
+        return rewards
+
+
+class ProgramError(Exception):
+    """A program that cannot be used; the message is one line that names the key and the fix."""
+
+
+def parse_program(text: str, source: str = "program") -> Program:
+    """Parse and validate a program's TOML text; `source` starts every error message.
+
+    Array elements in messages are counted from 1, as the `[[...]]` blocks appear in the file.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ProgramError(f"{source}: not valid toml: {_lower_first(str(e))}") from None
+    try:
+        return Program.model_validate(data)
+    except ValidationError as e:
+        raise ProgramError(f"{source}: {_describe(e)}") from None
+
+
+def load_program(path: Path) -> Program:
+    """Read and validate the program file at `path`."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ProgramError(f"{path}: no such file; check the program path") from None
+    except OSError as e:
+        raise ProgramError(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ProgramError(f"{path}: not utf-8 (byte {e.start}); save the file as utf-8") from None
+    return parse_program(text, str(path))
+
+
+def program_hash(text: str) -> str:
+    """Sha256 hex of the validated program, so whitespace, comments and key order don't count."""
+    program = parse_program(text)
+    canonical = json.dumps(
+        _canonical(program.model_dump(mode="python")),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return f"{value.normalize():f}"  # "1.50" and "1.5" are one amount
+    if isinstance(value, dict):
+        return {key: _canonical(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(item) for item in value]
+    return value
+
+
+# Messages for pydantic's own error types; the program's rules carry their own message.
+_MESSAGES: Final[dict[str, str]] = {
+    "string_type": "must be a string",
+    "string_too_short": "must not be empty",
+    "int_type": "must be an integer",
+    "bool_type": "must be true or false",
+    "greater_than_equal": "must be {ge} or more",
+    "too_short": "must have at least {min_length} entry; add one",
+    "model_type": "must be a table",
+    "model_attributes_type": "must be a table",
+    "dict_type": "must be a table",
+    "tuple_type": "must be an array of tables",
+    "literal_error": "must be one of {expected}",
+}
+
+
+def _describe(error: ValidationError) -> str:
+    errors = error.errors(include_url=False)
+    first = errors[0]
+    loc = tuple(first["loc"])
+    kind = first["type"]
+    ctx: dict[str, Any] = dict(first.get("ctx") or {})
+    if kind == "program_rule":
+        loc += ctx["at"]
+        message = str(ctx["message"])
+    elif kind == "extra_forbidden":
+        known = ", ".join(_known_keys(loc))
+        message = f"unknown key; remove it (known: {known})"
+    elif kind == "missing" and _is_table_array(loc):
+        message = f"missing; add at least one [[{'.'.join(str(part) for part in loc)}]]"
+    elif kind == "missing":
+        message = "missing; add it"
+    elif loc and loc[-1] == "[key]":
+        loc = loc[:-1]
+        message = f"unknown key; use one of {ctx.get('expected', 'the known keys')}"
+    elif kind in _MESSAGES:
+        message = _MESSAGES[kind].format(**ctx)
+    else:
+        message = str(first["msg"])
+        message = message[:1].lower() + message[1:]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{_toml_path(loc)}: {message}{more}"
+
+
+def _toml_path(loc: tuple[int | str, ...]) -> str:
+    """("tiers", "levels", 1, "min_spend") -> "[tiers.levels][2].min_spend"; arrays count from 1.
+
+    The table in brackets is the top-level one, or the array of tables the location is in.
+    """
+    if not loc:
+        return "(top level)"
+    head = 1
+    while head < len(loc) and isinstance(loc[head], str):
+        head += 1
+    if head == len(loc) or head > 2:
+        head = 1  # no array of tables (at most two deep in the program file) on the way
+    out = "[" + ".".join(str(part) for part in loc[:head]) + "]"
+    for part in loc[head:]:
+        out += f"[{part + 1}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the table holding `loc`'s last key allows, for an "unknown key" message."""
+    table = _table_at(loc[:-1])
+    return list(table.model_fields) if table is not None else []
+
+
+def _is_table_array(loc: tuple[int | str, ...]) -> bool:
+    table = _table_at(loc[:-1])
+    field = table.model_fields.get(str(loc[-1])) if table is not None and loc else None
+    return (
+        field is not None
+        and get_origin(field.annotation) is tuple
+        and _model_in(field.annotation) is not None
+    )
+
+
+def _table_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model of the table at `loc` (array indexes skipped), or None if `loc` is no table."""
+    model: type[BaseModel] = Program
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        nested = _model_in(field.annotation) if field is not None else None
+        if nested is None:
+            return None
+        model = nested
+    return model
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in get_args(annotation):
+        found = _model_in(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]

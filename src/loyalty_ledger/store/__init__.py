@@ -1,0 +1,1 @@
+"""PostgreSQL persistence: schema and migrations, batch writes, state and inbox reads."""

@@ -1,0 +1,15 @@
+"""Alembic environment: online migrations only, on the URL the caller set."""
+
+from alembic import context
+from sqlalchemy import create_engine, pool
+
+from loyalty_ledger.store.schema import metadata
+
+url = context.config.get_main_option("sqlalchemy.url")
+assert url is not None
+engine = create_engine(url, poolclass=pool.NullPool)
+with engine.connect() as connection:
+    context.configure(connection=connection, target_metadata=metadata)
+    with context.begin_transaction():
+        context.run_migrations()
+engine.dispose()

@@ -1,0 +1,51 @@
+"""The program a ledger runs under: stored once with its hash, never silently replaced."""
+
+from __future__ import annotations
+
+from loyalty_ledger.program import Program, ProgramError, parse_program, program_hash
+from loyalty_ledger.store.db import Connection
+
+_LIVE = "program_hash"
+
+
+class ProgramChanged(Exception):
+    """A different program was given for a ledger that already runs under one."""
+
+
+def live_program(conn: Connection) -> tuple[str, str] | None:
+    """(hash, TOML source) of the program this ledger runs under, if any."""
+    found = conn.execute(
+        "SELECT p.hash, p.source FROM settings s JOIN programs p ON p.hash = s.value "
+        "WHERE s.key = %s",
+        (_LIVE,),
+    ).fetchone()
+    return (found[0], found[1]) if found else None
+
+
+def adopt(conn: Connection, source: str | None, origin: str = "program") -> Program:
+    """The program to run: `source` if given (stored on first use), else the stored one."""
+    live = live_program(conn)
+    if source is None:
+        if live is None:
+            raise ProgramError("no program stored yet: pass --program PATH on the first ingest")
+        return parse_program(live[1], "stored program")
+    program = parse_program(source, origin)
+    digest = program_hash(source)
+    if live is not None:
+        if live[0] != digest:
+            raise ProgramChanged(
+                f"{origin} differs from the program this ledger runs under ({live[0][:12]}); "
+                "changing the program is a re-run under it, not an ingest: "
+                "use the stored one (omit --program) or a new database"
+            )
+        return program
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO programs (hash, name, source) VALUES (%s, %s, %s) "
+            "ON CONFLICT (hash) DO NOTHING",
+            (digest, program.program.name, source),
+        )
+        conn.execute(
+            "INSERT INTO settings (key, value) VALUES (%s, %s)", (_LIVE, digest)
+        )
+    return program

@@ -1,0 +1,183 @@
+"""The PostgreSQL schema as SQLAlchemy Core tables, and `migrate`, which brings a database to head.
+
+The tables here are what the code queries; alembic's revisions under
+`store/migrations/` create them, and a test compares the two.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+_now = text("now()")
+
+programs = Table(
+    "programs",
+    metadata,
+    Column("hash", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("source", Text, nullable=False),  # the TOML as given
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=_now),
+)
+
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("event_id", Text, primary_key=True),
+    Column("arrival", BigInteger, Identity(always=False), nullable=False, unique=True),
+    Column("source", Text, nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("customer_id", Text),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("reason", Text),
+    Column("body_hash", LargeBinary, nullable=False),
+    Column("raw", Text, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=_now),
+    CheckConstraint("outcome IN ('accepted', 'rejected')", name="inbox_outcome"),
+    CheckConstraint("(outcome = 'rejected') = (reason IS NOT NULL)", name="inbox_reason"),
+    Index("inbox_source_position", "source", "position"),
+)
+
+duplicates = Table(
+    "duplicates",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("source", Text, nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("same_body", Boolean, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=_now),
+    UniqueConstraint("source", "position", name="duplicates_source_position"),
+)
+
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("seq", BigInteger, Identity(always=True), primary_key=True),
+    Column("customer_id", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("amount", Numeric),
+    Column("cause", Text),
+    Column("ref", Text),
+    Column("reward", Text),
+    Column("tier_from", Text),
+    Column("tier_to", Text),
+    Column("reason", Text),
+    Column("expires_at", DateTime(timezone=True)),
+    UniqueConstraint("customer_id", "version", name="ledger_customer_version"),
+    # Paired with the assertions in ledger.Entry.
+    CheckConstraint("points >= 0", name="ledger_points"),
+    CheckConstraint("version >= 1", name="ledger_version"),
+    Index("ledger_event_id", "event_id"),
+)
+
+customer_state = Table(
+    "customer_state",
+    metadata,
+    Column("customer_id", Text, primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("state", JSONB, nullable=False),
+    Column("next_due_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=_now),
+    Index("customer_state_next_due", "next_due_at"),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("source", Text, nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("raw", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("status", Text, nullable=False, server_default="open"),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=_now),
+    UniqueConstraint("source", "position", name="dead_letters_source_position"),
+)
+
+members = Table(
+    "members",
+    metadata,
+    Column("customer_id", Text, primary_key=True),
+    Column("email", Text),
+    Column("name", Text),
+    Column("phone", Text),
+    Column("birth_date", Date),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=_now),
+)
+
+source_positions = Table(
+    "source_positions",
+    metadata,
+    Column("source", Text, primary_key=True),
+    Column("position", BigInteger, nullable=False),  # inputs consumed (file: lines)
+    Column("byte_offset", BigInteger, nullable=False),
+    Column("fingerprint", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=_now),
+)
+
+ticks = Table(
+    "ticks",
+    metadata,
+    Column("stream", Text, primary_key=True),
+    Column("n", Integer, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("event_id", Text, nullable=False),
+)
+
+projection_checkpoints = Table(
+    "projection_checkpoints",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+)
+
+
+def migrations_dir() -> Path:
+    return Path(__file__).with_name("migrations")
+
+
+def migrate(url: str) -> None:
+    """Bring the database at `url` to the newest schema (idempotent)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from loyalty_ledger.store.db import sqlalchemy_url
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.set_main_option("sqlalchemy.url", sqlalchemy_url(url).replace("%", "%%"))
+    command.upgrade(config, "head")
