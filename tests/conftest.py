@@ -104,6 +104,4 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if skipped := reporter.stats.get("skipped", []):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        reporter.write_line(
-            f"ci: {len(skipped)} test(s) skipped; skips fail the run in CI", red=True
-        )
+        reporter.write_sep("=", f"ci: {len(skipped)} skipped; skips fail the run in CI", red=True)

@@ -63,7 +63,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     program_source = _read_program(args.program) if args.program else None
     if args.path != "-" and not Path(args.path).is_file():
-        raise UsageError(f"input file {args.path!r} not found: pass a JSON Lines file or - for stdin")
+        raise UsageError(
+            f"input file {args.path!r} not found: pass a JSON Lines file or - for stdin"
+        )
     if args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
     with database() as conn, _progress("ingesting") as progress:
@@ -76,7 +78,9 @@ def _read_program(path: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UsageError(f"program file {path!r} not found: pass --program PATH to a TOML file") from None
+        raise UsageError(
+            f"program file {path!r} not found: pass --program PATH to a TOML file"
+        ) from None
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"cannot read program file {path!r}: {e}") from None
 
@@ -153,7 +157,9 @@ def cmd_db(args: argparse.Namespace) -> int:
         elif found:
             print(found.url)
         else:
-            raise UsageError("the embedded database is not running: start it with `loyalty db start`")
+            raise UsageError(
+                "the embedded database is not running: start it with `loyalty db start`"
+            )
     return 0
 
 
@@ -230,7 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
-    except (UsageError, ProgramError, ProgramChanged, StoreUnavailable, embedded.EmbeddedError) as e:
+    except (
+        UsageError,
+        ProgramError,
+        ProgramChanged,
+        StoreUnavailable,
+        embedded.EmbeddedError,
+    ) as e:
         return _fail(str(e))
     except KeyboardInterrupt:
         return _fail("interrupted: the last batch was not committed; run the same command again")

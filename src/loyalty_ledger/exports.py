@@ -31,12 +31,13 @@ def customers(conn: Connection) -> Iterator[dict[str, Any]]:
     query = sql.SQL('SELECT {} FROM customers ORDER BY customer_id COLLATE "C"').format(
         sql.SQL(", ").join(map(sql.Identifier, CUSTOMER_FIELDS))
     )
-    with conn.cursor(name="export_customers") as cur:
-        # A named cursor streams: the export never holds every customer in memory.
-        with conn.transaction():
-            cur.execute(query)
-            for row in cur:
-                yield {name: _json_value(value) for name, value in zip(CUSTOMER_FIELDS, row, strict=True)}
+    # A named cursor streams: the export never holds every customer in memory.
+    with conn.transaction(), conn.cursor(name="export_customers") as cur:
+        cur.execute(query)
+        for row in cur:
+            yield {
+                name: _json_value(value) for name, value in zip(CUSTOMER_FIELDS, row, strict=True)
+            }
 
 
 def summary(conn: Connection) -> dict[str, Any]:

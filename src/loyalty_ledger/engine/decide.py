@@ -16,10 +16,10 @@ from typing import Any
 
 from loyalty_ledger import events as ev
 from loyalty_ledger.engine import lots
+from loyalty_ledger.engine.dates import birthday_in
 from loyalty_ledger.engine.reasons import Reason
 from loyalty_ledger.engine.rules import Rules
 from loyalty_ledger.engine.state import CustomerState, Order, new_customer
-from loyalty_ledger.engine.dates import birthday_in
 from loyalty_ledger.ledger import Entry, Kind
 
 # Wide enough that products of program factors and money are exact before the floor.
@@ -46,7 +46,9 @@ class _Recorder:
 
     def add(self, state: CustomerState, kind: Kind, at: datetime, **fields: Any) -> None:
         state.version += 1
-        self.entries.append(Entry(state.customer_id, state.version, kind, at, self.event_id, **fields))
+        self.entries.append(
+            Entry(state.customer_id, state.version, kind, at, self.event_id, **fields)
+        )
 
 
 @dataclass(slots=True)
@@ -121,7 +123,11 @@ def _evaluate_tier(state: CustomerState, ctx: _Context) -> None:
             tier = level.name
     if tier != state.tier:
         ctx.rec.add(
-            state, Kind.tier_changed, state.clock, tier_from=state.tier, tier_to=tier,
+            state,
+            Kind.tier_changed,
+            state.clock,
+            tier_from=state.tier,
+            tier_to=tier,
             amount=qualifying,
         )
         state.tier = tier
@@ -156,7 +162,7 @@ def _tier_multiplier(state: CustomerState, rules: Rules) -> Decimal:
 
 
 def _purchase_points(event: ev.Purchase, state: CustomerState, rules: Rules) -> int:
-    """floor(base * points_per_unit * channel multiplier * tier multiplier), exact until the floor."""
+    """floor(base * points_per_unit * channel and tier multipliers), exact until the floor."""
     if event.items:
         base = _ZERO
         for item in event.items:
@@ -224,8 +230,12 @@ def _stamp(state: CustomerState, event: ev.Purchase, ctx: _Context) -> None:
         state.stamps[card.id] = stamps
         if stamps % card.every == 0:
             ctx.rec.add(
-                state, Kind.reward_issued, event.occurred_at, reward=card.reward,
-                cause="stamp_card", ref=card.id,
+                state,
+                Kind.reward_issued,
+                event.occurred_at,
+                reward=card.reward,
+                cause="stamp_card",
+                ref=card.id,
             )
 
 
@@ -248,7 +258,11 @@ def _settle_referral(state: CustomerState, event: ev.Purchase, ctx: _Context) ->
     reward = rules.ladder.get(referrer.referrals_qualified)
     if reward is not None:
         ctx.rec.add(
-            referrer, Kind.reward_issued, at, reward=reward, cause="referral_ladder",
+            referrer,
+            Kind.reward_issued,
+            at,
+            reward=reward,
+            cause="referral_ladder",
             ref=str(referrer.referrals_qualified),
         )
     _credit(state, rules.referee_bonus, at, "referee", referrer_id, ctx)
@@ -265,7 +279,9 @@ def _return(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason | No
     at = event.occurred_at
     applied = min(event.amount, left)
     refunded = order.refunded + applied
-    target = int(_EXACT.divide_int(_EXACT.multiply(Decimal(order.points_earned), refunded), order.total))
+    target = int(
+        _EXACT.divide_int(_EXACT.multiply(Decimal(order.points_earned), refunded), order.total)
+    )
     reversed_now = target - order.points_reversed
     assert reversed_now >= 0
     ctx.rec.add(state, Kind.refund_applied, at, amount=applied, ref=event.order_id)
@@ -319,7 +335,11 @@ def _redemption(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason 
     assert debt == 0, "a redemption never creates debt"
     state.redemption_ids.add(event.redemption_id)
     ctx.rec.add(
-        state, Kind.redemption, event.occurred_at, points=cost, ref=event.redemption_id,
+        state,
+        Kind.redemption,
+        event.occurred_at,
+        points=cost,
+        ref=event.redemption_id,
         reward=event.reward_id,
     )
     return None

@@ -144,7 +144,8 @@ def from_snapshot(customer_id: str, data: dict[str, Any]) -> CustomerState:
         referrals_qualified=data["qualified"],
         lots=[Lot(r, _parse_instant(e), n) for r, e, n in data["lots"]],
         orders={
-            oid: Order(Decimal(t), Decimal(r), pe, pr) for oid, (t, r, pe, pr) in data["orders"].items()
+            oid: Order(Decimal(t), Decimal(r), pe, pr)
+            for oid, (t, r, pe, pr) in data["orders"].items()
         },
         spend=[(datetime.fromisoformat(s), Decimal(a)) for s, a in data["spend"]],
         actions=dict(data["actions"]),

@@ -1,4 +1,4 @@
-"""`loyalty ingest`: a JSON Lines file through the pipeline, one transaction per batch, resumable."""
+"""`loyalty ingest`: a JSON Lines file through the pipeline, a transaction per batch, resumable."""
 
 from __future__ import annotations
 

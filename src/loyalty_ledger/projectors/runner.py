@@ -1,4 +1,4 @@
-"""Run the projections over the ledger in seq order, each step with its checkpoint in one transaction.
+"""Run the projections over the ledger in seq order, a step and its checkpoint per transaction.
 
 One writer commits batches in seq order (the ingest holds the writer lock),
 so every seq up to max(seq) is committed when a projector reads it.
@@ -27,13 +27,15 @@ def tables(names: tuple[str, ...] = ()) -> list[Projection]:
     return chosen
 
 
-def catch_up(conn: Connection, names: tuple[str, ...] = (), progress: Progress | None = None) -> int:
+def catch_up(
+    conn: Connection, names: tuple[str, ...] = (), progress: Progress | None = None
+) -> int:
     """Apply every committed entry past each checkpoint; returns the seq reached."""
     row = conn.execute("SELECT coalesce(max(seq), 0) FROM ledger").fetchone()
     upto_max = int(row[0]) if row else 0
     for projection in tables(names):
         assert projection.apply is not None
-        statement = sql.SQL(projection.apply)  # type: ignore[arg-type]  # trusted file
+        statement = sql.SQL(projection.apply)  # a trusted file, not input
         while True:
             with conn.transaction():
                 after = _checkpoint(conn, projection.name)

@@ -65,7 +65,9 @@ def _fingerprint(head: bytes) -> str:
     return hashlib.sha256(head.split(b"\n", 1)[0]).hexdigest()
 
 
-def batches(source: FileSource, start: Position, batch_size: int) -> Iterator[tuple[list[Line], Position]]:
+def batches(
+    source: FileSource, start: Position, batch_size: int
+) -> Iterator[tuple[list[Line], Position]]:
     """Batches of non-blank lines, each with the position after its last line."""
     stream = source.stream
     line_number, offset = start.position, start.byte_offset

@@ -98,7 +98,9 @@ _INBOX = (
 )  # fmt: skip
 
 
-def _copy(conn: Connection, table: str, columns: Sequence[str], rows: Sequence[tuple[object, ...]]) -> None:
+def _copy(
+    conn: Connection, table: str, columns: Sequence[str], rows: Sequence[tuple[object, ...]]
+) -> None:
     if not rows:
         return
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(

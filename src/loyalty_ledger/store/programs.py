@@ -45,7 +45,5 @@ def adopt(conn: Connection, source: str | None, origin: str = "program") -> Prog
             "ON CONFLICT (hash) DO NOTHING",
             (digest, program.program.name, source),
         )
-        conn.execute(
-            "INSERT INTO settings (key, value) VALUES (%s, %s)", (_LIVE, digest)
-        )
+        conn.execute("INSERT INTO settings (key, value) VALUES (%s, %s)", (_LIVE, digest))
     return program

@@ -1,4 +1,4 @@
-"""Reads the pipeline needs per batch: known event ids, snapshots, due customers, ticks, positions."""
+"""What the pipeline reads per batch: known event ids, snapshots, due customers, ticks, offsets."""
 
 from __future__ import annotations
 

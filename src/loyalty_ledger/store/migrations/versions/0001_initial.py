@@ -1,4 +1,4 @@
-"""The first schema: programs, inbox, ledger (append-only), state, dead letters, members, projections.
+"""The first schema: programs, inbox, append-only ledger, state, dead letters, members, projections.
 
 Revision ID: 0001
 Revises:
