@@ -11,8 +11,7 @@ CREATE TABLE customer_value (
     first_purchase_at   timestamptz,
     last_purchase_at    timestamptz,
     referrals_qualified bigint NOT NULL,
-    rewards             text[] NOT NULL,
-    CONSTRAINT customer_value_refunds CHECK (refunded <= gross_revenue)
+    rewards             text[] NOT NULL
 );
 
 -- apply

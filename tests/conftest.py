@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +77,13 @@ def template_db(pg_server: PgServer) -> str:
 
 @pytest.fixture
 def database_url(pg_server: PgServer, template_db: str) -> Iterator[str]:
+    with twin_database(pg_server, template_db) as url:
+        yield url
+
+
+@contextmanager
+def twin_database(pg_server: PgServer, template_db: str = TEMPLATE) -> Iterator[str]:
+    """A fresh, migrated database (a copy of the template); dropped afterwards."""
     name = f"test_{uuid.uuid4().hex}"
     with pg_server.connect() as conn:
         conn.execute(

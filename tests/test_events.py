@@ -95,7 +95,12 @@ def test_occurred_at_is_converted_to_utc() -> None:
 
 @pytest.mark.parametrize(
     "instant",
-    ["2026-03-01T13:05:00Z", "2026-03-01t13:05:00z", "2026-03-01 13:05:00+00:00", "2026-03-01T08:05:00-05:00"],
+    [
+        "2026-03-01T13:05:00Z",
+        "2026-03-01t13:05:00z",
+        "2026-03-01 13:05:00+00:00",
+        "2026-03-01T08:05:00-05:00",
+    ],
 )
 def test_rfc_3339_spellings_are_accepted(instant: str) -> None:
     assert decoded(line("tick", occurred_at=instant)).occurred_at == datetime(
@@ -108,12 +113,21 @@ def test_purchase_fields_are_typed() -> None:
     assert isinstance(event, Purchase)
     assert event.total == Decimal("59.90")
     assert event.channel == "app"
-    assert event.items == (Item(sku="S-1", category="shoes", quantity=2, unit_price=Decimal("29.95")),)
+    assert event.items == (
+        Item(sku="S-1", category="shoes", quantity=2, unit_price=Decimal("29.95")),
+    )
 
 
 def test_signup_fields_are_typed() -> None:
     event = decoded(
-        line("signup", name="Ann", phone="+49 1", birth_date="1990-02-28", referred_by="c0", newsletter=True)
+        line(
+            "signup",
+            name="Ann",
+            phone="+49 1",
+            birth_date="1990-02-28",
+            referred_by="c0",
+            newsletter=True,
+        )
     )
     assert isinstance(event, Signup)
     assert (event.name, event.phone, event.referred_by) == ("Ann", "+49 1", "c0")
@@ -130,13 +144,17 @@ def test_signup_fields_are_typed() -> None:
         ({"reward_id": "voucher-5", "points": None}, ("voucher-5", None)),
     ],
 )
-def test_redemption_takes_exactly_one_target(fields: dict[str, Any], expected: tuple[Any, Any]) -> None:
+def test_redemption_takes_exactly_one_target(
+    fields: dict[str, Any], expected: tuple[Any, Any]
+) -> None:
     event = decoded(line("redemption", **fields))
     assert isinstance(event, Redemption)
     assert (event.reward_id, event.points) == expected
 
 
-@pytest.mark.parametrize(("total", "amount"), [("0", "0"), ("-0", "0"), ("007.50", "7.50"), ("12", "12")])
+@pytest.mark.parametrize(
+    ("total", "amount"), [("0", "0"), ("-0", "0"), ("007.50", "7.50"), ("12", "12")]
+)
 def test_money_strings(total: str, amount: str) -> None:
     event = decoded(line("purchase", total=total))
     assert isinstance(event, Purchase)
@@ -146,7 +164,15 @@ def test_money_strings(total: str, amount: str) -> None:
 
 def test_null_is_absent() -> None:
     signup = decoded(
-        line("signup", channel=None, name=None, phone=None, birth_date=None, referred_by=None, newsletter=None)
+        line(
+            "signup",
+            channel=None,
+            name=None,
+            phone=None,
+            birth_date=None,
+            referred_by=None,
+            newsletter=None,
+        )
     )
     assert isinstance(signup, Signup)
     assert signup.channel == "web"
@@ -158,7 +184,9 @@ def test_null_is_absent() -> None:
 
 
 def test_unknown_fields_are_ignored() -> None:
-    event = decoded(line("purchase", coupon="SPRING", nested={"a": [1, 2]}, items=[{**ITEM, "colour": "red"}]))
+    event = decoded(
+        line("purchase", coupon="SPRING", nested={"a": [1, 2]}, items=[{**ITEM, "colour": "red"}])
+    )
     assert isinstance(event, Purchase)
     assert not hasattr(event, "coupon")
     assert event.items[0].sku == "S-1"
@@ -194,7 +222,11 @@ INVALID: list[tuple[str, str | bytes, str]] = [
     ("empty", "", "not json: EOF while parsing a value"),
     ("trailing text", line("tick") + " x", "not json: trailing characters"),
     ("bad utf-8", b'{"event_id": "\xff"}', "not json: invalid unicode code point"),
-    ("lone surrogate", '{"event_id": "\ud800"}', "not utf-8: surrogates not allowed at character 14"),
+    (
+        "lone surrogate",
+        '{"event_id": "\ud800"}',
+        "not utf-8: surrogates not allowed at character 14",
+    ),
     ("array", "[1, 2, 3]", "not a json object"),
     ("number", "42", "not a json object"),
     ("null", "null", "not a json object"),
@@ -203,35 +235,117 @@ INVALID: list[tuple[str, str | bytes, str]] = [
     ("null type", line("tick", type=None), "missing field type"),
     ("unknown type", line("tick", type="refund"), 'unknown type "refund"; use one of signup,'),
     ("numeric type", line("tick", type=7), "type: must be a string, one of signup,"),
+    ("odd type", line("tick", type='a"b\nc'), 'unknown type "a\\"b\\nc"; use one of'),
+    ("long type", line("tick", type="x" * 100), f'unknown type "{"x" * 40}..."; use one of'),
     ("no event_id", line("purchase", event_id=...), "missing field event_id"),
     ("null event_id", line("purchase", event_id=None), "missing field event_id"),
     ("numeric event_id", line("purchase", event_id=17), "purchase.event_id: must be a string"),
     ("empty event_id", line("purchase", event_id=""), "purchase.event_id: must not be empty"),
-    ("long event_id", line("tick", event_id="x" * 129), "tick.event_id: must be at most 128 characters"),
+    (
+        "long event_id",
+        line("tick", event_id="x" * 129),
+        "tick.event_id: must be at most 128 characters",
+    ),
     ("no customer_id", line("purchase", customer_id=...), "missing field customer_id"),
     ("null customer_id", line("action", customer_id=None), "missing field customer_id"),
-    ("long customer_id", line("purchase", customer_id="c" * 129), "purchase.customer_id: must be at most 128"),
+    (
+        "long customer_id",
+        line("purchase", customer_id="c" * 129),
+        "purchase.customer_id: must be at most 128",
+    ),
     ("no occurred_at", line("tick", occurred_at=...), "missing field occurred_at"),
-    ("naive instant", line("tick", occurred_at="2026-03-01T14:05:00"), "tick.occurred_at: must be an instant with an offset"),
-    ("date as instant", line("tick", occurred_at="2026-03-01"), "tick.occurred_at: must be an instant"),
-    ("no seconds", line("tick", occurred_at="2026-03-01T14:05+01:00"), "tick.occurred_at: must be an instant"),
+    (
+        "naive instant",
+        line("tick", occurred_at="2026-03-01T14:05:00"),
+        "tick.occurred_at: must be an instant with an offset",
+    ),
+    (
+        "date as instant",
+        line("tick", occurred_at="2026-03-01"),
+        "tick.occurred_at: must be an instant",
+    ),
+    (
+        "no seconds",
+        line("tick", occurred_at="2026-03-01T14:05+01:00"),
+        "tick.occurred_at: must be an instant",
+    ),
     ("epoch instant", line("tick", occurred_at=1772370300), "tick.occurred_at: must be an instant"),
-    ("month 13", line("tick", occurred_at="2026-13-01T14:05:00Z"), "tick.occurred_at: is not a real instant"),
-    ("offset 24h", line("tick", occurred_at="2026-03-01T14:05:00+24:00"), "tick.occurred_at: is not a real instant"),
-    ("before year 1 in utc", line("tick", occurred_at="0001-01-01T00:30:00+01:00"), "tick.occurred_at: is not a real instant"),
-    ("after year 9999 in utc", line("tick", occurred_at="9999-12-31T23:30:00-01:00"), "tick.occurred_at: is not a real instant"),
-    ("bad channel", line("purchase", channel="shop"), "purchase.channel: must be one of 'pos', 'web' or 'app'"),
-    ("numeric total", line("purchase", total=59.9), 'purchase.total: must be a decimal string like "59.90"'),
-    ("integer total", line("purchase", total=59), 'purchase.total: must be a decimal string like "59.90"'),
-    ("exponent", line("purchase", total="1e3"), 'purchase.total: must be a decimal string like "59.90"'),
-    ("plus sign", line("purchase", total="+1"), 'purchase.total: must be a decimal string like "59.90"'),
-    ("bare point", line("purchase", total="1."), 'purchase.total: must be a decimal string like "59.90"'),
-    ("leading point", line("purchase", total=".5"), 'purchase.total: must be a decimal string like "59.90"'),
-    ("spaces", line("purchase", total=" 1"), 'purchase.total: must be a decimal string like "59.90"'),
-    ("newline in money", line("purchase", total="1\n"), 'purchase.total: must be a decimal string like "59.90"'),
-    ("comma", line("purchase", total="1,5"), 'purchase.total: must be a decimal string like "59.90"'),
+    (
+        "month 13",
+        line("tick", occurred_at="2026-13-01T14:05:00Z"),
+        "tick.occurred_at: is not a real instant",
+    ),
+    (
+        "offset 24h",
+        line("tick", occurred_at="2026-03-01T14:05:00+24:00"),
+        "tick.occurred_at: is not a real instant",
+    ),
+    (
+        "before year 1 in utc",
+        line("tick", occurred_at="0001-01-01T00:30:00+01:00"),
+        "tick.occurred_at: is not a real instant",
+    ),
+    (
+        "after year 9999 in utc",
+        line("tick", occurred_at="9999-12-31T23:30:00-01:00"),
+        "tick.occurred_at: is not a real instant",
+    ),
+    (
+        "bad channel",
+        line("purchase", channel="shop"),
+        "purchase.channel: must be one of 'pos', 'web' or 'app'",
+    ),
+    (
+        "numeric total",
+        line("purchase", total=59.9),
+        'purchase.total: must be a decimal string like "59.90"',
+    ),
+    (
+        "integer total",
+        line("purchase", total=59),
+        'purchase.total: must be a decimal string like "59.90"',
+    ),
+    (
+        "exponent",
+        line("purchase", total="1e3"),
+        'purchase.total: must be a decimal string like "59.90"',
+    ),
+    (
+        "plus sign",
+        line("purchase", total="+1"),
+        'purchase.total: must be a decimal string like "59.90"',
+    ),
+    (
+        "bare point",
+        line("purchase", total="1."),
+        'purchase.total: must be a decimal string like "59.90"',
+    ),
+    (
+        "leading point",
+        line("purchase", total=".5"),
+        'purchase.total: must be a decimal string like "59.90"',
+    ),
+    (
+        "spaces",
+        line("purchase", total=" 1"),
+        'purchase.total: must be a decimal string like "59.90"',
+    ),
+    (
+        "newline in money",
+        line("purchase", total="1\n"),
+        'purchase.total: must be a decimal string like "59.90"',
+    ),
+    (
+        "comma",
+        line("purchase", total="1,5"),
+        'purchase.total: must be a decimal string like "59.90"',
+    ),
     ("nan", line("purchase", total="NaN"), 'purchase.total: must be a decimal string like "59.90"'),
-    ("arabic digits", line("purchase", total="١٢"), 'purchase.total: must be a decimal string like "59.90"'),
+    (
+        "arabic digits",
+        line("purchase", total="١٢"),
+        'purchase.total: must be a decimal string like "59.90"',
+    ),
     ("negative total", line("purchase", total="-0.01"), "purchase.total: must not be negative"),
     ("no total", line("purchase", total=...), "missing field total"),
     ("null total", line("purchase", total=None), "missing field total"),
@@ -239,38 +353,112 @@ INVALID: list[tuple[str, str | bytes, str]] = [
     ("no order_id", line("purchase", order_id=...), "missing field order_id"),
     ("items not a list", line("purchase", items={"sku": "S"}), "purchase.items: must be a list"),
     ("item not an object", line("purchase", items=[1]), "purchase.items[0]: must be an object"),
-    ("item without sku", line("purchase", items=[ITEM, {"category": "c", "quantity": 1, "unit_price": "1"}]), "missing field items[1].sku"),
-    ("zero quantity", line("purchase", items=[{**ITEM, "quantity": 0}]), "purchase.items[0].quantity: must be >= 1"),
-    ("float quantity", line("purchase", items=[{**ITEM, "quantity": 1.0}]), "purchase.items[0].quantity: must be an integer"),
-    ("string quantity", line("purchase", items=[{**ITEM, "quantity": "1"}]), "purchase.items[0].quantity: must be an integer"),
-    ("bool quantity", line("purchase", items=[{**ITEM, "quantity": True}]), "purchase.items[0].quantity: must be an integer"),
-    ("numeric unit_price", line("purchase", items=[{**ITEM, "unit_price": 3}]), "purchase.items[0].unit_price: must be a decimal string"),
+    (
+        "item without sku",
+        line("purchase", items=[ITEM, {"category": "c", "quantity": 1, "unit_price": "1"}]),
+        "missing field items[1].sku",
+    ),
+    (
+        "zero quantity",
+        line("purchase", items=[{**ITEM, "quantity": 0}]),
+        "purchase.items[0].quantity: must be >= 1",
+    ),
+    (
+        "float quantity",
+        line("purchase", items=[{**ITEM, "quantity": 1.0}]),
+        "purchase.items[0].quantity: must be an integer",
+    ),
+    (
+        "string quantity",
+        line("purchase", items=[{**ITEM, "quantity": "1"}]),
+        "purchase.items[0].quantity: must be an integer",
+    ),
+    (
+        "bool quantity",
+        line("purchase", items=[{**ITEM, "quantity": True}]),
+        "purchase.items[0].quantity: must be an integer",
+    ),
+    (
+        "numeric unit_price",
+        line("purchase", items=[{**ITEM, "unit_price": 3}]),
+        "purchase.items[0].unit_price: must be a decimal string",
+    ),
     ("zero amount", line("return", amount="0.00"), "return.amount: must be greater than 0"),
     ("negative amount", line("return", amount="-5"), "return.amount: must not be negative"),
-    ("numeric amount", line("return", amount=5), 'return.amount: must be a decimal string like "59.90"'),
+    (
+        "numeric amount",
+        line("return", amount=5),
+        'return.amount: must be a decimal string like "59.90"',
+    ),
     ("no email", line("signup", email=...), "missing field email"),
     ("empty email", line("signup", email=""), "signup.email: must not be empty"),
     ("empty name", line("signup", name=""), "signup.name: must not be empty"),
-    ("string newsletter", line("signup", newsletter="yes"), "signup.newsletter: must be true or false"),
-    ("numeric newsletter", line("signup", newsletter=1), "signup.newsletter: must be true or false"),
-    ("compact birth_date", line("signup", birth_date="19900101"), 'signup.birth_date: must be a date string like "1990-05-17"'),
-    ("instant birth_date", line("signup", birth_date="1990-01-01T00:00:00Z"), "signup.birth_date: must be a date string"),
-    ("feb 30", line("signup", birth_date="1990-02-30"), "signup.birth_date: is not a real calendar date"),
+    (
+        "string newsletter",
+        line("signup", newsletter="yes"),
+        "signup.newsletter: must be true or false",
+    ),
+    (
+        "numeric newsletter",
+        line("signup", newsletter=1),
+        "signup.newsletter: must be true or false",
+    ),
+    (
+        "compact birth_date",
+        line("signup", birth_date="19900101"),
+        'signup.birth_date: must be a date string like "1990-05-17"',
+    ),
+    (
+        "instant birth_date",
+        line("signup", birth_date="1990-01-01T00:00:00Z"),
+        "signup.birth_date: must be a date string",
+    ),
+    (
+        "feb 30",
+        line("signup", birth_date="1990-02-30"),
+        "signup.birth_date: is not a real calendar date",
+    ),
     ("numeric referred_by", line("signup", referred_by=3), "signup.referred_by: must be a string"),
     ("no referrer_id", line("referral", referrer_id=...), "missing field referrer_id"),
-    ("both targets", line("redemption", points=100), "redemption: give exactly one of reward_id and points"),
-    ("no target", line("redemption", reward_id=...), "redemption: give exactly one of reward_id and points"),
-    ("null targets", line("redemption", reward_id=None, points=None), "redemption: give exactly one of"),
+    (
+        "both targets",
+        line("redemption", points=100),
+        "redemption: give exactly one of reward_id and points",
+    ),
+    (
+        "no target",
+        line("redemption", reward_id=...),
+        "redemption: give exactly one of reward_id and points",
+    ),
+    (
+        "null targets",
+        line("redemption", reward_id=None, points=None),
+        "redemption: give exactly one of",
+    ),
     ("zero points", line("redemption", reward_id=..., points=0), "redemption.points: must be > 0"),
-    ("string points", line("redemption", reward_id=..., points="100"), "redemption.points: must be an integer"),
-    ("float points", line("redemption", reward_id=..., points=100.5), "redemption.points: must be an integer"),
+    (
+        "string points",
+        line("redemption", reward_id=..., points="100"),
+        "redemption.points: must be an integer",
+    ),
+    (
+        "float points",
+        line("redemption", reward_id=..., points=100.5),
+        "redemption.points: must be an integer",
+    ),
     ("no action", line("action", action=...), "missing field action"),
     ("empty action", line("action", action=""), "action.action: must not be empty"),
-    ("two errors", line("purchase", total=1, currency=2), "purchase.currency: must be a string (and 1 more)"),
+    (
+        "two errors",
+        line("purchase", total=1, currency=2),
+        "purchase.currency: must be a string (and 1 more)",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("raw", "expected"), [row[1:] for row in INVALID], ids=[row[0] for row in INVALID])
+@pytest.mark.parametrize(
+    ("raw", "expected"), [row[1:] for row in INVALID], ids=[row[0] for row in INVALID]
+)
 def test_invalid_lines_say_why(raw: str | bytes, expected: str) -> None:
     assert reason(raw).startswith(expected)
 
@@ -294,7 +482,9 @@ def test_schemas_cover_every_type() -> None:
 @settings(max_examples=500)
 @given(st.text())
 def test_decode_never_raises_on_text(raw: str) -> None:
-    assert isinstance(decode(raw), Invalid | Signup | Purchase | Return | Referral | Redemption | Action | Tick)
+    assert isinstance(
+        decode(raw), Invalid | Signup | Purchase | Return | Referral | Redemption | Action | Tick
+    )
 
 
 @settings(max_examples=500)
@@ -305,11 +495,25 @@ def test_decode_never_raises_on_bytes(raw: bytes) -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
     max_leaves=8,
 )
 field_names = st.sampled_from(
-    sorted({key for base in BASE.values() for key in base} | {"event_id", "occurred_at", "channel", "items", "points", "name", "birth_date", "newsletter"})
+    sorted(
+        {key for base in BASE.values() for key in base}
+        | {
+            "event_id",
+            "occurred_at",
+            "channel",
+            "items",
+            "points",
+            "name",
+            "birth_date",
+            "newsletter",
+        }
+    )
 )
 wire_values = st.one_of(
     json_values,
@@ -319,9 +523,12 @@ wire_values = st.one_of(
 
 
 @settings(max_examples=1000)
-@given(st.sampled_from([*EVENT_TYPES, "refund"]), st.dictionaries(field_names, wire_values, max_size=6))
-def test_decode_never_raises_on_near_miss_events(type_: str, changes: dict[str, Any]) -> None:
-    base = BASE.get(type_, {})
+@given(
+    st.one_of(st.sampled_from(EVENT_TYPES), json_values),
+    st.dictionaries(field_names, wire_values, max_size=6),
+)
+def test_decode_never_raises_on_near_miss_events(type_: Any, changes: dict[str, Any]) -> None:
+    base = BASE.get(type_, {}) if isinstance(type_, str) else {}
     event = {"event_id": "e1", "type": type_, "occurred_at": AT, **base, **changes}
     result = decode(json.dumps(event))
     if isinstance(result, Invalid):
@@ -342,7 +549,9 @@ def test_plain_decimal_money_round_trips(amount: Decimal) -> None:
 
 def test_events_can_be_built_from_python_values() -> None:
     berlin = datetime.fromisoformat(AT)
-    referral = Referral(type="referral", event_id="e1", occurred_at=berlin, customer_id="c2", referrer_id="c1")
+    referral = Referral(
+        type="referral", event_id="e1", occurred_at=berlin, customer_id="c2", referrer_id="c1"
+    )
     assert referral.occurred_at == datetime(2026, 3, 1, 13, 5, tzinfo=UTC)
     assert referral.occurred_at.tzinfo is UTC
     purchase = Purchase(
@@ -356,7 +565,14 @@ def test_events_can_be_built_from_python_values() -> None:
         items=(Item(sku="S", category="c", quantity=1, unit_price=Decimal("12.50")),),
     )
     assert purchase.total == Decimal("12.50")
-    signup = Signup(type="signup", event_id="e3", occurred_at=berlin, customer_id="c1", email="a@b", birth_date=date(1990, 1, 2))
+    signup = Signup(
+        type="signup",
+        event_id="e3",
+        occurred_at=berlin,
+        customer_id="c1",
+        email="a@b",
+        birth_date=date(1990, 1, 2),
+    )
     assert signup.birth_date == date(1990, 1, 2)
 
 

@@ -135,7 +135,9 @@ def test_the_example_program_loads() -> None:
     assert program.earn.channel_multipliers == {"app": Decimal("1.5")}
     assert program.expiry is not None and program.expiry.months == 24
     assert program.tiers is not None
-    assert program.tiers.levels[1] == TierLevel(name="silver", min_spend=Decimal(500), multiplier=Decimal("1.25"))
+    assert program.tiers.levels[1] == TierLevel(
+        name="silver", min_spend=Decimal(500), multiplier=Decimal("1.25")
+    )
     assert program.referral is not None
     assert [step.count for step in program.referral.ladder] == [5, 10]
     assert program.actions[0].max_per_customer == 1
@@ -150,7 +152,9 @@ def test_absent_sections_are_none_and_defaults_apply() -> None:
     assert (program.expiry, program.tiers, program.signup, program.birthday) == (None,) * 4
     assert (program.referral, program.redemption) == (None, None)
     assert (program.actions, program.stamp_cards, program.rewards) == ((), (), ())
-    tiers = parse_program(MINIMAL + '[[tiers.levels]]\nname = "all"\nmin_spend = 0\nmultiplier = "1"\n')
+    tiers = parse_program(
+        MINIMAL + '[[tiers.levels]]\nname = "all"\nmin_spend = 0\nmultiplier = "1"\n'
+    )
     assert tiers.tiers is not None and tiers.tiers.window_days == 365
     action = parse_program(MINIMAL + '[[actions]]\nname = "a"\npoints = 5\n').actions[0]
     assert action.max_per_customer is None
@@ -203,7 +207,8 @@ BAD: list[tuple[str, str, str]] = [
     (
         "first tier not at 0",
         edit('min_spend = "0"', 'min_spend = "10"'),
-        "[tiers.levels][1].min_spend: must be 0 for the first level (got 10); start the levels at 0",
+        "[tiers.levels][1].min_spend: must be 0 for the first level (got 10); "
+        "start the levels at 0",
     ),
     (
         "thresholds not increasing",
@@ -216,53 +221,215 @@ BAD: list[tuple[str, str, str]] = [
         edit('min_spend = "2000"', 'min_spend = "499.99"'),
         "[tiers.levels][3].min_spend: must be greater than the previous level's (500)",
     ),
-    ("no tier levels", edit("[[tiers.levels]]", "[[tiers.levelz]]").replace("[[tiers.levels]]", "[[tiers.levelz]]"), "[tiers].levels: missing; add at least one [[tiers.levels]]"),
-    ("window of 0 days", edit("window_days = 365", "window_days = 0"), "[tiers].window_days: must be 1 or more"),
-    ("negative amount", edit('points_per_unit = "1"', 'points_per_unit = "-1"'), "[earn].points_per_unit: must not be negative; use 0 or more"),
-    ("negative integer amount", edit('min_first_purchase = "20"', "min_first_purchase = -20"), "[referral].min_first_purchase: must not be negative"),
-    ("negative multiplier", edit('multiplier = "1.25"', 'multiplier = "-1.25"'), "[tiers.levels][2].multiplier: must not be negative"),
-    ("negative category multiplier", edit('shoes = "2"', 'shoes = "-2"'), "[earn].category_multipliers.shoes: must not be negative"),
+    (
+        "no tier levels",
+        edit("[[tiers.levels]]", "[[tiers.levelz]]").replace(
+            "[[tiers.levels]]", "[[tiers.levelz]]"
+        ),
+        "[tiers].levels: missing; add at least one [[tiers.levels]]",
+    ),
+    (
+        "window of 0 days",
+        edit("window_days = 365", "window_days = 0"),
+        "[tiers].window_days: must be 1 or more",
+    ),
+    (
+        "negative amount",
+        edit('points_per_unit = "1"', 'points_per_unit = "-1"'),
+        "[earn].points_per_unit: must not be negative; use 0 or more",
+    ),
+    (
+        "negative integer amount",
+        edit('min_first_purchase = "20"', "min_first_purchase = -20"),
+        "[referral].min_first_purchase: must not be negative",
+    ),
+    (
+        "negative multiplier",
+        edit('multiplier = "1.25"', 'multiplier = "-1.25"'),
+        "[tiers.levels][2].multiplier: must not be negative",
+    ),
+    (
+        "negative category multiplier",
+        edit('shoes = "2"', 'shoes = "-2"'),
+        "[earn].category_multipliers.shoes: must not be negative",
+    ),
     ("negative bonus", edit("bonus = 100", "bonus = -100"), "[signup].bonus: must be 0 or more"),
-    ("negative points", edit("points = 50", "points = -50"), "[actions][1].points: must be 0 or more"),
+    (
+        "negative points",
+        edit("points = 50", "points = -50"),
+        "[actions][1].points: must be 0 or more",
+    ),
     ("negative expiry", edit("months = 24", "months = -1"), "[expiry].months: must be 0 or more"),
-    ("zero max_per_customer", edit("max_per_customer = 1 ", "max_per_customer = 0 "), "[actions][1].max_per_customer: must be 1 or more"),
+    (
+        "zero max_per_customer",
+        edit("max_per_customer = 1 ", "max_per_customer = 0 "),
+        "[actions][1].max_per_customer: must be 1 or more",
+    ),
     ("zero cost", edit("cost = 500", "cost = 0"), "[rewards][1].cost: must be 1 or more"),
     ("zero every", edit("every = 10", "every = 0"), "[stamp_cards][1].every: must be 1 or more"),
-    ("zero ladder count", edit("count = 5", "count = 0"), "[referral.ladder][1].count: must be 1 or more"),
-    ("duplicate tier name", edit('name = "gold"', 'name = "bronze"'), '[tiers.levels][3].name: duplicate tier name "bronze" (also at [1]); give each its own name'),
-    ("duplicate action name", edit('name = "review_written"', 'name = "newsletter_subscribed"'), '[actions][2].name: duplicate action name "newsletter_subscribed" (also at [1]); give each its own name'),
-    ("duplicate stamp card id", EXAMPLE + '[[stamp_cards]]\nid = "coffee-card"\nevery = 5\nreward = "x"\n', '[stamp_cards][2].id: duplicate stamp card id "coffee-card" (also at [1]); give each its own id'),
-    ("duplicate reward id", EXAMPLE + '[[rewards]]\nid = "voucher-5"\ncost = 50\n', '[rewards][2].id: duplicate reward id "voucher-5" (also at [1]); give each its own id'),
-    ("duplicate ladder count", edit("count = 10", "count = 5"), "[referral.ladder][2].count: duplicate ladder count 5 (also at [1]); give each its own count"),
-    ("unknown currency", edit('"EUR"', '"EURO"'), '[program].currency: unknown currency "EURO"; use an active ISO 4217 code like "EUR"'),
-    ("lowercase currency", edit('"EUR"', '"eur"'), '[program].currency: unknown currency "eur" (did you mean "EUR"?)'),
+    (
+        "zero ladder count",
+        edit("count = 5", "count = 0"),
+        "[referral.ladder][1].count: must be 1 or more",
+    ),
+    (
+        "duplicate tier name",
+        edit('name = "gold"', 'name = "bronze"'),
+        '[tiers.levels][3].name: duplicate tier name "bronze" (also at [1]); '
+        "give each its own name",
+    ),
+    (
+        "duplicate action name",
+        edit('name = "review_written"', 'name = "newsletter_subscribed"'),
+        '[actions][2].name: duplicate action name "newsletter_subscribed" (also at [1]); '
+        "give each its own name",
+    ),
+    (
+        "duplicate stamp card id",
+        EXAMPLE + '[[stamp_cards]]\nid = "coffee-card"\nevery = 5\nreward = "x"\n',
+        '[stamp_cards][2].id: duplicate stamp card id "coffee-card" (also at [1]); '
+        "give each its own id",
+    ),
+    (
+        "duplicate reward id",
+        EXAMPLE + '[[rewards]]\nid = "voucher-5"\ncost = 50\n',
+        '[rewards][2].id: duplicate reward id "voucher-5" (also at [1]); give each its own id',
+    ),
+    (
+        "duplicate ladder count",
+        edit("count = 10", "count = 5"),
+        "[referral.ladder][2].count: duplicate ladder count 5 (also at [1]); "
+        "give each its own count",
+    ),
+    (
+        "unknown currency",
+        edit('"EUR"', '"EURO"'),
+        '[program].currency: unknown currency "EURO"; use an active ISO 4217 code like "EUR"',
+    ),
+    (
+        "lowercase currency",
+        edit('"EUR"', '"eur"'),
+        '[program].currency: unknown currency "eur" (did you mean "EUR"?)',
+    ),
     ("withdrawn currency", edit('"EUR"', '"HRK"'), '[program].currency: unknown currency "HRK"'),
-    ("unknown time zone", edit('"Europe/Berlin"', '"Europe/Berlinn"'), '[program].timezone: unknown time zone "Europe/Berlinn"; use an IANA name like "Europe/Berlin"'),
-    ("time zone folder", edit('"Europe/Berlin"', '"Europe"'), '[program].timezone: unknown time zone "Europe"'),
-    ("time zone path", edit('"Europe/Berlin"', '"../../etc/passwd"'), "[program].timezone: unknown time zone"),
-    ("machine time zone", edit('"Europe/Berlin"', '"localtime"'), "[program].timezone: unknown time zone"),
-    ("float money", edit('points_per_unit = "1"', "points_per_unit = 1.5"), '[earn].points_per_unit: is a float; write it as a string, like "1.5" (floats are inexact)'),
-    ("tiny float money", edit('min_spend = "500"', "min_spend = 1e-7"), '[tiers.levels][2].min_spend: is a float; write it as a string, like "0.0000001"'),
-    ("exponent string", edit('points_per_unit = "1"', 'points_per_unit = "1e2"'), '[earn].points_per_unit: must be a plain decimal like "1.25" (no exponent, "+" sign or spaces)'),
-    ("plus sign", edit('min_total = "3.00"', 'min_total = "+3"'), "[stamp_cards][1].min_total: must be a plain decimal"),
-    ("word for money", edit('multiplier = "1.5"', 'multiplier = "one"'), "[tiers.levels][3].multiplier: must be a plain decimal"),
-    ("bool for money", edit('points_per_unit = "1"', "points_per_unit = true"), '[earn].points_per_unit: must be a decimal string like "1.25" or an integer'),
-    ("float for an integer", edit("bonus = 250", "bonus = 250.0"), "[birthday].bonus: must be an integer"),
-    ("string for an integer", edit("cost = 500", 'cost = "500"'), "[rewards][1].cost: must be an integer"),
-    ("bool for an integer", edit("min_points = 100", "min_points = true"), "[redemption].min_points: must be an integer"),
-    ("missing section", edit("[program]", "[programme]"), "[program]: missing; add it (and 1 more)"),
-    ("missing key", edit('points_per_unit = "1"            # points per 1.00 of spend\n', ""), "[earn].points_per_unit: missing; add it"),
-    ("missing key in an array", edit('reward = "razor"\n', ""), "[referral.ladder][2].reward: missing; add it"),
-    ("empty name", edit('name = "silver"', 'name = ""'), "[tiers.levels][2].name: must not be empty"),
-    ("non-string category", edit('categories = ["coffee"]', 'categories = ["coffee", 3]'), "[stamp_cards][1].categories[2]: must be a string"),
-    ("section as a value", edit("[signup]\nbonus = 100", "signup = 100"), "[signup]: must be a table"),
-    ("table array as a table", edit("[[rewards]] ", "[rewards] "), "[rewards]: must be an array of tables"),
-    ("bad toml", edit("[earn]", "[earn"), "not valid toml: expected ']' at the end of a table declaration (at line 6, column 6)"),
-    ("duplicate toml key", edit("bonus = 100", "bonus = 100\nbonus = 200"), "not valid toml: cannot overwrite a value (at line 31, column 12)"),
+    (
+        "unknown time zone",
+        edit('"Europe/Berlin"', '"Europe/Berlinn"'),
+        '[program].timezone: unknown time zone "Europe/Berlinn"; '
+        'use an IANA name like "Europe/Berlin"',
+    ),
+    (
+        "time zone folder",
+        edit('"Europe/Berlin"', '"Europe"'),
+        '[program].timezone: unknown time zone "Europe"',
+    ),
+    (
+        "time zone path",
+        edit('"Europe/Berlin"', '"../../etc/passwd"'),
+        "[program].timezone: unknown time zone",
+    ),
+    (
+        "machine time zone",
+        edit('"Europe/Berlin"', '"localtime"'),
+        "[program].timezone: unknown time zone",
+    ),
+    (
+        "float money",
+        edit('points_per_unit = "1"', "points_per_unit = 1.5"),
+        '[earn].points_per_unit: is a float; write it as a string, like "1.5" (floats are inexact)',
+    ),
+    (
+        "tiny float money",
+        edit('min_spend = "500"', "min_spend = 1e-7"),
+        '[tiers.levels][2].min_spend: is a float; write it as a string, like "0.0000001"',
+    ),
+    (
+        "exponent string",
+        edit('points_per_unit = "1"', 'points_per_unit = "1e2"'),
+        '[earn].points_per_unit: must be a plain decimal like "1.25" '
+        '(no exponent, "+" sign or spaces)',
+    ),
+    (
+        "plus sign",
+        edit('min_total = "3.00"', 'min_total = "+3"'),
+        "[stamp_cards][1].min_total: must be a plain decimal",
+    ),
+    (
+        "word for money",
+        edit('multiplier = "1.5"', 'multiplier = "one"'),
+        "[tiers.levels][3].multiplier: must be a plain decimal",
+    ),
+    (
+        "bool for money",
+        edit('points_per_unit = "1"', "points_per_unit = true"),
+        '[earn].points_per_unit: must be a decimal string like "1.25" or an integer',
+    ),
+    (
+        "float for an integer",
+        edit("bonus = 250", "bonus = 250.0"),
+        "[birthday].bonus: must be an integer",
+    ),
+    (
+        "string for an integer",
+        edit("cost = 500", 'cost = "500"'),
+        "[rewards][1].cost: must be an integer",
+    ),
+    (
+        "bool for an integer",
+        edit("min_points = 100", "min_points = true"),
+        "[redemption].min_points: must be an integer",
+    ),
+    (
+        "missing section",
+        edit("[program]", "[programme]"),
+        "[program]: missing; add it (and 1 more)",
+    ),
+    (
+        "missing key",
+        edit('points_per_unit = "1"            # points per 1.00 of spend\n', ""),
+        "[earn].points_per_unit: missing; add it",
+    ),
+    (
+        "missing key in an array",
+        edit('reward = "razor"\n', ""),
+        "[referral.ladder][2].reward: missing; add it",
+    ),
+    (
+        "empty name",
+        edit('name = "silver"', 'name = ""'),
+        "[tiers.levels][2].name: must not be empty",
+    ),
+    (
+        "non-string category",
+        edit('categories = ["coffee"]', 'categories = ["coffee", 3]'),
+        "[stamp_cards][1].categories[2]: must be a string",
+    ),
+    (
+        "section as a value",
+        "signup = 100\n" + edit("[signup]\nbonus = 100\n", ""),
+        "[signup]: must be a table",
+    ),
+    (
+        "table array as a table",
+        edit("[[rewards]] ", "[rewards] "),
+        "[rewards]: must be an array of tables",
+    ),
+    (
+        "bad toml",
+        edit("[earn]", "[earn"),
+        "not valid toml: expected ']' at the end of a table declaration (at line 6, column 6)",
+    ),
+    (
+        "duplicate toml key",
+        edit("bonus = 100", "bonus = 100\nbonus = 200"),
+        "not valid toml: cannot overwrite a value (at line 31, column 12)",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("text", "expected"), [row[1:] for row in BAD], ids=[row[0] for row in BAD])
+@pytest.mark.parametrize(
+    ("text", "expected"), [row[1:] for row in BAD], ids=[row[0] for row in BAD]
+)
 def test_bad_programs_are_refused_naming_the_key(text: str, expected: str) -> None:
     assert refused(text).startswith("program.toml: " + expected)
 
@@ -279,7 +446,9 @@ def test_load_program_reads_a_file(tmp_path: Path) -> None:
 def test_load_program_names_the_file_in_errors(tmp_path: Path) -> None:
     path = tmp_path / "program.toml"
     path.write_text(edit('"EUR"', '"XYZ"'), encoding="utf-8")
-    with pytest.raises(ProgramError, match=r"^.*program\.toml: \[program\]\.currency: unknown currency"):
+    with pytest.raises(
+        ProgramError, match=r"^.*program\.toml: \[program\]\.currency: unknown currency"
+    ):
         load_program(path)
 
 
@@ -314,11 +483,11 @@ def test_hash_ignores_whitespace_comments_and_spelling() -> None:
     assert len(reference) == 64 and int(reference, 16) >= 0
     uncommented = "\n".join(line.split("#")[0].rstrip() for line in EXAMPLE.splitlines())
     spaced = EXAMPLE.replace(" = ", "   =   ").replace("\n[", "\n\n\n[")
-    reordered = edit("[expiry]\nmonths = 24", "[birthday]\nbonus = 250\n[expiry]\nmonths = 24").replace(
-        "[birthday]\nbonus = 250\n\n[referral]", "[referral]"
-    )
+    reordered = edit(
+        "[expiry]\nmonths = 24", "[birthday]\nbonus = 250\n[expiry]\nmonths = 24"
+    ).replace("[birthday]\nbonus = 250\n\n[referral]", "[referral]")
     spelled = edit('points_per_unit = "1"', "points_per_unit = 1").replace('"1.5"', '"1.50"')
-    inline = edit('category_multipliers = { shoes = "2" }', "category_multipliers.shoes = \"2\"")
+    inline = edit('category_multipliers = { shoes = "2" }', 'category_multipliers.shoes = "2"')
     for variant in (uncommented, spaced, reordered, spelled, inline):
         assert variant != EXAMPLE
         assert program_hash(variant) == reference

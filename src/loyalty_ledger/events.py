@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -27,6 +28,7 @@ from pydantic_core import PydanticCustomError, core_schema
 from loyalty_ledger.program import Channel
 
 __all__ = [
+    "EVENT_CLASSES",
     "EVENT_TYPES",
     "MAX_LINE_BYTES",
     "Action",
@@ -367,7 +369,7 @@ def _bad_type(event: Any) -> str:
     if tag is None:
         return "missing field type"
     if isinstance(tag, str):
-        return f'unknown type "{_clip(tag)}"; use one of {", ".join(EVENT_TYPES)}'
+        return f"unknown type {_quote(tag)}; use one of {', '.join(EVENT_TYPES)}"
     return f"type: must be a string, one of {', '.join(EVENT_TYPES)}"
 
 
@@ -391,14 +393,15 @@ _MESSAGES: Final[dict[str, str]] = {
 
 def _field_reason(error: Any) -> str:
     loc: tuple[int | str, ...] = error["loc"]
-    event_type, path = str(loc[0]), _path(loc[1:])
     kind = error["type"]
+    if not loc:  # the union itself refused the input, for a reason not named above
+        return _lower_first(str(error["msg"]))
+    event_type, path = str(loc[0]), _path(loc[1:])
     if kind == "missing" or (error["input"] is None and loc and isinstance(loc[-1], str)):
         return f"missing field {path}"
     template = _MESSAGES.get(kind)
     if template is None:
-        message = str(error["msg"])
-        message = message[:1].lower() + message[1:]
+        message = _lower_first(str(error["msg"]))
     else:
         message = template.format(**(error.get("ctx") or {}))
     where = f"{event_type}.{path}" if path else event_type
@@ -416,5 +419,10 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def _clip(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."
+def _quote(text: str, limit: int = 40) -> str:
+    """`text` as a short JSON string: quoted, escaped onto one line, cut after `limit` chars."""
+    return json.dumps(text if len(text) <= limit else text[:limit] + "...", ensure_ascii=False)
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]

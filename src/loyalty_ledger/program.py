@@ -86,6 +86,8 @@ class _AmountRule:
 
     @staticmethod
     def _validate(value: object) -> Decimal:
+        if type(value) is Decimal and value.is_finite():
+            value = f"{value:f}"  # a program built in Python: held to the same rules
         if isinstance(value, float):
             raise PydanticCustomError(
                 "amount_float",

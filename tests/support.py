@@ -1,0 +1,82 @@
+"""Shared test helpers: run the file pipeline in-process, read exports, compare read models."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from psycopg import sql
+
+from loyalty_ledger import exports
+from loyalty_ledger.ops.ingest import ingest_file
+from loyalty_ledger.pipeline import Counts
+from loyalty_ledger.projectors import runner
+from loyalty_ledger.store.db import Connection, connect
+
+CASES = sorted((Path(__file__).parent / "conformance").glob("case-*"))
+NUMBER_FIELDS = {
+    "balance", "earned", "redeemed", "reversed", "expired", "orders", "referrals_qualified",
+    "qualifying_spend", "gross_revenue", "refunded", "net_revenue", "aov",
+}  # fmt: skip
+TIME_FIELDS = {"first_purchase_at", "last_purchase_at"}
+
+
+def ingest(url: str, path: Path | str, program: Path | None, batch_size: int = 5000) -> Counts:
+    with connect(url) as conn:
+        source = program.read_text(encoding="utf-8") if program else None
+        return ingest_file(conn, str(path), source, str(program), batch_size)
+
+
+def export(url: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    with connect(url) as conn:
+        runner.catch_up(conn)
+        return list(exports.customers(conn)), exports.summary(conn)
+
+
+def norm(field: str, value: Any) -> Any:
+    """A value in a form where equal meanings compare equal (as the conformance checker does)."""
+    if value is None:
+        return [] if field == "rewards" else None
+    if field in NUMBER_FIELDS:
+        return Decimal(str(value))
+    if field in TIME_FIELDS:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    return value
+
+
+def normalized(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {row["customer_id"]: {k: norm(k, v) for k, v in row.items()} for row in rows}
+
+
+def expected(case: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    lines = (case / "expected-customers.jsonl").read_text(encoding="utf-8").splitlines()
+    customers = [json.loads(line) for line in lines if line.strip()]
+    summary = json.loads((case / "expected-summary.json").read_text(encoding="utf-8"))
+    return customers, summary
+
+
+def assert_matches(case: Path, got_rows: list[dict[str, Any]], got_summary: dict[str, Any]) -> None:
+    want_rows, want_summary = expected(case)
+    want, got = normalized(want_rows), normalized(got_rows)
+    assert sorted(got) == sorted(want), "enrolled customers differ"
+    for customer_id, fields in want.items():
+        mine = {k: got[customer_id].get(k) for k in fields}
+        assert mine == fields, customer_id
+    for part in ("accepted", "rejected", "dead_lettered"):
+        assert got_summary[part] == want_summary[part], part
+
+
+def ledger_dump(conn: Connection) -> list[tuple[Any, ...]]:
+    return conn.execute("SELECT * FROM ledger ORDER BY seq").fetchall()
+
+
+def projections_dump(conn: Connection) -> dict[str, list[tuple[Any, ...]]]:
+    return {
+        name: conn.execute(
+            sql.SQL("SELECT * FROM {} ORDER BY customer_id").format(sql.Identifier(name))
+        ).fetchall()
+        for name in ("balance", "tier", "customer_value")
+    }

@@ -1,0 +1,22 @@
+"""The conformance cases (copied from shared/conformance) through the file pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from support import CASES, assert_matches, export, ingest
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_case_matches_the_contract(case: Path, database_url: str) -> None:
+    ingest(database_url, case / "events.jsonl", case / "program.toml")
+    assert_matches(case, *export(database_url))
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 100000])
+def test_batch_size_does_not_change_the_result(batch_size: int, database_url: str) -> None:
+    case = CASES[6]
+    ingest(database_url, case / "events.jsonl", case / "program.toml", batch_size=batch_size)
+    assert_matches(case, *export(database_url))
