@@ -405,6 +405,11 @@ BAD: list[tuple[str, str, str]] = [
         "[stamp_cards][1].categories[2]: must be a string",
     ),
     (
+        "string for an array",
+        edit('categories = ["coffee"]', 'categories = "coffee"'),
+        "[stamp_cards][1].categories: must be an array",
+    ),
+    (
         "section as a value",
         "signup = 100\n" + edit("[signup]\nbonus = 100\n", ""),
         "[signup]: must be a table",
@@ -412,7 +417,7 @@ BAD: list[tuple[str, str, str]] = [
     (
         "table array as a table",
         edit("[[rewards]] ", "[rewards] "),
-        "[rewards]: must be an array of tables",
+        "[rewards]: must be an array of tables; write each as [[rewards]]",
     ),
     (
         "bad toml",

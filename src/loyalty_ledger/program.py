@@ -377,7 +377,7 @@ _MESSAGES: Final[dict[str, str]] = {
     "model_type": "must be a table",
     "model_attributes_type": "must be a table",
     "dict_type": "must be a table",
-    "tuple_type": "must be an array of tables",
+    "tuple_type": "must be an array",
     "literal_error": "must be one of {expected}",
 }
 
@@ -395,17 +395,18 @@ def _describe(error: ValidationError) -> str:
         known = ", ".join(_known_keys(loc))
         message = f"unknown key; remove it (known: {known})"
     elif kind == "missing" and _is_table_array(loc):
-        message = f"missing; add at least one [[{'.'.join(str(part) for part in loc)}]]"
+        message = f"missing; add at least one [[{'.'.join(map(str, loc))}]]"
     elif kind == "missing":
         message = "missing; add it"
+    elif kind == "tuple_type" and _is_table_array(loc):
+        message = f"must be an array of tables; write each as [[{'.'.join(map(str, loc))}]]"
     elif loc and loc[-1] == "[key]":
         loc = loc[:-1]
         message = f"unknown key; use one of {ctx.get('expected', 'the known keys')}"
     elif kind in _MESSAGES:
         message = _MESSAGES[kind].format(**ctx)
     else:
-        message = str(first["msg"])
-        message = message[:1].lower() + message[1:]
+        message = _lower_first(str(first["msg"]))
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{_toml_path(loc)}: {message}{more}"
 

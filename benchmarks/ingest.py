@@ -1,0 +1,816 @@
+"""Ingest throughput: the `loyalty ingest` command against two write-path baselines.
+
+    python benchmarks/ingest.py [--events 200000] [--customers 20000] [--seed 1]
+                                [--naive-events 20000] [--keep DIR] [--profile N]
+
+1. Generates a deterministic (seeded) two-year stream for a program like the
+   conformance ones (EUR, Europe/Berlin): signups (some referred, with birth
+   dates, newsletter opt-ins), purchases with and without items over pos, web
+   and app, partial and full returns, referrals, redemptions (some refused),
+   actions, a weekly tick, ~0.1% malformed lines, ~0.5% duplicated event ids
+   and ~2% late arrivals. Program and stream go to a temp dir (or `--keep DIR`).
+2. Starts one PostgreSQL for every measurement: the server of
+   LOYALTY_DATABASE_URL when set, else the embedded one with fsync on. Each
+   measurement gets a fresh, migrated database.
+3. Measures, on the same stream:
+   a. end to end: `loyalty ingest STREAM --program PROGRAM` as a subprocess
+      (startup, decode, decide, batched writes, projections);
+   b. naive: decode + decide in-process, then per event one transaction with
+      one INSERT per ledger entry and one into the inbox (first N lines only);
+   c. COPY: the whole stream's ledger rows, decided before the clock starts,
+      written with one COPY in one transaction: the floor of the write path.
+   It also times the engine alone (decode + decide, no database).
+4. Prints a table with the ratio of each figure to end to end, and the machine.
+
+`--profile N` also runs the in-process ingest (the `Pipeline` behind the CLI)
+under cProfile on a fresh database and prints the top functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import pstats
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
+
+import psycopg
+from psycopg import sql
+
+from loyalty_ledger import embedded
+from loyalty_ledger import events as ev
+from loyalty_ledger.engine import CustomerState, Decision, Rules, compile_rules, decide, decide_tick
+from loyalty_ledger.engine.dates import next_due_at
+from loyalty_ledger.ledger import COLUMNS, row
+from loyalty_ledger.program import parse_program
+from loyalty_ledger.store.db import psycopg_url, redact
+from loyalty_ledger.store.schema import migrate
+
+BERLIN = ZoneInfo("Europe/Berlin")
+START = datetime(2024, 1, 1, 6, 0, tzinfo=BERLIN).astimezone(UTC)
+SPAN = timedelta(days=730)
+
+PROGRAM = """\
+[program]
+name = "Benchmark Club"
+currency = "EUR"
+timezone = "Europe/Berlin"
+
+[earn]
+points_per_unit = "1"
+category_multipliers = { shoes = "2", beauty = "1.5", coffee = "0" }
+channel_multipliers = { app = "1.5", pos = "1" }
+
+[expiry]
+months = 24
+
+[tiers]
+window_days = 365
+[[tiers.levels]]
+name = "bronze"
+min_spend = "0"
+multiplier = "1"
+[[tiers.levels]]
+name = "silver"
+min_spend = "500"
+multiplier = "1.25"
+[[tiers.levels]]
+name = "gold"
+min_spend = "2000"
+multiplier = "1.5"
+
+[signup]
+bonus = 100
+
+[birthday]
+bonus = 250
+
+[referral]
+referrer_bonus = 500
+referee_bonus = 100
+min_first_purchase = "20"
+[[referral.ladder]]
+count = 3
+reward = "tote-bag"
+[[referral.ladder]]
+count = 5
+reward = "headphones"
+[[referral.ladder]]
+count = 10
+reward = "weekend-trip"
+
+[[actions]]
+name = "newsletter_subscribed"
+points = 50
+max_per_customer = 1
+[[actions]]
+name = "review_written"
+points = 20
+max_per_customer = 10
+[[actions]]
+name = "app_installed"
+points = 100
+max_per_customer = 1
+[[actions]]
+name = "survey_completed"
+points = 10
+
+[[stamp_cards]]
+id = "coffee-card"
+every = 10
+min_total = "2.50"
+categories = ["coffee"]
+reward = "free-coffee"
+[[stamp_cards]]
+id = "visit-card"
+every = 12
+min_total = "30.00"
+reward = "visit-voucher"
+
+[[rewards]]
+id = "free-shipping"
+cost = 300
+[[rewards]]
+id = "voucher-5"
+cost = 500
+[[rewards]]
+id = "voucher-10"
+cost = 900
+[[rewards]]
+id = "voucher-25"
+cost = 2000
+
+[redemption]
+min_points = 100
+"""
+
+# category -> (sku prefix, lowest and highest unit price in cents)
+CATALOGUE: dict[str, tuple[str, int, int]] = {
+    "shoes": ("SHO", 3999, 14999),
+    "apparel": ("APP", 999, 8999),
+    "accessories": ("ACC", 499, 4999),
+    "beauty": ("BEA", 399, 5999),
+    "home": ("HOM", 799, 19999),
+}
+REWARDS = (("free-shipping", 4), ("voucher-5", 5), ("voucher-10", 3), ("voucher-25", 1))
+
+
+# ====================================================================== the stream
+
+
+def _money(cents: int) -> str:
+    return f"{cents // 100}.{cents % 100:02d}"
+
+
+def _instant(at: datetime, rng: random.Random) -> str:
+    """Mostly Berlin local time with its offset, sometimes UTC with Z."""
+    if rng.random() < 0.15:
+        return at.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return at.astimezone(BERLIN).isoformat(timespec="seconds")
+
+
+@dataclass(slots=True)
+class _Customer:
+    id: str
+    joined: datetime
+    weight: float  # how much this customer buys
+    signs_up: bool
+    orders: list[tuple[str, int, datetime]] = field(default_factory=list)  # id, cents, at
+    redemptions: list[str] = field(default_factory=list)
+
+
+class StreamMaker:
+    """Builds the stream as (arrival instant, serial, JSON object), then lines in arrival order."""
+
+    def __init__(self, events: int, customers: int, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.target = events
+        self.n_customers = customers
+        self.out: list[tuple[datetime, int, dict[str, object]]] = []
+        self.serial = 0
+
+    def _emit(self, at: datetime, body: dict[str, object], late_share: float = 0.02) -> None:
+        rng = self.rng
+        self.serial += 1
+        arrival = at
+        if late_share and rng.random() < late_share:  # an offline till syncing later
+            arrival = at + timedelta(minutes=rng.uniform(10, 3 * 24 * 60))
+        obj: dict[str, object] = {
+            "event_id": f"ev-{self.serial:07d}-{rng.getrandbits(24):06x}",
+            "occurred_at": _instant(at, rng),
+            **body,
+        }
+        self.out.append((arrival, self.serial, obj))
+
+    def _when(self, after: datetime) -> datetime:
+        end = START + SPAN
+        return after + (end - after) * self.rng.random()
+
+    def make(self) -> list[str]:
+        rng = self.rng
+        people = self._customers()
+        ambassadors = rng.sample(people, max(1, len(people) // 40))
+        for person in people:
+            self._join(person, ambassadors)
+        budget = self.target - len(self.out)
+        malformed = round(self.target * 0.001)
+        duplicates = round(self.target * 0.005)
+        ticks = SPAN.days // 7
+        rest = budget - malformed - duplicates - ticks
+        n_purchases = round(rest * 0.82 / 1.05)
+        self._purchases(people, n_purchases)
+        self._returns(people)
+        self._redemptions(people, round(rest * 0.045))
+        self._actions(people, round(rest * 0.075))
+        self._referrals(people, round(rest * 0.008))
+        self._ticks()
+        while len(self.out) < self.target - malformed - duplicates:  # rounding: top up
+            self._purchases(people, self.target - malformed - duplicates - len(self.out))
+        self.out.sort(key=lambda t: (t[0], t[1]))
+        lines = [json.dumps(obj, separators=(",", ":")) for _, _, obj in self.out]
+        self._duplicate(lines, duplicates)
+        self._malform(lines, malformed)
+        return lines
+
+    def _customers(self) -> list[_Customer]:
+        rng = self.rng
+        people = []
+        for i in range(1, self.n_customers + 1):
+            joined = START + SPAN * 0.95 * rng.random() ** 1.4  # more joined early
+            people.append(_Customer(f"cust-{i:06d}", joined, rng.lognormvariate(0, 1.0),
+                                    rng.random() < 0.9))  # fmt: skip
+        return people
+
+    def _join(self, person: _Customer, ambassadors: list[_Customer]) -> None:
+        rng = self.rng
+        referrer = rng.choice(ambassadors)
+        referred = referrer is not person and referrer.joined < person.joined
+        if not person.signs_up:  # buys first; some came through a shared link
+            if referred and rng.random() < 0.3:
+                self._emit(person.joined - timedelta(minutes=2), {
+                    "type": "referral", "customer_id": person.id, "referrer_id": referrer.id,
+                    "channel": "web",
+                })  # fmt: skip
+            return
+        body: dict[str, object] = {
+            "type": "signup", "customer_id": person.id, "email": f"{person.id}@example.org",
+            "channel": rng.choice(("pos", "web", "web", "app")),
+        }  # fmt: skip
+        if rng.random() < 0.6:
+            body["name"] = f"Customer {person.id[5:]}"
+        if rng.random() < 0.3:
+            body["phone"] = f"+49 30 {rng.randrange(1000000, 9999999)}"
+        if rng.random() < 0.55:
+            if rng.random() < 0.01:
+                birth = date(rng.choice((1972, 1980, 1988, 1996, 2000)), 2, 29)
+            else:
+                birth = date(rng.randrange(1950, 2006), 1, 1) + timedelta(days=rng.randrange(365))
+            body["birth_date"] = birth.isoformat()
+        if referred and rng.random() < 0.15:
+            body["referred_by"] = referrer.id
+        if rng.random() < 0.4:
+            body["newsletter"] = True
+        self._emit(person.joined, body, late_share=0)
+
+    def _purchases(self, people: list[_Customer], count: int) -> None:
+        rng = self.rng
+        end = START + SPAN
+        weights = [p.weight * (end - p.joined).days for p in people]
+        for person in rng.choices(people, weights, k=count):
+            at = self._when(person.joined + timedelta(minutes=5))
+            order_id = f"ord-{self.serial + 1:07d}"
+            body: dict[str, object] = {"type": "purchase", "customer_id": person.id,
+                                       "order_id": order_id, "currency": "EUR"}  # fmt: skip
+            kind = rng.random()
+            if kind < 0.15:  # a coffee at the counter
+                quantity = rng.choice((1, 1, 1, 2))
+                cents = 320 * quantity
+                body["channel"] = "pos"
+                body["items"] = [{"sku": "COF-001", "category": "coffee",
+                                  "quantity": quantity, "unit_price": "3.20"}]  # fmt: skip
+            elif kind < 0.65:
+                items = []
+                cents = 0
+                for _ in range(rng.choice((1, 1, 1, 2, 2, 3, 4))):
+                    category = rng.choice(list(CATALOGUE))
+                    prefix, low, high = CATALOGUE[category]
+                    price, quantity = rng.randrange(low, high), rng.choice((1, 1, 1, 2, 3))
+                    cents += price * quantity
+                    items.append({"sku": f"{prefix}-{rng.randrange(1000):03d}",
+                                  "category": category, "quantity": quantity,
+                                  "unit_price": _money(price)})  # fmt: skip
+                body["items"] = items
+                body["channel"] = rng.choice(("pos", "web", "web", "app"))
+            else:
+                cents = 0 if rng.random() < 0.002 else int(rng.lognormvariate(8.3, 0.8))
+                if rng.random() > 0.1:  # else: channel left to its default
+                    body["channel"] = rng.choice(("pos", "pos", "web", "app"))
+            body["total"] = _money(cents)
+            roll = rng.random()
+            if roll < 0.0005:
+                body["currency"] = "USD"
+            elif roll < 0.001 and person.orders:
+                body["order_id"] = person.orders[-1][0]
+            else:
+                person.orders.append((order_id, cents, at))
+            self._emit(at, body)
+
+    def _returns(self, people: list[_Customer]) -> None:
+        rng = self.rng
+        end = START + SPAN
+        for person in people:
+            for order_id, cents, at in person.orders:
+                if cents == 0 or rng.random() >= 0.05:
+                    continue
+                when = at + timedelta(hours=rng.uniform(1, 30 * 24))
+                if when >= end:
+                    continue
+                amount = cents if rng.random() < 0.65 else rng.randrange(1, cents + 1)
+                body = {"type": "return", "customer_id": person.id, "order_id": order_id,
+                        "amount": _money(amount)}  # fmt: skip
+                self._emit(when, body)
+                if rng.random() < 0.03:  # the till sends it again, with a new id
+                    self._emit(when + timedelta(hours=2), dict(body))
+        for person in rng.sample(people, 20):
+            self._emit(self._when(person.joined), {"type": "return", "customer_id": person.id,
+                       "order_id": "ord-unknown", "amount": "10.00"})  # fmt: skip
+
+    def _redemptions(self, people: list[_Customer], count: int) -> None:
+        rng = self.rng
+        buyers = [p for p in people if p.orders]
+        weights = [len(p.orders) for p in buyers]
+        names, shares = zip(*REWARDS, strict=True)
+        for person in rng.choices(buyers, weights, k=count):
+            at = self._when(person.orders[0][2])
+            if person.redemptions and rng.random() < 0.03:
+                redemption_id = rng.choice(person.redemptions)  # a retry
+            else:
+                redemption_id = f"rd-{self.serial + 1:07d}"
+                person.redemptions.append(redemption_id)
+            body: dict[str, object] = {"type": "redemption", "customer_id": person.id,
+                                       "redemption_id": redemption_id,
+                                       "channel": rng.choice(("pos", "web", "app"))}  # fmt: skip
+            roll = rng.random()
+            if roll < 0.7:
+                body["reward_id"] = rng.choices(names, shares)[0]
+            elif roll < 0.95:
+                body["points"] = 50 * rng.randrange(2, 41)
+            elif roll < 0.98:
+                body["points"] = rng.choice((10, 50, 99))
+            else:
+                body["reward_id"] = "spa-day"
+            self._emit(at, body)
+
+    def _actions(self, people: list[_Customer], count: int) -> None:
+        rng = self.rng
+        names = ("review_written", "app_installed", "survey_completed",
+                 "newsletter_subscribed", "poll_answered")  # fmt: skip
+        for person in rng.choices(people, k=count):
+            action = rng.choices(names, (60, 15, 20, 4, 1))[0]
+            channel = "app" if action == "app_installed" else rng.choice(("web", "app"))
+            self._emit(self._when(person.joined + timedelta(hours=1)), {
+                "type": "action", "customer_id": person.id, "action": action, "channel": channel,
+            })  # fmt: skip
+
+    def _referrals(self, people: list[_Customer], count: int) -> None:
+        rng = self.rng
+        for _ in range(count):
+            referee, referrer = rng.sample(people, 2)
+            if rng.random() < 0.05:
+                referrer = referee
+            self._emit(self._when(referee.joined), {
+                "type": "referral", "customer_id": referee.id, "referrer_id": referrer.id,
+            })  # fmt: skip
+
+    def _ticks(self) -> None:
+        first = datetime(2024, 1, 8, 0, 5, tzinfo=BERLIN)  # Mondays, local time
+        for week in range(SPAN.days // 7):
+            local = (first.replace(tzinfo=None) + timedelta(weeks=week)).replace(tzinfo=BERLIN)
+            at = local.astimezone(UTC)
+            self.serial += 1
+            obj = {"event_id": f"tick-{local.date().isoformat()}", "type": "tick",
+                   "occurred_at": local.isoformat(timespec="seconds")}  # fmt: skip
+            self.out.append((at, self.serial, obj))
+
+    def _duplicate(self, lines: list[str], count: int) -> None:
+        """Resend earlier lines a little later; a fifth of them changed (same id, other body)."""
+        rng = self.rng
+        picks = sorted(rng.sample(range(len(lines) - 1), count), reverse=True)
+        for index in picks:
+            text = lines[index]
+            if '"type":"tick"' in text:
+                continue
+            if rng.random() < 0.2:
+                obj = json.loads(text)
+                obj["resent"] = True  # unknown fields are ignored, but the body differs
+                text = json.dumps(obj, separators=(",", ":"))
+            lines.insert(min(len(lines), index + 1 + rng.randrange(3000)), text)
+
+    def _malform(self, lines: list[str], count: int) -> None:
+        rng = self.rng
+        for _ in range(count):
+            index = rng.randrange(len(lines))
+            text = lines[index]
+            kind = rng.randrange(5)
+            at = "2024-05-01T10:00:00+02:00"
+            if kind == 0:
+                bad = text[: len(text) // 2]  # cut off
+            elif kind == 1:  # money as a JSON number
+                bad = json.dumps({"event_id": f"bad-{index}", "type": "purchase", "occurred_at": at,
+                                  "customer_id": "cust-000001", "order_id": "o",
+                                  "currency": "EUR", "total": 12.5})  # fmt: skip
+            elif kind == 2:
+                bad = json.dumps({"event_id": f"bad-{index}", "type": "teleport",
+                                  "occurred_at": at, "customer_id": "cust-000002"})  # fmt: skip
+            elif kind == 3:
+                bad = json.dumps({"event_id": f"bad-{index}", "type": "action",
+                                  "occurred_at": "yesterday", "customer_id": "cust-000003",
+                                  "action": "review_written"})  # fmt: skip
+            else:
+                bad = "not json at all"
+            lines.insert(index, bad)
+
+
+# ====================================================================== the engine, in-process
+
+
+@dataclass(slots=True)
+class Decided:
+    """One input as the pipeline would see it, with its decision (None: not decided)."""
+
+    position: int
+    raw: bytes
+    event: ev.Event | ev.Invalid
+    decision: Decision | None  # None: dead letter or duplicate
+
+
+class Engine:
+    """decode + decide over a stream with in-memory states, as `Pipeline` does, no database."""
+
+    def __init__(self, rules: Rules) -> None:
+        self.rules = rules
+        self.states: dict[str, CustomerState] = {}
+        self.due: dict[str, datetime | None] = {}
+        self.ticks: list[datetime] = []
+        self.seen: set[str] = set()
+        self.counts = {"accepted": 0, "rejected": 0, "duplicates": 0, "dead_lettered": 0,
+                       "entries": 0}  # fmt: skip
+
+    def run(self, lines: list[bytes]) -> Iterator[Decided]:
+        for position, raw in enumerate(lines, 1):
+            yield self.one(position, raw)
+
+    def one(self, position: int, raw: bytes) -> Decided:
+        event = ev.decode(raw)
+        if isinstance(event, ev.Invalid):
+            self.counts["dead_lettered"] += 1
+            return Decided(position, raw, event, None)
+        if event.event_id in self.seen:
+            self.counts["duplicates"] += 1
+            return Decided(position, raw, event, None)
+        self.seen.add(event.event_id)
+        if isinstance(event, ev.Tick):
+            at = event.occurred_at
+            due = [
+                self.states[c] for c, when in self.due.items() if when is not None and when <= at
+            ]
+            decision = decide_tick(due, event, self.rules)
+            self.ticks.append(at)
+            for state in decision.states.values():
+                state.ticks_seen = len(self.ticks)
+        else:
+            for customer_id in self._customers_of(event):
+                self._catch_up(customer_id)
+            decision = decide(self.states, event, self.rules)
+            for customer_id, state in decision.states.items():
+                if customer_id not in self.states:
+                    state.ticks_seen = len(self.ticks)
+        for customer_id, state in decision.states.items():
+            self.states[customer_id] = state
+            self.due[customer_id] = next_due_at(state, self.rules)
+        self.counts["accepted" if decision.reason is None else "rejected"] += 1
+        self.counts["entries"] += len(decision.entries)
+        return Decided(position, raw, event, decision)
+
+    def _customers_of(self, event: ev.Event) -> list[str]:
+        assert not isinstance(event, ev.Tick)
+        named = [event.customer_id]
+        if isinstance(event, ev.Signup) and event.referred_by:
+            named.append(event.referred_by)
+        elif isinstance(event, ev.Referral):
+            named.append(event.referrer_id)
+        state = self.states.get(event.customer_id)
+        if state is not None and state.referrer_id and not state.referral_settled:
+            named.append(state.referrer_id)
+        return named
+
+    def _catch_up(self, customer_id: str) -> None:
+        """Ticks this customer was not due for only move its clock (as Pipeline._catch_up)."""
+        state = self.states.get(customer_id)
+        if state is None or state.ticks_seen >= len(self.ticks):
+            return
+        clock = max(self.ticks[state.ticks_seen :])
+        state.ticks_seen = len(self.ticks)
+        if state.clock is None or clock > state.clock:
+            state.clock = clock
+
+
+# ====================================================================== the database
+
+
+@dataclass(frozen=True, slots=True)
+class Postgres:
+    """One server; `url(name)` addresses a database on it."""
+
+    base_url: str  # SQLAlchemy-style, as LOYALTY_DATABASE_URL takes it
+    admin: str  # conninfo of a database to run CREATE DATABASE from
+    embedded_server: embedded.Server | None
+
+    def url(self, dbname: str) -> str:
+        if self.embedded_server is not None:
+            return dataclasses.replace(self.embedded_server, dbname=dbname).url
+        parts = urlsplit(self.base_url)
+        return urlunsplit(parts._replace(path="/" + dbname))
+
+    def fresh(self, dbname: str) -> str:
+        """Drop and create `dbname`, migrate it to head; returns its URL."""
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(dbname)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+        url = self.url(dbname)
+        migrate(url)
+        return url
+
+    def drop(self, dbname: str) -> None:
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(dbname)))
+
+    def settings(self) -> dict[str, str]:
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            names = ("server_version", "fsync", "synchronous_commit", "full_page_writes",
+                     "shared_buffers", "wal_level")  # fmt: skip
+            shown = {}
+            for name in names:
+                found = conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()
+                shown[name] = str(found[0]) if found else "?"
+            return shown
+
+
+@contextlib.contextmanager
+def postgres(workdir: Path) -> Iterator[Postgres]:
+    url = os.environ.get("LOYALTY_DATABASE_URL")
+    if url:
+        yield Postgres(url, psycopg_url(url), None)
+        return
+    server = embedded.start(workdir / ".loyalty", fsync=True)
+    try:
+        yield Postgres(server.url, server.conninfo("postgres"), server)
+    finally:
+        embedded.stop(server)
+
+
+# ====================================================================== the measurements
+
+
+@dataclass(slots=True)
+class Figure:
+    name: str
+    events: int  # input lines
+    seconds: float
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else float("inf")
+
+
+def end_to_end(pg: Postgres, stream: Path, program: Path, n_lines: int) -> tuple[Figure, dict]:
+    url = pg.fresh("bench_e2e")
+    command = shutil.which("loyalty", path=str(Path(sys.executable).parent)) or "loyalty"
+    env = {**os.environ, "LOYALTY_DATABASE_URL": url}
+    started = time.perf_counter()
+    result = subprocess.run([command, "ingest", str(stream), "--program", str(program)],
+                            env=env, capture_output=True, text=True, check=False)  # fmt: skip
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        sys.exit(f"loyalty ingest failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    logged: dict = {}
+    for line in result.stderr.splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict) and record.get("event") == "ingested":
+                logged = record
+    return Figure("end to end (loyalty ingest)", n_lines, seconds, "CLI startup included"), logged
+
+
+def naive(pg: Postgres, rules: Rules, lines: list[bytes], source: str) -> tuple[Figure, int]:
+    """decode + decide, then per event: BEGIN; INSERT per entry; INSERT inbox; COMMIT."""
+    url = pg.fresh("bench_naive")
+    insert_ledger = sql.SQL("INSERT INTO ledger ({}) VALUES ({})").format(
+        sql.SQL(", ").join(map(sql.Identifier, COLUMNS)),
+        sql.SQL(", ").join(sql.Placeholder() * len(COLUMNS)),
+    )
+    insert_inbox = (
+        "INSERT INTO inbox (event_id, source, position, event_type, customer_id, occurred_at, "
+        "outcome, reason, body_hash, raw) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    )
+    insert_dead = "INSERT INTO dead_letters (source, position, raw, reason) VALUES (%s, %s, %s, %s)"
+    engine = Engine(rules)
+    rows = 0
+    with psycopg.connect(psycopg_url(url), autocommit=True) as conn:
+        started = time.perf_counter()
+        for done in engine.run(lines):
+            event, decision = done.event, done.decision
+            text = done.raw.decode("utf-8", errors="replace")
+            if isinstance(event, ev.Invalid):
+                conn.execute(insert_dead, (source, done.position, text, event.reason))
+                continue
+            if decision is None:
+                continue  # a duplicate: no effect
+            with conn.transaction():
+                for entry in decision.entries:
+                    conn.execute(insert_ledger, row(entry))
+                customer_id = None if isinstance(event, ev.Tick) else event.customer_id
+                outcome = "accepted" if decision.reason is None else "rejected"
+                reason = decision.reason.value if decision.reason else None
+                conn.execute(insert_inbox, (
+                    event.event_id, source, done.position, event.type, customer_id,
+                    event.occurred_at, outcome, reason, hashlib.sha256(done.raw).digest(), text,
+                ))  # fmt: skip
+            rows += len(decision.entries)
+        seconds = time.perf_counter() - started
+    note = f"first {len(lines):,} lines; {rows:,} ledger rows; a commit per event"
+    return Figure("naive (INSERT per row, commit per event)", len(lines), seconds, note), rows
+
+
+def copy_rows(pg: Postgres, rows: list[tuple[object, ...]], n_lines: int) -> Figure:
+    url = pg.fresh("bench_copy")
+    statement = sql.SQL("COPY ledger ({}) FROM STDIN").format(
+        sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+    )
+    with psycopg.connect(psycopg_url(url), autocommit=True) as conn:
+        started = time.perf_counter()
+        with conn.transaction(), conn.cursor().copy(statement) as copy:
+            for values in rows:
+                copy.write_row(values)
+        seconds = time.perf_counter() - started
+    note = f"{len(rows):,} ledger rows, {len(rows) / seconds:,.0f} rows/s, one transaction"
+    return Figure("COPY of the ledger rows alone", n_lines, seconds, note)
+
+
+def profile(pg: Postgres, stream: Path, program_text: str, top: int) -> None:
+    """The CLI's in-process path (ops.ingest.ingest_file -> Pipeline) under cProfile."""
+    from loyalty_ledger.ops.ingest import ingest_file
+    from loyalty_ledger.store.db import connect
+
+    url = pg.fresh("bench_profile")
+    conn = connect(url)
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    try:
+        ingest_file(conn, str(stream), program_text)
+    finally:
+        profiler.disable()
+        conn.close()
+    print(f"\nprofile of the in-process ingest ({time.perf_counter() - started:.1f} s "
+          "under cProfile)")  # fmt: skip
+    stats = pstats.Stats(profiler, stream=sys.stdout).strip_dirs()
+    for order in ("cumulative", "tottime"):
+        print(f"\n--- top {top} by {order}")
+        stats.sort_stats(order).print_stats(top)
+
+
+# ====================================================================== main
+
+
+def table(figures: list[Figure], baseline: Figure) -> str:
+    head = ("measurement", "events", "seconds", "events/s", "vs e2e")
+    body = [(f.name, f"{f.events:,}", f"{f.seconds:.2f}", f"{f.rate:,.0f}",
+             f"{f.rate / baseline.rate:.2f}x") for f in figures]  # fmt: skip
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
+    out = []
+    for i, r in enumerate([head, *body]):
+        out.append("  ".join(c.ljust(w) if j == 0 else c.rjust(w)
+                             for j, (c, w) in enumerate(zip(r, widths, strict=True))))  # fmt: skip
+        if i == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--events", type=int, default=200_000, help="input lines (200000)")
+    parser.add_argument("--customers", type=int, default=20_000, help="customers (20000)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--naive-events", type=int, default=20_000,
+                        help="lines the naive baseline writes (20000)")  # fmt: skip
+    parser.add_argument("--keep", type=Path, help="write program and stream here and keep them")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        metavar="N",
+        default=0,
+        help="also profile the in-process ingest; print top N functions",
+    )
+    args = parser.parse_args()
+    wall = time.perf_counter()
+
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="loyalty-bench-")))
+        outdir = args.keep or workdir
+        outdir.mkdir(parents=True, exist_ok=True)
+        program_path, stream_path = outdir / "program.toml", outdir / "events.jsonl"
+
+        t = time.perf_counter()
+        lines = StreamMaker(args.events, args.customers, args.seed).make()
+        program_path.write_text(PROGRAM, encoding="utf-8")
+        stream_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        print(
+            f"generated {len(lines):,} lines ({stream_path.stat().st_size / 1e6:.1f} MB) "
+            f"for {args.customers:,} customers in {time.perf_counter() - t:.1f} s: {outdir}"
+        )
+        raw_lines = [line.encode() for line in lines]
+        rules = compile_rules(parse_program(PROGRAM))
+
+        pg = stack.enter_context(postgres(workdir))
+        settings = pg.settings()
+        kind = "embedded" if pg.embedded_server else f"LOYALTY_DATABASE_URL {redact(pg.base_url)}"
+        print(
+            f"postgres {settings['server_version']} ({kind}), fsync={settings['fsync']}, "
+            f"synchronous_commit={settings['synchronous_commit']}"
+        )
+
+        e2e, logged = end_to_end(pg, stream_path, program_path, len(lines))
+        print(
+            f"end to end: {e2e.seconds:.1f} s; the CLI logged: "
+            + json.dumps({k: v for k, v in logged.items() if k not in ("level", "timestamp")})
+        )
+
+        t = time.perf_counter()
+        engine = Engine(rules)
+        rows = [row(e) for d in engine.run(raw_lines) if d.decision for e in d.decision.entries]
+        engine_figure = Figure(
+            "engine alone (decode + decide, no DB)",
+            len(lines),
+            time.perf_counter() - t,
+            "in memory; not a write path",
+        )
+        agree = all(engine.counts[k] == logged.get(k) for k in engine.counts)
+        print(f"engine: {engine.counts} -> {'same' if agree else 'DIFFERENT'} counts as the CLI")
+
+        n = min(args.naive_events, len(lines))
+        naive_figure, _ = naive(pg, rules, raw_lines[:n], f"file:{stream_path.resolve()}")
+        copy_figure = copy_rows(pg, rows, len(lines))
+
+        figures = [e2e, naive_figure, copy_figure, engine_figure]
+        print()
+        print(table(figures, e2e))
+        print()
+        for f in figures:
+            if f.note:
+                print(f"  {f.name}: {f.note}")
+        if logged:
+            print(
+                f"  the CLI's own figure (ingest loop, no startup): {logged.get('seconds')} s, "
+                f"{logged.get('events_per_s'):,} events/s"
+            )
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        print(
+            f"\nmachine: {cpus} cpus (nproc), {platform.machine()}, {platform.system()} "
+            f"{platform.release()}, python {platform.python_version()}"
+        )
+        print(
+            f"postgres: {settings['server_version']}, fsync={settings['fsync']}, "
+            f"synchronous_commit={settings['synchronous_commit']}, "
+            f"full_page_writes={settings['full_page_writes']}, "
+            f"shared_buffers={settings['shared_buffers']}, {kind}"
+        )
+
+        if args.profile:
+            profile(pg, stream_path, PROGRAM, args.profile)
+        if pg.embedded_server is None:
+            for name in ("bench_e2e", "bench_naive", "bench_copy", "bench_profile"):
+                pg.drop(name)
+    print(f"\nwhole script: {time.perf_counter() - wall:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
