@@ -287,6 +287,8 @@ class StreamMaker:
         if rng.random() < 0.4:
             body["newsletter"] = True
         self._emit(person.joined, body, late_share=0)
+        if rng.random() < 0.005:  # signs up again, in the app
+            self._emit(self._when(person.joined), {**body, "channel": "app"}, late_share=0)
 
     def _purchases(self, people: list[_Customer], count: int) -> None:
         rng = self.rng
