@@ -149,3 +149,24 @@ def test_kill_9_with_the_embedded_server(tmp_path: Path) -> None:
 def test_bad_command_line(args: list[str]) -> None:
     done = run(args, dict(os.environ))
     assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+def test_db_start_status_url_stop(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "LOYALTY_DATABASE_URL"}
+    assert run(["db", "status"], env, cwd=tmp_path).returncode == 3
+    try:
+        started = run(["db", "start"], env, cwd=tmp_path)
+        assert started.returncode == 0, started.stderr
+        url = run(["db", "url"], env, cwd=tmp_path).stdout.strip()
+        assert url == started.stdout.strip()
+        assert run(["db", "status"], env, cwd=tmp_path).stdout.startswith("running")
+        # Commands attach to the running server and leave it running for the analyst.
+        args = ["ingest", str(CASE / "events.jsonl"), "--program", str(CASE / "program.toml")]
+        assert run(args, env, cwd=tmp_path).returncode == 0
+        with connect(url) as conn:
+            row = conn.execute("SELECT count(*) FROM customers").fetchone()
+            assert row is not None and row[0] > 0
+    finally:
+        stopped = run(["db", "stop"], env, cwd=tmp_path)
+    assert stopped.stdout.strip() == "stopped"
+    assert run(["db", "status"], env, cwd=tmp_path).returncode == 3

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import PgServer, twin_database
+from loyalty_ledger.events import Invalid, decode
 from loyalty_ledger.projectors import runner
 from loyalty_ledger.store.db import connect
 from support import (
@@ -131,3 +134,32 @@ def test_conservation_holds_in_the_ledger_for_every_customer(database_url: str) 
             ).fetchall()
             assert broken == []
             conn.execute("DELETE FROM settings")  # next case, next program: same database
+
+
+@settings(
+    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_property_any_prefix_twice_then_the_rest_equals_one_run(
+    data: st.DataObject,
+    pg_server: PgServer,
+    template_db: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    case = CASES[7]
+    lines = _lines(case)
+    cut = data.draw(st.integers(0, len(lines)), label="cut")
+    batch_size = data.draw(st.integers(40, 2000), label="batch_size")
+    folder = tmp_path_factory.mktemp("prefix")
+    with twin_database(pg_server, template_db) as url:
+        path = _copy(folder, lines[:cut])
+        ingest(url, path, case / "program.toml", batch_size=batch_size)
+        ingest(url, _copy(folder, lines[:cut], "again.jsonl"), None, batch_size=batch_size)
+        ingest(url, path, None, batch_size=batch_size)
+        _copy(folder, lines)
+        ingest(url, path, None, batch_size=batch_size)
+        rows, summary = export(url)
+        summary["dead_lettered"] -= sum(  # the copy's dead letters are its own inputs
+            1 for line in lines[:cut] if isinstance(decode(line), Invalid)
+        )
+        assert_matches(case, rows, summary)
