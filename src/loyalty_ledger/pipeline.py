@@ -59,6 +59,7 @@ class _Work:
     batch: Batch
     counts: Counts = field(default_factory=Counts)
     overlay: dict[str, CustomerState] = field(default_factory=dict)
+    due: dict[str, datetime | None] = field(default_factory=dict)  # next due of overlay states
     seen: dict[str, bytes] = field(default_factory=dict)  # event_id -> body hash
 
 
@@ -87,9 +88,12 @@ class Pipeline:
             self._snapshot(work)
             store_batch.write(self.conn, work.batch)
         except BaseException:
+            # Catch-ups touched cached states in place: start over from the database.
             del self.ticks[ticks_before:]
+            self.cache.clear()
+            self.due.clear()
             raise
-        self._merge(work.overlay)
+        self._merge(work)
         return work.counts
 
     def _one(self, work: _Work, line: Line, event: ev.Event | ev.Invalid) -> None:
@@ -144,6 +148,7 @@ class Pipeline:
         for customer_id, state in decision.states.items():
             if customer_id not in book or isinstance(event, ev.Tick):
                 state.ticks_seen = len(self.ticks)  # new, or just brought up to this tick
+            work.due[customer_id] = next_due_at(state, self.rules)
         work.overlay.update(decision.states)
         return decision
 
@@ -168,31 +173,29 @@ class Pipeline:
             self.due[customer_id] = due
 
     def _catch_up(self, work: _Work, customer_id: str) -> None:
-        """Fold ticks this customer was not due for into its clock: nothing else can change."""
+        """Fold ticks this customer was not due for into its clock: nothing else can change.
+
+        In place, on the cache too: a later reload from the snapshot folds the
+        same ticks in again, and a failed batch empties the cache.
+        """
         state = work.overlay.get(customer_id) or self.cache.get(customer_id)
         if state is None or state.ticks_seen >= len(self.ticks):
             return
         clock = max(self.ticks[state.ticks_seen :])
-        caught_up = state.clone()
-        caught_up.ticks_seen = len(self.ticks)
-        if caught_up.clock is None or clock > caught_up.clock:
-            caught_up.clock = clock
-        work.overlay[customer_id] = caught_up
+        state.ticks_seen = len(self.ticks)
+        if state.clock is None or clock > state.clock:
+            state.clock = clock
 
     def _due(self, work: _Work, at: datetime) -> list[CustomerState]:
         """Customers a tick at `at` may change: due in the batch, the cache, or the database."""
+        stored = reads.due_customers(self.conn, at)
+        self._load({c for c in stored if c not in self.cache and c not in work.overlay})
         due: dict[str, CustomerState] = {}
-        for customer_id, state in work.overlay.items():
-            when = next_due_at(state, self.rules)
+        for customer_id, when in work.due.items():
             if when is not None and when <= at:
-                due[customer_id] = state
+                due[customer_id] = work.overlay[customer_id]
         for customer_id, when in self.due.items():
-            if when is not None and when <= at and customer_id not in work.overlay:
-                due[customer_id] = self.cache[customer_id]
-        for customer_id, state_json, when in reads.due_snapshots(self.conn, at):
-            if customer_id not in self.cache and customer_id not in work.overlay:
-                self.cache[customer_id] = from_snapshot(customer_id, state_json)
-                self.due[customer_id] = when
+            if when is not None and when <= at and customer_id not in work.due:
                 due[customer_id] = self.cache[customer_id]
         return list(due.values())
 
@@ -200,16 +203,15 @@ class Pipeline:
         for customer_id, state in work.overlay.items():
             work.batch.snapshots.append(store_batch.Snapshot(
                 customer_id, state.version, json.dumps(to_snapshot(state), separators=(",", ":")),
-                next_due_at(state, self.rules),
+                work.due[customer_id],
             ))  # fmt: skip
 
-    def _merge(self, overlay: dict[str, CustomerState]) -> None:
-        if len(self.cache) + len(overlay) > CACHE_CUSTOMERS_MAX:
+    def _merge(self, work: _Work) -> None:
+        if len(self.cache) + len(work.overlay) > CACHE_CUSTOMERS_MAX:
             self.cache.clear()
             self.due.clear()
-        for customer_id, state in overlay.items():
-            self.cache[customer_id] = state
-            self.due[customer_id] = next_due_at(state, self.rules)
+        self.cache.update(work.overlay)
+        self.due.update(work.due)
 
 
 def _named_in(event: ev.Event) -> list[str]:

@@ -25,7 +25,7 @@ def next_due_at(state: CustomerState, rules: Rules) -> datetime | None:
     if state.lots and state.lots[0].expires_at is not None:
         due.append(state.lots[0].expires_at)
     if rules.levels and state.spend:
-        due.append(min(s for s, _ in state.spend) + rules.window)
+        due.append(state.spend[0][0] + rules.window)  # spend is sorted
     birthday = _next_birthday(state, rules)
     if birthday is not None:
         local = datetime(birthday.year, birthday.month, birthday.day, tzinfo=rules.tz)

@@ -8,6 +8,7 @@ events too.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,6 +46,9 @@ class _Recorder:
         self.entries: list[Entry] = []
 
     def add(self, state: CustomerState, kind: Kind, at: datetime, **fields: Any) -> None:
+        # Paired with CHECK (points >= 0) and CHECK (version >= 1) on the ledger table.
+        assert fields.get("points", 0) >= 0, fields
+        assert at.tzinfo is not None
         state.version += 1
         self.entries.append(
             Entry(state.customer_id, state.version, kind, at, self.event_id, **fields)
@@ -111,9 +115,11 @@ def _evaluate_tier(state: CustomerState, ctx: _Context) -> None:
         return
     assert state.clock is not None
     cutoff = state.clock - ctx.rules.window
-    if state.spend and min(s for s, _ in state.spend) <= cutoff:
-        lapsed = sum((a for s, a in state.spend if s <= cutoff), _ZERO)
-        state.spend = [(s, a) for s, a in state.spend if s > cutoff]
+    spend = state.spend  # sorted by instant
+    if spend and spend[0][0] <= cutoff:
+        lapsed = _ZERO
+        while spend and spend[0][0] <= cutoff:
+            lapsed += spend.pop(0)[1]
         if lapsed:
             ctx.rec.add(state, Kind.spend_lapsed, state.clock, amount=lapsed)
     qualifying = max(_ZERO, sum((a for _, a in state.spend), _ZERO))
@@ -212,7 +218,7 @@ def _purchase(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason | 
     _credit(state, points, at, "purchase", event.order_id, ctx)
     state.orders[event.order_id] = Order(event.total, _ZERO, points, 0)
     if rules.levels:
-        state.spend.append((at, event.total))
+        bisect.insort(state.spend, (at, event.total))
     _stamp(state, event, ctx)
     if first_order and state.referrer_id is not None and not state.referral_settled:
         _settle_referral(state, event, ctx)
@@ -292,7 +298,7 @@ def _return(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason | No
         order.total, refunded, order.points_earned, order.points_reversed + reversed_now
     )
     if ctx.rules.levels:
-        state.spend.append((at, -applied))
+        bisect.insort(state.spend, (at, -applied))
     return None
 
 

@@ -51,7 +51,7 @@ class CustomerState:
     referrals_qualified: int = 0
     lots: list[Lot] = field(default_factory=list)
     orders: dict[str, Order] = field(default_factory=dict)
-    spend: list[tuple[datetime, Decimal]] = field(default_factory=list)  # inside the window
+    spend: list[tuple[datetime, Decimal]] = field(default_factory=list)  # in window, sorted
     actions: dict[str, int] = field(default_factory=dict)
     stamps: dict[str, int] = field(default_factory=dict)
     birthday_years: list[int] = field(default_factory=list)

@@ -32,12 +32,12 @@ def snapshots(conn: Connection, customer_ids: Collection[str]) -> list[SnapshotR
     ).fetchall()
 
 
-def due_snapshots(conn: Connection, at: datetime) -> list[SnapshotRow]:
-    """Customers whose next due instant is at or before `at` (an index range scan)."""
-    return conn.execute(
-        "SELECT customer_id, state, next_due_at FROM customer_state WHERE next_due_at <= %s",
-        (at,),
+def due_customers(conn: Connection, at: datetime) -> list[str]:
+    """Customers whose stored next due instant is at or before `at` (an index range scan)."""
+    rows = conn.execute(
+        "SELECT customer_id FROM customer_state WHERE next_due_at <= %s", (at,)
     ).fetchall()
+    return [customer_id for (customer_id,) in rows]
 
 
 def ticks(conn: Connection, stream: str) -> list[datetime]:
