@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from functools import cache
 from typing import Any
 
@@ -103,10 +102,18 @@ def signup(
     newsletter: bool = False,
     event_id: str | None = None,
 ) -> ev.Signup:
-    return ev.Signup.model_validate(_common(
-        "signup", at, event_id, customer_id=customer, email=f"{customer}@example.org",
-        birth_date=birth_date, referred_by=referred_by, newsletter=newsletter,
-    ))  # fmt: skip
+    return ev.Signup.model_validate(
+        _common(
+            "signup",
+            at,
+            event_id,
+            customer_id=customer,
+            email=f"{customer}@example.org",
+            birth_date=birth_date,
+            referred_by=referred_by,
+            newsletter=newsletter,
+        )
+    )
 
 
 def purchase(
@@ -125,10 +132,19 @@ def purchase(
         {"sku": f"sku-{i}", "category": c, "quantity": q, "unit_price": p}
         for i, (c, q, p) in enumerate(items)
     ]
-    return ev.Purchase.model_validate(_common(
-        "purchase", at, event_id, customer_id=customer, order_id=order, currency=currency,
-        total=total, items=lines, channel=channel,
-    ))  # fmt: skip
+    return ev.Purchase.model_validate(
+        _common(
+            "purchase",
+            at,
+            event_id,
+            customer_id=customer,
+            order_id=order,
+            currency=currency,
+            total=total,
+            items=lines,
+            channel=channel,
+        )
+    )
 
 
 def refund(
@@ -161,17 +177,29 @@ def redeem(
     at: Instant = T0,
     event_id: str | None = None,
 ) -> ev.Redemption:
-    return ev.Redemption.model_validate(_common(
-        "redemption", at, event_id, customer_id=customer, redemption_id=redemption,
-        points=points, reward_id=reward,
-    ))  # fmt: skip
+    return ev.Redemption.model_validate(
+        _common(
+            "redemption",
+            at,
+            event_id,
+            customer_id=customer,
+            redemption_id=redemption,
+            points=points,
+            reward_id=reward,
+        )
+    )
 
 
 def action(
-    customer: str = "c1", name: str = "review_written", at: Instant = T0, *,
+    customer: str = "c1",
+    name: str = "review_written",
+    at: Instant = T0,
+    *,
     event_id: str | None = None,
-) -> ev.Action:  # fmt: skip
-    return ev.Action.model_validate(_common("action", at, event_id, customer_id=customer, action=name))
+) -> ev.Action:
+    return ev.Action.model_validate(
+        _common("action", at, event_id, customer_id=customer, action=name)
+    )
 
 
 def tick(at: Instant, *, event_id: str | None = None) -> ev.Tick:
@@ -254,7 +282,3 @@ def brief(entry: Entry) -> str:
 
 def briefs(entries: Iterable[Entry]) -> list[str]:
     return [brief(entry) for entry in entries]
-
-
-def money(text: str) -> Decimal:
-    return Decimal(text)

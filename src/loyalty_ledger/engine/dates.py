@@ -9,6 +9,7 @@ from loyalty_ledger.engine.state import CustomerState
 
 # Early is always safe (the tick re-checks exactly); a day covers any offset or DST gap.
 _MARGIN = timedelta(days=1)
+ANY_TICK = datetime.min.replace(tzinfo=UTC)  # due for every tick, whatever its instant
 
 
 def birthday_in(birth_date: date, year: int) -> date:
@@ -23,7 +24,9 @@ def next_due_at(state: CustomerState, rules: Rules) -> datetime | None:
     """The earliest instant at which a tick could change this customer, or None for never."""
     due: list[datetime] = []
     if state.lots and state.lots[0].expires_at is not None:
-        due.append(state.lots[0].expires_at)
+        expires_at = state.lots[0].expires_at
+        # A late credit can expire before the clock: any tick at all then expires it.
+        due.append(ANY_TICK if state.clock and expires_at <= state.clock else expires_at)
     if rules.levels and state.spend:
         due.append(state.spend[0][0] + rules.window)  # spend is sorted
     birthday = _next_birthday(state, rules)

@@ -12,7 +12,7 @@ import bisect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Context, Decimal
+from decimal import Context, Decimal, localcontext
 from typing import Any
 
 from loyalty_ledger import events as ev
@@ -23,8 +23,9 @@ from loyalty_ledger.engine.rules import Rules
 from loyalty_ledger.engine.state import CustomerState, Order, new_customer
 from loyalty_ledger.ledger import Entry, Kind
 
-# Wide enough that products of program factors and money are exact before the floor.
-_EXACT = Context(prec=100)
+# Money on the wire has any number of digits: every decision computes in this context,
+# wide enough that sums and products are exact before the floor.
+_EXACT = Context(prec=200)
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
 
@@ -74,6 +75,12 @@ class _Context:
 def decide(book: Mapping[str, CustomerState], event: ev.Event, rules: Rules) -> Decision:
     """Decide a customer event; `book` holds every known customer it may touch."""
     assert not isinstance(event, ev.Tick), "ticks go to decide_tick"
+    with localcontext(_EXACT):
+        return _decide(book, event, rules)
+
+
+def _decide(book: Mapping[str, CustomerState], event: ev.Event, rules: Rules) -> Decision:
+    assert not isinstance(event, ev.Tick)
     ctx = _Context(rules, _Recorder(event.event_id), book, {})
     state = ctx.customer(event.customer_id)
     at = event.occurred_at
@@ -89,11 +96,12 @@ def decide_tick(states: Iterable[CustomerState], tick: ev.Tick, rules: Rules) ->
     """Apply a tick to the given customers (those due), in customer_id order."""
     ctx = _Context(rules, _Recorder(tick.event_id), {}, {})
     at = tick.occurred_at
-    for known in sorted(states, key=lambda s: s.customer_id):
-        state = known.clone()
-        ctx.touched[state.customer_id] = state
-        _advance(state, at, ctx)
-        _grant_birthdays(state, at, ctx)
+    with localcontext(_EXACT):
+        for known in sorted(states, key=lambda s: s.customer_id):
+            state = known.clone()
+            ctx.touched[state.customer_id] = state
+            _advance(state, at, ctx)
+            _grant_birthdays(state, at, ctx)
     return Decision(tuple(ctx.rec.entries), ctx.touched, None)
 
 
@@ -173,12 +181,11 @@ def _purchase_points(event: ev.Purchase, state: CustomerState, rules: Rules) -> 
         base = _ZERO
         for item in event.items:
             factor = rules.category_multipliers.get(item.category, _ONE)
-            base = _EXACT.add(base, _EXACT.multiply(item.quantity * item.unit_price, factor))
+            base += item.quantity * item.unit_price * factor
     else:
         base = event.total
-    points = _EXACT.multiply(base, rules.points_per_unit)
-    points = _EXACT.multiply(points, rules.channel_multipliers.get(event.channel, _ONE))
-    points = _EXACT.multiply(points, _tier_multiplier(state, rules))
+    channel = rules.channel_multipliers.get(event.channel, _ONE)
+    points = base * rules.points_per_unit * channel * _tier_multiplier(state, rules)
     return int(points)  # int() rounds toward zero
 
 
@@ -285,9 +292,7 @@ def _return(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason | No
     at = event.occurred_at
     applied = min(event.amount, left)
     refunded = order.refunded + applied
-    target = int(
-        _EXACT.divide_int(_EXACT.multiply(Decimal(order.points_earned), refunded), order.total)
-    )
+    target = int((order.points_earned * refunded) // order.total)
     reversed_now = target - order.points_reversed
     assert reversed_now >= 0
     ctx.rec.add(state, Kind.refund_applied, at, amount=applied, ref=event.order_id)

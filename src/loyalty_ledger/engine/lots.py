@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import bisect
 import calendar
-from datetime import datetime
+from datetime import UTC, datetime
 
 from loyalty_ledger.engine.state import CustomerState, Lot
 
-_NEVER = datetime.max.replace(year=9999)
+_NEVER = datetime.max.replace(tzinfo=UTC)
 
 
 def add_months(at: datetime, months: int) -> datetime:
@@ -20,8 +20,7 @@ def add_months(at: datetime, months: int) -> datetime:
 
 
 def _order(lot: Lot) -> tuple[datetime, int]:
-    expires_at = lot.expires_at.replace(tzinfo=None) if lot.expires_at else _NEVER
-    return (expires_at, lot.n)
+    return (lot.expires_at or _NEVER, lot.n)
 
 
 def credit(state: CustomerState, points: int, at: datetime, months: int) -> tuple[int, Lot | None]:

@@ -120,9 +120,9 @@ def to_snapshot(state: CustomerState) -> dict[str, Any]:
             for oid, o in state.orders.items()
         },
         "spend": [[s.isoformat(), str(a)] for s, a in state.spend],
-        "actions": state.actions,
-        "stamps": state.stamps,
-        "birthdays": state.birthday_years,
+        "actions": dict(state.actions),
+        "stamps": dict(state.stamps),
+        "birthdays": list(state.birthday_years),
         "redemptions": sorted(state.redemption_ids),
     }
 

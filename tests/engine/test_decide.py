@@ -1,0 +1,1063 @@
+"""`decide` and `decide_tick` against PROGRAM.md: one row per rule outcome and rejection reason.
+
+Each row runs its `given` events through the reference driver, then `when`, and checks the
+entries `when` produced (as briefs, see helpers.brief), the decision's reason, balances and
+state fields. The program is PROGRAM.md's example unless a row changes sections.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from helpers import (
+    DAY,
+    SECTIONS,
+    T0,
+    Book,
+    action,
+    briefs,
+    ledger_balance,
+    purchase,
+    redeem,
+    referral,
+    refund,
+    rules,
+    signup,
+    tick,
+    timezone,
+)
+
+from loyalty_ledger import events as ev
+from loyalty_ledger.engine import decide, decide_tick
+from loyalty_ledger.engine.reasons import Reason
+from loyalty_ledger.engine.state import Lot
+from loyalty_ledger.ledger import Kind
+
+T24 = datetime(2028, 3, 1, 12, 0, tzinfo=UTC)  # T0 + 24 months: the example's expiry
+SECOND = timedelta(seconds=1)
+
+NO_TIERS: dict[str, str | None] = {"tiers": None}
+UNLIMITED = SECTIONS["actions"] + '[[actions]]\nname = "app_opened"\npoints = 5\n'
+ONE_MONTH = "[expiry]\nmonths = 1\n"
+LADDER_ONE = (
+    '[referral]\nreferrer_bonus = 500\nreferee_bonus = 30\nmin_first_purchase = "20"\n'
+    '[[referral.ladder]]\ncount = 1\nreward = "razor"\n'
+)
+ANY_CARD = '[[stamp_cards]]\nid = "any-card"\nevery = 2\nreward = "mug"\n'
+
+
+def coffee(n: int, total: str = "3.00", category: str = "coffee") -> ev.Purchase:
+    return purchase(
+        order=f"coffee-{n}", total=total, items=[(category, 1, total)], at=T0 + n * SECOND
+    )
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    when: ev.Event
+    expect: list[str]
+    given: tuple[ev.Event, ...] = ()
+    program: dict[str, str | None] = field(default_factory=dict)
+    balances: dict[str, int] = field(default_factory=dict)
+    state: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+ROWS: list[Row] = [
+    # ------------------------------------------------------------------ signup
+    Row(
+        "signup/bonus",
+        signup(),
+        ["c1 enrolled signup", "c1 signed_up", "c1 credit 100 signup"],
+        balances={"c1": 100},
+        state={"c1": {"enrolled": True, "signed_up_on": date(2026, 3, 1)}},
+    ),
+    Row(
+        "signup/already_signed_up",
+        signup(at=T0 + DAY),
+        ["c1 rejected already_signed_up"],
+        given=(signup(),),
+        balances={"c1": 100},
+    ),
+    Row(
+        "signup/after-a-purchase-enrolled-no-second-enrollment",
+        signup(at=T0 + DAY),
+        ["c1 signed_up", "c1 credit 100 signup"],
+        given=(purchase(total="10"),),
+        balances={"c1": 110},
+    ),
+    Row(
+        "signup/referred_by-is-a-referral",
+        signup("c2", referred_by="c1"),
+        ["c2 enrolled signup", "c2 signed_up", "c2 credit 100 signup", "c2 referred c1"],
+        balances={"c2": 100},
+        state={"c2": {"referrer_id": "c1", "referral_settled": False}},
+    ),
+    Row(
+        "signup/newsletter-is-the-action",
+        signup(newsletter=True),
+        [
+            "c1 enrolled signup",
+            "c1 signed_up",
+            "c1 credit 100 signup",
+            "c1 credit 50 action newsletter_subscribed",
+        ],
+        balances={"c1": 150},
+        state={"c1": {"actions": {"newsletter_subscribed": 1}}},
+    ),
+    Row(
+        "signup/newsletter-without-the-action-configured",
+        signup(newsletter=True),
+        ["c1 enrolled signup", "c1 signed_up", "c1 credit 100 signup"],
+        program={"actions": None},
+        balances={"c1": 100},
+    ),
+    Row(
+        "signup/extras-refused-silently-referee_not_new-and-limit",
+        signup(referred_by="c2", newsletter=True, at=T0 + DAY),
+        ["c1 signed_up", "c1 credit 100 signup"],
+        given=(purchase(total="10"), action(name="newsletter_subscribed")),
+        balances={"c1": 160},
+        state={"c1": {"referrer_id": None}},
+    ),
+    Row(
+        "signup/extras-refused-silently-self_referral",
+        signup(referred_by="c1"),
+        ["c1 enrolled signup", "c1 signed_up", "c1 credit 100 signup"],
+        balances={"c1": 100},
+        state={"c1": {"referrer_id": None}},
+    ),
+    Row(
+        "signup/no-signup-section-bonus-0-records-nothing",
+        signup(),
+        ["c1 enrolled signup", "c1 signed_up"],
+        program={"signup": None},
+        balances={"c1": 0},
+    ),
+    # ---------------------------------------------------------------- purchase
+    Row(
+        "purchase/no-items-total-floored-enrolls-without-bonus",
+        purchase(total="59.90"),
+        ["c1 enrolled purchase", "c1 order_placed o1 59.90", "c1 credit 59 purchase o1"],
+        balances={"c1": 59},
+        state={"c1": {"enrolled": True, "signed_up_on": None, "tier": "bronze"}},
+    ),
+    Row(
+        "purchase/items-with-category-multiplier",
+        purchase(total="65.55", items=[("shoes", 2, "30.00"), ("socks", 1, "5.55")]),
+        ["c1 enrolled purchase", "c1 order_placed o1 65.55", "c1 credit 125 purchase o1"],
+        balances={"c1": 125},
+    ),
+    Row(
+        "purchase/items-not-total-are-the-base",
+        purchase(total="1000", items=[("socks", 3, "1.10")]),
+        [
+            "c1 enrolled purchase",
+            "c1 order_placed o1 1000",
+            "c1 credit 3 purchase o1",
+            "c1 tier bronze->silver",
+        ],
+        balances={"c1": 3},
+    ),
+    Row(
+        "purchase/channel-multiplier",
+        purchase(total="10.00", channel="app"),
+        ["c1 enrolled purchase", "c1 order_placed o1 10.00", "c1 credit 15 purchase o1"],
+        balances={"c1": 15},
+    ),
+    Row(
+        "purchase/floor-once-not-per-factor",
+        purchase(total="0.99", channel="app"),  # 1.485 -> 1; floor(0.99) * 1.5 would be 0
+        ["c1 enrolled purchase", "c1 order_placed o1 0.99", "c1 credit 1 purchase o1"],
+        balances={"c1": 1},
+    ),
+    Row(
+        "purchase/tier-multiplier-before-the-purchase-then-upgrade",
+        purchase(total="600"),
+        [
+            "c1 enrolled purchase",
+            "c1 order_placed o1 600",
+            "c1 credit 600 purchase o1",
+            "c1 tier bronze->silver",
+        ],
+        balances={"c1": 600},
+        state={"c1": {"tier": "silver"}},
+    ),
+    Row(
+        "purchase/silver-tier-multiplier",
+        purchase(order="o2", total="100", at=T0 + DAY),
+        ["c1 order_placed o2 100", "c1 credit 125 purchase o2"],
+        given=(purchase(total="600"),),
+        balances={"c1": 725},
+    ),
+    Row(
+        "purchase/all-multipliers-exact-then-floor",
+        # 2 * 10.01 (shoes) * 1.5 (app) * 1.25 (silver) = 37.5375
+        purchase(
+            order="o2", total="10.01", items=[("shoes", 1, "10.01")], channel="app", at=T0 + DAY
+        ),
+        ["c1 order_placed o2 10.01", "c1 credit 37 purchase o2"],
+        given=(purchase(total="600"),),
+        balances={"c1": 637},
+    ),
+    Row(
+        "purchase/zero-points-record-no-credit",
+        purchase(total="0.50"),
+        ["c1 enrolled purchase", "c1 order_placed o1 0.50"],
+        balances={"c1": 0},
+    ),
+    Row(
+        "purchase/currency_mismatch-state-created-not-enrolled",
+        purchase(total="10", currency="USD"),
+        ["c1 rejected currency_mismatch"],
+        balances={"c1": 0},
+        state={"c1": {"enrolled": False, "orders": {}, "clock": T0, "version": 1}},
+    ),
+    Row(
+        "purchase/duplicate_order",
+        purchase(total="20", at=T0 + DAY),
+        ["c1 rejected duplicate_order"],
+        given=(purchase(total="10"),),
+        balances={"c1": 10},
+    ),
+    Row(
+        "purchase/stamp-card-reward-at-every",
+        coffee(10),
+        [
+            "c1 order_placed coffee-10 3.00",
+            "c1 credit 3 purchase coffee-10",
+            "c1 reward_issued free-coffee stamp_card coffee-card",
+        ],
+        given=tuple(coffee(n) for n in range(1, 10)),
+        state={"c1": {"stamps": {"coffee-card": 10}}},
+    ),
+    Row(
+        "purchase/stamp-card-reward-at-a-multiple-of-every",
+        coffee(20),
+        [
+            "c1 order_placed coffee-20 3.00",
+            "c1 credit 3 purchase coffee-20",
+            "c1 reward_issued free-coffee stamp_card coffee-card",
+        ],
+        given=tuple(coffee(n) for n in range(1, 20)),
+        state={"c1": {"stamps": {"coffee-card": 20}}},
+    ),
+    Row(
+        "purchase/stamp-card-no-reward-between-multiples",
+        coffee(11),
+        ["c1 order_placed coffee-11 3.00", "c1 credit 3 purchase coffee-11"],
+        given=tuple(coffee(n) for n in range(1, 11)),
+        state={"c1": {"stamps": {"coffee-card": 11}}},
+    ),
+    Row(
+        "purchase/stamp-card-other-category-no-stamp",
+        coffee(1, category="tea"),
+        ["c1 enrolled purchase", "c1 order_placed coffee-1 3.00", "c1 credit 3 purchase coffee-1"],
+        state={"c1": {"stamps": {}}},
+    ),
+    Row(
+        "purchase/stamp-card-one-shared-category-is-enough",
+        purchase(total="8.00", items=[("tea", 1, "4.00"), ("coffee", 1, "4.00")]),
+        ["c1 enrolled purchase", "c1 order_placed o1 8.00", "c1 credit 8 purchase o1"],
+        state={"c1": {"stamps": {"coffee-card": 1}}},
+    ),
+    Row(
+        "purchase/stamp-card-below-min_total-no-stamp",
+        coffee(1, total="2.99"),
+        ["c1 enrolled purchase", "c1 order_placed coffee-1 2.99", "c1 credit 2 purchase coffee-1"],
+        state={"c1": {"stamps": {}}},
+    ),
+    Row(
+        "purchase/no-items-no-categories-no-stamp",
+        purchase(total="5.00"),
+        ["c1 enrolled purchase", "c1 order_placed o1 5.00", "c1 credit 5 purchase o1"],
+        state={"c1": {"stamps": {}}},
+    ),
+    Row(
+        "purchase/card-without-categories-counts-any-purchase",
+        purchase(order="o2", total="0", at=T0 + DAY),
+        ["c1 order_placed o2 0", "c1 reward_issued mug stamp_card any-card"],
+        given=(purchase(total="5.00"),),
+        program={"stamp_cards": ANY_CARD},
+        state={"c1": {"stamps": {"any-card": 2}}},
+    ),
+    # ------------------------------------------------------------------ return
+    Row(
+        "return/partial-floor-of-points-times-refunded-over-total",
+        refund(amount="10.00", at=T0 + DAY),  # floor(59 * 10 / 59.90) = 9
+        ["c1 refund_applied o1 10.00", "c1 reversal 9 o1"],
+        given=(purchase(total="59.90"),),
+        balances={"c1": 50},
+    ),
+    Row(
+        "return/partial-then-full-reverses-the-rest",
+        refund(amount="100", at=T0 + 2 * DAY),  # applied 49.90; target 59, 9 already reversed
+        ["c1 refund_applied o1 49.90", "c1 reversal 50 o1"],
+        given=(purchase(total="59.90"), refund(amount="10.00", at=T0 + DAY)),
+        balances={"c1": 0},
+    ),
+    Row(
+        "return/small-refund-with-nothing-to-reverse-yet",
+        refund(amount="0.50", at=T0 + DAY),  # floor(59 * 0.5 / 59.90) = 0
+        ["c1 refund_applied o1 0.50"],
+        given=(purchase(total="59.90"),),
+        balances={"c1": 59},
+    ),
+    Row(
+        "return/already_refunded",
+        refund(amount="1", at=T0 + 2 * DAY),
+        ["c1 rejected already_refunded"],
+        given=(purchase(total="59.90"), refund(amount="59.90", at=T0 + DAY)),
+        balances={"c1": 0},
+    ),
+    Row(
+        "return/zero-total-order-is-already_refunded",
+        refund(amount="1", at=T0 + DAY),
+        ["c1 rejected already_refunded"],
+        given=(purchase(total="0"),),
+        balances={"c1": 0},
+    ),
+    Row(
+        "return/unknown_order",
+        refund(order="o9"),
+        ["c1 rejected unknown_order"],
+        balances={"c1": 0},
+        state={"c1": {"enrolled": False}},
+    ),
+    Row(
+        "return/another-customers-order-is-unknown_order",
+        refund("c2", order="o1", at=T0 + DAY),
+        ["c2 rejected unknown_order"],
+        given=(purchase(total="10"),),
+    ),
+    Row(
+        "return/debt-when-the-lots-are-short",
+        refund(amount="100", at=T0 + 2 * DAY),
+        ["c1 refund_applied o1 100", "c1 reversal 100 o1"],
+        given=(purchase(total="100"), redeem(points=100, at=T0 + DAY)),
+        balances={"c1": -100},
+        state={"c1": {"debt": 100, "lots": []}},
+    ),
+    Row(
+        "return/later-credit-pays-debt-first",
+        action(at=T0 + 3 * DAY),
+        ["c1 credit 20 action review_written", "c1 debt_settled 20"],
+        given=(
+            purchase(total="100"),
+            redeem(points=100, at=T0 + DAY),
+            refund(amount="100", at=T0 + 2 * DAY),
+        ),
+        balances={"c1": -80},
+        state={"c1": {"debt": 80, "lots": []}},
+    ),
+    Row(
+        "return/credit-larger-than-debt-leaves-a-lot",
+        purchase(order="o2", total="150", at=T0 + 3 * DAY),
+        ["c1 order_placed o2 150", "c1 credit 150 purchase o2", "c1 debt_settled 100"],
+        given=(
+            purchase(total="100"),
+            redeem(points=100, at=T0 + DAY),
+            refund(amount="100", at=T0 + 2 * DAY),
+        ),
+        balances={"c1": 50},
+        state={"c1": {"debt": 0, "lots": [Lot(50, datetime(2028, 3, 4, 12, tzinfo=UTC), 2)]}},
+    ),
+    Row(
+        "return/spend-drops-tier-downgrades",
+        refund(amount="200", at=T0 + DAY),
+        ["c1 refund_applied o1 200", "c1 reversal 200 o1", "c1 tier silver->bronze"],
+        given=(purchase(total="600"),),
+        balances={"c1": 400},
+        state={"c1": {"tier": "bronze"}},
+    ),
+    # ---------------------------------------------------------------- referral
+    Row(
+        "referral/accepted-sets-the-referrer-does-not-enroll",
+        referral("c2", "c1"),
+        ["c2 referred c1"],
+        state={"c2": {"referrer_id": "c1", "referral_settled": False, "enrolled": False}},
+    ),
+    Row(
+        "referral/self_referral",
+        referral("c1", "c1"),
+        ["c1 rejected self_referral"],
+        state={"c1": {"referrer_id": None}},
+    ),
+    Row(
+        "referral/already_referred",
+        referral("c2", "c3", at=T0 + DAY),
+        ["c2 rejected already_referred"],
+        given=(referral("c2", "c1"),),
+        state={"c2": {"referrer_id": "c1"}},
+    ),
+    Row(
+        "referral/referee_not_new",
+        referral("c2", "c1", at=T0 + DAY),
+        ["c2 rejected referee_not_new"],
+        given=(purchase("c2", total="10"),),
+        state={"c2": {"referrer_id": None}},
+    ),
+    Row(
+        "referral/settles-qualified-on-first-purchase",
+        purchase("c2", total="20", at=T0 + DAY),  # exactly min_first_purchase
+        [
+            "c2 enrolled purchase",
+            "c2 order_placed o1 20",
+            "c2 credit 20 purchase o1",
+            "c2 referral_settled c1 qualified",
+            "c1 referral_qualified c2",
+            "c1 credit 500 referrer c2",
+        ],
+        given=(signup("c1"), referral("c2", "c1")),
+        balances={"c1": 600, "c2": 20},
+        state={
+            "c1": {"referrals_qualified": 1, "clock": T0},  # the referrer's clock stays
+            "c2": {"referral_settled": True},
+        },
+    ),
+    Row(
+        "referral/settles-not-qualified-below-min_first_purchase",
+        purchase("c2", total="19.99", at=T0 + DAY),
+        [
+            "c2 enrolled purchase",
+            "c2 order_placed o1 19.99",
+            "c2 credit 19 purchase o1",
+            "c2 referral_settled c1 not_qualified",
+        ],
+        given=(signup("c1"), referral("c2", "c1")),
+        balances={"c1": 100, "c2": 19},
+        state={"c1": {"referrals_qualified": 0}, "c2": {"referral_settled": True}},
+    ),
+    Row(
+        "referral/referrer-enrolled-when-it-qualifies",
+        purchase("c2", total="25", at=T0 + DAY),
+        [
+            "c2 enrolled purchase",
+            "c2 order_placed o1 25",
+            "c2 credit 25 purchase o1",
+            "c2 referral_settled c1 qualified",
+            "c1 enrolled referral",
+            "c1 referral_qualified c2",
+            "c1 credit 500 referrer c2",
+        ],
+        given=(referral("c2", "c1"),),
+        balances={"c1": 500},
+        state={"c1": {"enrolled": True, "signed_up_on": None, "clock": None}},
+    ),
+    Row(
+        "referral/ladder-reward-and-referee_bonus",
+        purchase("c2", total="25", at=T0 + DAY),
+        [
+            "c2 enrolled purchase",
+            "c2 order_placed o1 25",
+            "c2 credit 25 purchase o1",
+            "c2 referral_settled c1 qualified",
+            "c1 referral_qualified c2",
+            "c1 credit 500 referrer c2",
+            "c1 reward_issued razor referral_ladder 1",
+            "c2 credit 30 referee c1",
+        ],
+        given=(signup("c1"), referral("c2", "c1")),
+        program={"referral": LADDER_ONE},
+        balances={"c1": 600, "c2": 55},
+    ),
+    Row(
+        "referral/ladder-reward-at-the-fifth",
+        purchase("c6", order="o6", total="20", at=T0 + DAY),
+        [
+            "c6 enrolled purchase",
+            "c6 order_placed o6 20",
+            "c6 credit 20 purchase o6",
+            "c6 referral_settled c1 qualified",
+            "c1 referral_qualified c6",
+            "c1 credit 500 referrer c6",
+            "c1 reward_issued shaving-cream referral_ladder 5",
+        ],
+        given=(
+            *(
+                e
+                for k in range(2, 6)
+                for e in (referral(f"c{k}", "c1"), purchase(f"c{k}", f"o{k}", "20"))
+            ),
+            referral("c6", "c1"),
+        ),
+        balances={"c1": 2500},
+        state={"c1": {"referrals_qualified": 5}},
+    ),
+    Row(
+        "referral/only-the-first-order-settles",
+        purchase("c2", order="o2", total="100", at=T0 + 2 * DAY),
+        ["c2 order_placed o2 100", "c2 credit 100 purchase o2"],
+        given=(referral("c2", "c1"), purchase("c2", total="10", at=T0 + DAY)),
+        state={"c2": {"referral_settled": True}},
+    ),
+    Row(
+        "referral/without-a-referral-section-never-qualifies",
+        purchase("c2", total="100", at=T0 + DAY),
+        [
+            "c2 enrolled purchase",
+            "c2 order_placed o1 100",
+            "c2 credit 100 purchase o1",
+            "c2 referral_settled c1 not_qualified",
+        ],
+        given=(signup("c1"), referral("c2", "c1")),
+        program={"referral": None},
+        balances={"c1": 100, "c2": 100},
+        state={"c1": {"referrals_qualified": 0}},
+    ),
+    # -------------------------------------------------------------- redemption
+    Row(
+        "redemption/not_enrolled",
+        redeem(points=100),
+        ["c1 rejected not_enrolled"],
+        state={"c1": {"enrolled": False}},
+    ),
+    Row(
+        "redemption/points",
+        redeem(points=150, at=T0 + DAY),
+        ["c1 redemption 150"],
+        given=(purchase(total="300"),),
+        balances={"c1": 150},
+        state={"c1": {"redemption_ids": {"r1"}}},
+    ),
+    Row(
+        "redemption/reward_id-costs-the-catalogue",
+        redeem(reward="voucher-5", at=T0 + DAY),
+        ["c1 redemption 500 voucher-5"],
+        given=(purchase(total="600"),),
+        balances={"c1": 100},
+    ),
+    Row(
+        "redemption/exactly-the-balance",
+        redeem(points=300, at=T0 + DAY),
+        ["c1 redemption 300"],
+        given=(purchase(total="300"),),
+        balances={"c1": 0},
+    ),
+    Row(
+        "redemption/duplicate_redemption",
+        redeem(points=100, at=T0 + 2 * DAY),
+        ["c1 rejected duplicate_redemption"],
+        given=(purchase(total="600"), redeem(points=100, at=T0 + DAY)),
+        balances={"c1": 500},
+    ),
+    Row(
+        "redemption/a-rejected-id-can-be-retried",
+        redeem(points=100, at=T0 + 3 * DAY),
+        ["c1 redemption 100"],
+        given=(
+            purchase(total="50"),
+            redeem(points=100, at=T0 + DAY),
+            purchase(order="o2", total="60", at=T0 + 2 * DAY),
+        ),
+        balances={"c1": 10},
+    ),
+    Row(
+        "redemption/unknown_reward",
+        redeem(reward="yacht", at=T0 + DAY),
+        ["c1 rejected unknown_reward"],
+        given=(purchase(total="600"),),
+        balances={"c1": 600},
+    ),
+    Row(
+        "redemption/below_minimum",
+        redeem(points=99, at=T0 + DAY),
+        ["c1 rejected below_minimum"],
+        given=(purchase(total="600"),),
+        balances={"c1": 600},
+    ),
+    Row(
+        "redemption/insufficient_points",
+        redeem(points=301, at=T0 + DAY),
+        ["c1 rejected insufficient_points"],
+        given=(purchase(total="300"),),
+        balances={"c1": 300},
+        state={"c1": {"redemption_ids": set()}},
+    ),
+    Row(
+        "redemption/insufficient_points-in-debt",
+        redeem("c1", "r2", points=100, at=T0 + 3 * DAY),
+        ["c1 rejected insufficient_points"],
+        given=(
+            purchase(total="100"),
+            redeem(points=100, at=T0 + DAY),
+            refund(amount="100", at=T0 + 2 * DAY),
+        ),
+        balances={"c1": -100},
+    ),
+    Row(
+        "redemption/no-redemption-section-no-minimum",
+        redeem(points=1, at=T0 + DAY),
+        ["c1 redemption 1"],
+        given=(purchase(total="10"),),
+        program={"redemption": None},
+        balances={"c1": 9},
+    ),
+    # ------------------------------------------------------------------ action
+    Row(
+        "action/unknown_action-before-not_enrolled",
+        action(name="dance"),
+        ["c1 rejected unknown_action"],
+        state={"c1": {"enrolled": False}},
+    ),
+    Row(
+        "action/not_enrolled",
+        action(),
+        ["c1 rejected not_enrolled"],
+        state={"c1": {"actions": {}}},
+    ),
+    Row(
+        "action/credits-its-points",
+        action(at=T0 + DAY),
+        ["c1 credit 20 action review_written"],
+        given=(signup(),),
+        balances={"c1": 120},
+        state={"c1": {"actions": {"review_written": 1}}},
+    ),
+    Row(
+        "action/action_limit_reached",
+        action(name="newsletter_subscribed", at=T0 + DAY),
+        ["c1 rejected action_limit_reached"],
+        given=(signup(), action(name="newsletter_subscribed")),
+        balances={"c1": 150},
+    ),
+    Row(
+        "action/limit-counts-the-signup-newsletter",
+        action(name="newsletter_subscribed", at=T0 + DAY),
+        ["c1 rejected action_limit_reached"],
+        given=(signup(newsletter=True),),
+        balances={"c1": 150},
+    ),
+    Row(
+        "action/unlimited",
+        action(name="app_opened", at=T0 + DAY),
+        ["c1 credit 5 action app_opened"],
+        given=(signup(), *(action(name="app_opened") for _ in range(12))),
+        program={"actions": UNLIMITED},
+        balances={"c1": 165},
+        state={"c1": {"actions": {"app_opened": 13}}},
+    ),
+    # -------------------------------------------------------------------- tick
+    Row(
+        "tick/expiry-at-the-expiry-instant",
+        tick(T24),
+        ["c1 expiry 100"],
+        given=(purchase(total="100"),),
+        program=NO_TIERS,
+        balances={"c1": 0},
+        state={"c1": {"lots": [], "clock": T24}},
+    ),
+    Row(
+        "tick/no-expiry-a-second-before",
+        tick(T24 - SECOND),
+        [],
+        given=(purchase(total="100"),),
+        program=NO_TIERS,
+        balances={"c1": 100},
+    ),
+    Row(
+        "tick/no-expiry-section-never-expires",
+        tick(T0 + 100 * 365 * DAY),
+        [],
+        given=(purchase(total="100"),),
+        program={"expiry": None, "tiers": None},
+        balances={"c1": 100},
+    ),
+    Row(
+        "tick/expiry-in-order-of-expiry-not-creation",
+        tick(T24 + 20 * DAY),
+        ["c1 expiry 20", "c1 expiry 30"],
+        given=(
+            purchase(order="o2", total="30", at=T0 + 10 * DAY),
+            purchase(order="o1", total="20", at=T0),
+        ),  # late: created second, expires first
+        program=NO_TIERS,
+    ),
+    Row(
+        "tick/fifo-same-expiry-by-creation",
+        tick(T24),
+        ["c1 expiry 30"],
+        given=(signup(newsletter=True), redeem(points=120, at=T0 + DAY)),
+        program=NO_TIERS,
+        state={"c1": {"lots": []}},
+    ),
+    Row(
+        "tick/fifo-redemption-takes-the-first-created-of-equal-expiry",
+        tick(T0 + 2 * DAY),
+        [],
+        given=(signup(newsletter=True), redeem(points=120, at=T0 + DAY)),
+        program=NO_TIERS,
+        state={"c1": {"lots": [Lot(30, T24, 2)]}},
+    ),
+    Row(
+        "tick/tier-downgrade-when-spend-leaves-the-window",
+        tick(T0 + 365 * DAY),
+        ["c1 spend_lapsed 600", "c1 tier silver->bronze"],
+        given=(purchase(total="600"),),
+        state={"c1": {"tier": "bronze", "spend": []}},
+    ),
+    Row(
+        "tick/tier-kept-a-second-before-the-window-ends",
+        tick(T0 + 365 * DAY - SECOND),
+        [],
+        given=(purchase(total="600"),),
+        state={"c1": {"tier": "silver"}},
+    ),
+    Row(
+        "tick/birthday",
+        tick("2026-06-15T00:30:00+02:00"),  # Berlin's June 15, UTC's June 14
+        ["c1 credit 250 birthday 2026"],
+        given=(signup(birth_date="1990-06-15"),),
+        balances={"c1": 350},
+        state={"c1": {"birthday_years": [2026]}},
+    ),
+    Row(
+        "tick/birthday-once-per-year",
+        tick("2026-06-20T12:00:00Z"),
+        [],
+        given=(signup(birth_date="1990-06-15"), tick("2026-06-15T12:00:00Z")),
+        balances={"c1": 350},
+    ),
+    Row(
+        "tick/birthday-every-year-not-yet-granted",
+        tick("2028-06-15T12:00:00Z"),
+        [
+            "c1 expiry 100",
+            "c1 credit 250 birthday 2026",
+            "c1 credit 250 birthday 2027",
+            "c1 credit 250 birthday 2028",
+        ],
+        given=(signup(birth_date="1990-06-15"),),
+        program=NO_TIERS,
+        balances={"c1": 750},
+    ),
+    Row(
+        "tick/birthday-not-the-day-before",
+        tick("2026-06-14T12:00:00Z"),
+        [],
+        given=(signup(birth_date="1990-06-15"),),
+    ),
+    Row(
+        "tick/birthday-feb-29-on-feb-28-in-a-common-year",
+        tick("2027-02-28T12:00:00Z"),  # 2026's Feb 28 is before the signup
+        ["c1 credit 250 birthday 2027"],
+        given=(signup(birth_date="2000-02-29"),),
+    ),
+    Row(
+        "tick/birthday-feb-29-not-on-feb-27",
+        tick("2027-02-27T12:00:00Z"),
+        [],
+        given=(signup(birth_date="2000-02-29"),),
+    ),
+    Row(
+        "tick/birthday-feb-29-not-on-feb-28-in-a-leap-year",
+        tick("2028-02-28T12:00:00Z"),
+        [],
+        given=(signup(birth_date="2000-02-29"), tick("2027-03-01T12:00:00Z")),
+    ),
+    Row(
+        "tick/birthday-feb-29-on-feb-29-in-a-leap-year",
+        tick("2028-02-29T12:00:00Z"),
+        ["c1 credit 250 birthday 2028"],
+        given=(signup(birth_date="2000-02-29"), tick("2027-03-01T12:00:00Z")),
+    ),
+    Row(
+        "tick/birthday-date-in-program-timezone-tokyo",
+        tick("2026-06-14T15:30:00Z"),  # 00:30 on June 15 in Tokyo
+        ["c1 credit 250 birthday 2026"],
+        given=(signup(birth_date="1990-06-15"),),
+        program={"program": timezone("Asia/Tokyo")},
+    ),
+    Row(
+        "tick/birthday-date-in-program-timezone-utc",
+        tick("2026-06-14T15:30:00Z"),
+        [],
+        given=(signup(birth_date="1990-06-15"),),
+        program={"program": timezone("UTC")},
+    ),
+    Row(
+        "tick/birthday-not-before-the-signup-date",
+        tick("2026-12-31T12:00:00Z"),
+        [],
+        given=(signup(birth_date="1990-06-15", at="2026-06-20T12:00:00Z"),),
+        balances={"c1": 100},
+    ),
+    Row(
+        "tick/birthday-the-year-after-a-late-signup",
+        tick("2027-06-15T12:00:00Z"),
+        ["c1 credit 250 birthday 2027"],
+        given=(signup(birth_date="1990-06-15", at="2026-06-20T12:00:00Z"),),
+    ),
+    Row(
+        "tick/birthday-on-the-signup-date",
+        tick("2026-06-15T20:00:00Z"),
+        ["c1 credit 250 birthday 2026"],
+        given=(signup(birth_date="1990-06-15", at="2026-06-15T08:00:00Z"),),
+    ),
+    Row(
+        "tick/signup-date-in-program-timezone-tokyo",
+        tick("2026-06-20T12:00:00Z"),  # signed up June 16 in Tokyo: after the birthday
+        [],
+        given=(signup(birth_date="1990-06-15", at="2026-06-15T16:00:00Z"),),
+        program={"program": timezone("Asia/Tokyo")},
+        state={"c1": {"signed_up_on": date(2026, 6, 16)}},
+    ),
+    Row(
+        "tick/signup-date-in-program-timezone-utc",
+        tick("2026-06-20T12:00:00Z"),  # signed up June 15 in UTC: on the birthday
+        ["c1 credit 250 birthday 2026"],
+        given=(signup(birth_date="1990-06-15", at="2026-06-15T16:00:00Z"),),
+        program={"program": timezone("UTC")},
+        state={"c1": {"signed_up_on": date(2026, 6, 15)}},
+    ),
+    Row(
+        "tick/no-birthday-section-no-bonus",
+        tick("2026-06-20T12:00:00Z"),
+        [],
+        given=(signup(birth_date="1990-06-15"),),
+        program={"birthday": None},
+        state={"c1": {"birthday_years": []}},
+    ),
+    Row(
+        "tick/no-birthday-without-signup",
+        tick("2026-06-20T12:00:00Z"),
+        [],
+        given=(purchase(total="10"),),
+    ),
+    Row(
+        "tick/late-tick-leaves-the-clock",
+        tick(T0),
+        [],
+        given=(purchase(total="10", at=T0 + 10 * DAY),),
+        state={"c1": {"clock": T0 + 10 * DAY}},
+    ),
+    # ----------------------------------------------- steps 2 and 4 on rejections
+    Row(
+        "rejected/lots-expire-at-the-new-clock",
+        redeem(reward="yacht", at=T24),
+        ["c1 expiry 100", "c1 rejected unknown_reward"],
+        given=(purchase(total="100"),),
+        program=NO_TIERS,
+        balances={"c1": 0},
+        state={"c1": {"clock": T24}},
+    ),
+    Row(
+        "rejected/tier-re-evaluated",
+        action(name="dance", at=T0 + 400 * DAY),
+        ["c1 spend_lapsed 600", "c1 tier silver->bronze", "c1 rejected unknown_action"],
+        given=(purchase(total="600"),),
+        state={"c1": {"tier": "bronze", "clock": T0 + 400 * DAY}},
+    ),
+    Row(
+        "rejected/creates-the-state-not-enrolled",
+        redeem("c9", points=100, at=T0 + DAY),
+        ["c9 rejected not_enrolled"],
+        state={"c9": {"enrolled": False, "clock": T0 + DAY, "version": 1, "tier": "bronze"}},
+    ),
+    # ------------------------------------------------------------ late arrival
+    Row(
+        "late/clock-stays-points-dated-at-the-event",
+        purchase(order="o2", total="10", at=T0),
+        ["c1 order_placed o2 10", "c1 credit 10 purchase o2"],
+        given=(purchase(total="10", at=T0 + 10 * DAY),),
+        state={"c1": {"clock": T0 + 10 * DAY}},
+    ),
+    # ------------------------------------------------------- expiry month clamp
+    Row(
+        "clamp/jan-31-plus-1-month-is-feb-28",
+        tick("2026-02-28T10:00:00Z"),
+        ["c1 expiry 10"],
+        given=(purchase(total="10", at="2026-01-31T10:00:00Z"),),
+        program={"expiry": ONE_MONTH, "tiers": None},
+    ),
+    Row(
+        "clamp/feb-28-not-before-10-00",
+        tick("2026-02-28T09:59:59Z"),
+        [],
+        given=(purchase(total="10", at="2026-01-31T10:00:00Z"),),
+        program={"expiry": ONE_MONTH, "tiers": None},
+    ),
+    Row(
+        "clamp/jan-31-plus-1-month-is-feb-29-in-a-leap-year",
+        tick("2028-02-29T10:00:00Z"),
+        ["c1 expiry 10"],
+        given=(
+            purchase(total="10", at="2028-01-31T10:00:00Z"),
+            tick("2028-02-28T10:00:00Z"),
+        ),  # still there on Feb 28
+        program={"expiry": ONE_MONTH, "tiers": None},
+    ),
+]
+
+
+def _reason(expect: list[str], customer: str) -> str | None:
+    for line in expect:
+        who, kind, *rest = line.split()
+        if who == customer and kind == Kind.rejected:
+            return rest[0]
+    return None
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
+def test_decision_table(row: Row) -> None:
+    book = Book(rules(**row.program)).run(row.given)
+    decision = book.apply(row.when)
+
+    assert briefs(decision.entries) == row.expect
+    subject = getattr(row.when, "customer_id", None)
+    expected_reason = None if subject is None else _reason(row.expect, subject)
+    assert decision.reason == expected_reason
+    for customer, balance in row.balances.items():
+        assert book.balance(customer) == balance, customer
+        assert ledger_balance(book.entries, customer) == balance, customer
+    for customer, fields in row.state.items():
+        state = book.states[customer]
+        for name, value in fields.items():
+            assert getattr(state, name) == value, (customer, name)
+
+
+def test_ids_are_unique() -> None:
+    assert len({row.id for row in ROWS}) == len(ROWS)
+
+
+def test_every_reason_has_a_row() -> None:
+    covered = {line.split()[2] for row in ROWS for line in row.expect if " rejected " in line}
+    assert covered == {reason.value for reason in Reason}
+
+
+# ---------------------------------------------------------------- details of entries
+
+
+def test_credit_entry_carries_the_lot_expiry() -> None:
+    decision = decide({}, signup(), rules())
+    credit = next(e for e in decision.entries if e.kind is Kind.credit)
+    assert credit.expires_at == T24
+    assert credit.occurred_at == T0
+    assert credit.event_id == decision.entries[0].event_id
+
+
+def test_credit_without_expiry_never_expires() -> None:
+    decision = decide({}, signup(), rules(expiry=None))
+    credit = next(e for e in decision.entries if e.kind is Kind.credit)
+    assert credit.expires_at is None
+
+
+@pytest.mark.parametrize(
+    ("at", "expires_at"),
+    [
+        ("2026-01-31T10:00:00Z", "2026-02-28T10:00:00Z"),
+        ("2028-01-31T10:00:00Z", "2028-02-29T10:00:00Z"),
+        ("2026-03-31T23:30:00Z", "2026-04-30T23:30:00Z"),
+        ("2026-12-31T00:00:00Z", "2027-01-31T00:00:00Z"),
+        # UTC arithmetic: Feb 1 00:30 in Berlin is Jan 31 in UTC
+        ("2026-02-01T00:30:00+01:00", "2026-02-28T23:30:00Z"),
+    ],
+    ids=["common-year", "leap-year", "30-day-month", "year-end", "utc-not-local"],
+)
+def test_expiry_month_clamp(at: str, expires_at: str) -> None:
+    decision = decide({}, purchase(total="10", at=at), rules(expiry=ONE_MONTH))
+    credit = next(e for e in decision.entries if e.kind is Kind.credit)
+    assert credit.expires_at == datetime.fromisoformat(expires_at)
+
+
+def test_expiry_entry_names_the_lot_expiry_at_the_tick_instant() -> None:
+    book = Book(rules(tiers=None)).run([purchase(total="100")])
+    decision = book.apply(tick(T24 + DAY))
+    (entry,) = decision.entries
+    assert entry.kind is Kind.expiry
+    assert entry.expires_at == T24
+    assert entry.occurred_at == T24 + DAY
+
+
+def test_tier_change_records_from_to_and_qualifying_spend() -> None:
+    decision = decide({}, purchase(total="2500"), rules())
+    change = decision.entries[-1]
+    assert (change.kind, change.tier_from, change.tier_to) == (Kind.tier_changed, "bronze", "gold")
+    assert change.amount == 2500
+
+
+def test_rejection_entry_refs_the_event_type() -> None:
+    decision = decide({}, action(name="dance"), rules())
+    (entry,) = decision.entries
+    assert (entry.reason, entry.ref) == ("unknown_action", "action")
+
+
+def test_enrollment_records_the_starting_tier() -> None:
+    decision = decide({}, signup(), rules())
+    assert decision.entries[0].tier_to == "bronze"
+
+
+def test_no_tiers_no_tier_and_no_spend() -> None:
+    decision = decide({}, purchase(total="5000"), rules(tiers=None))
+    state = decision.states["c1"]
+    assert (state.tier, state.spend) == (None, [])
+    assert Kind.tier_changed not in {e.kind for e in decision.entries}
+
+
+def test_window_days_defaults_to_365() -> None:
+    tiers = SECTIONS["tiers"].replace("window_days = 365\n", "")
+    book = Book(rules(tiers=tiers)).run([purchase(total="600")])
+    assert briefs(book.apply(tick(T0 + 365 * DAY - SECOND)).entries) == []
+    assert briefs(book.apply(tick(T0 + 365 * DAY)).entries) == [
+        "c1 spend_lapsed 600",
+        "c1 tier silver->bronze",
+    ]
+
+
+def test_return_spend_counts_in_the_window_until_it_lapses() -> None:
+    # 600 at T0, -200 at T0+100d: silver -> bronze; at T0+365d the +600 lapses alone,
+    # qualifying spend is max(0, -200) = 0.
+    book = Book(rules()).run([purchase(total="600"), refund(amount="200", at=T0 + 100 * DAY)])
+    assert book.states["c1"].tier == "bronze"
+    decision = book.apply(tick(T0 + 365 * DAY))
+    assert briefs(decision.entries) == ["c1 spend_lapsed 600"]
+    assert book.states["c1"].spend == [(T0 + 100 * DAY, -200)]
+
+
+def test_decision_holds_only_touched_customers() -> None:
+    book = Book(rules()).run([signup("c1"), signup("c2"), signup("c3")])
+    decision = book.apply(action("c2", at=T0 + DAY))
+    assert set(decision.states) == {"c2"}
+
+
+def test_tick_goes_through_every_given_customer_in_id_order() -> None:
+    book = Book(rules(tiers=None)).run([purchase("c2", total="10"), purchase("c1", total="20")])
+    decision = decide_tick(list(book.states.values()), tick(T24), book.rules)
+    assert briefs(decision.entries) == ["c1 expiry 20", "c2 expiry 10"]
+    assert decision.reason is None
+
+
+def test_redemption_id_is_used_up_only_when_accepted() -> None:
+    book = Book(rules()).run([purchase(total="50"), redeem(points=100, at=T0 + DAY)])
+    assert book.states["c1"].redemption_ids == set()
+    book.apply(purchase(order="o2", total="100", at=T0 + 2 * DAY))
+    assert book.apply(redeem(points=100, at=T0 + 3 * DAY)).reason is None
+    assert book.states["c1"].redemption_ids == {"r1"}
+    assert book.apply(redeem(points=10, at=T0 + 4 * DAY)).reason == Reason.duplicate_redemption
+
+
+# ----------------------------------------------- money beyond 28 significant digits
+
+
+def test_item_lines_are_exact_beyond_28_digits() -> None:
+    # floor(1 * 0.99999999999999999999999999999) = 0; rounded to 28 digits it is 1.
+    event = purchase(total="1", items=[("socks", 1, "0.99999999999999999999999999999")])
+    decision = decide({}, event, rules(tiers=None))
+    assert briefs(decision.entries) == ["c1 enrolled purchase", "c1 order_placed o1 1"]
+
+
+def test_refunds_are_exact_beyond_28_digits() -> None:
+    total = "10000000000000000000000000000.01"  # 31 significant digits
+    book = Book(rules(tiers=None)).run(
+        [
+            purchase(total=total),
+            refund(amount="10000000000000000000000000000", at=T0 + DAY),
+            refund(amount="1", at=T0 + 2 * DAY),  # applies the last 0.01
+        ]
+    )
+    assert book.states["c1"].orders["o1"].refunded == Decimal(total)
+    assert book.apply(refund(amount="1", at=T0 + 3 * DAY)).reason == Reason.already_refunded
