@@ -9,6 +9,7 @@ from typing import Any
 
 from psycopg import sql
 
+from loyalty_ledger.events import EVENT_TYPES
 from loyalty_ledger.store.db import Connection
 
 CUSTOMER_FIELDS = (
@@ -44,8 +45,9 @@ def summary(conn: Connection) -> dict[str, Any]:
     accepted: dict[str, int] = {}
     rejected: dict[str, int] = {}
     for event_type, reason, n in conn.execute(
-        "SELECT event_type, reason, count(*) FROM inbox GROUP BY event_type, reason "
-        "ORDER BY event_type, reason"
+        "SELECT event_type, reason, count(*) FROM inbox WHERE event_type = ANY(%s) "
+        "GROUP BY event_type, reason ORDER BY event_type, reason",
+        (list(EVENT_TYPES),),  # internal commands are not inputs of their own
     ):
         if reason is None:
             accepted[event_type] = n

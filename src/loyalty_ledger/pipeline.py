@@ -1,7 +1,8 @@
 """The batch loop shared by every source: decode, dedupe, decide, write one transaction per batch.
 
-The pipeline is the only writer of its customers while it runs (the caller
-holds the writer lock), so it caches their state in memory; the snapshots in
+A pipeline is the only writer of the customers it owns while it runs (a file
+ingest holds the writer lock; a consumer owns its partitions, fenced by
+generation), so it caches their state in memory; the snapshots in
 `customer_state` are the truth on restart. Decided states stay in a batch
 overlay until the batch commits, so a failed write leaves the cache as the
 database has it.
@@ -15,25 +16,60 @@ from collections import ChainMap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
+from loyalty_ledger import commands
 from loyalty_ledger import events as ev
-from loyalty_ledger.engine import CustomerState, Decision, Rules, decide, decide_tick
+from loyalty_ledger.engine import (
+    CustomerState,
+    Decision,
+    ReferrerCredit,
+    Rules,
+    decide,
+    decide_command,
+    decide_tick,
+)
 from loyalty_ledger.engine.dates import next_due_at
 from loyalty_ledger.engine.state import from_snapshot, to_snapshot
 from loyalty_ledger.store import batch as store_batch
 from loyalty_ledger.store import reads
-from loyalty_ledger.store.batch import Batch, Position
+from loyalty_ledger.store.batch import Batch, RecordPosition
 from loyalty_ledger.store.db import Connection
 
 CACHE_CUSTOMERS_MAX = 2_000_000  # past this the cache starts over: correctness never needs it
+FILE_STREAM = "file"  # every file source is one stream: one tick reaches every customer
 
 
 @dataclass(frozen=True, slots=True)
 class Line:
     """One raw input and where it came from."""
 
+    source: str  # "file:/abs/path", "kafka:loyalty.inputs:3"
     position: int  # file: 1-based line number; Kafka: offset
     raw: bytes
+    stream: str = FILE_STREAM  # the tick stream it arrived on (a partition)
+    command: bool = False  # an internal command, not a PROGRAM.md event
+
+
+class Routing(Protocol):
+    """Which tick stream each customer belongs to, and whether this pipeline may change it."""
+
+    def stream_of(self, customer_id: str) -> str: ...
+
+    def owns(self, customer_id: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OneStream:
+    """Every customer in one stream, owned here: the file source."""
+
+    stream: str = FILE_STREAM
+
+    def stream_of(self, customer_id: str) -> str:
+        return self.stream
+
+    def owns(self, customer_id: str) -> bool:
+        return True
 
 
 @dataclass(slots=True)
@@ -43,6 +79,7 @@ class Counts:
     duplicates: int = 0
     dead_lettered: int = 0
     entries: int = 0
+    commands: int = 0
 
     def add(self, other: Counts) -> None:
         self.accepted += other.accepted
@@ -50,6 +87,11 @@ class Counts:
         self.duplicates += other.duplicates
         self.dead_lettered += other.dead_lettered
         self.entries += other.entries
+        self.commands += other.commands
+
+    @property
+    def inputs(self) -> int:
+        return self.accepted + self.rejected + self.duplicates + self.dead_lettered
 
 
 @dataclass(slots=True)
@@ -63,109 +105,173 @@ class _Work:
     seen: dict[str, bytes] = field(default_factory=dict)  # event_id -> body hash
 
 
+Decoded = ev.Event | ReferrerCredit | ev.Invalid
+
+
 class Pipeline:
-    def __init__(self, conn: Connection, rules: Rules, stream: str) -> None:
+    def __init__(self, conn: Connection, rules: Rules, routing: Routing | None = None) -> None:
         self.conn = conn
         self.rules = rules
-        self.stream = stream  # ticks are counted per stream (a file source, a partition)
+        self.routing: Routing = routing or OneStream()
         self.cache: dict[str, CustomerState] = {}
         self.due: dict[str, datetime | None] = {}
-        self.ticks: list[datetime] = reads.ticks(conn, stream)
+        self._ticks: dict[str, list[datetime]] = {}
 
     # ------------------------------------------------------------- the batch
 
-    def process(self, lines: Sequence[Line], position: Position) -> Counts:
-        """Decide and write one batch in one transaction; returns what happened to its inputs."""
-        work = _Work(Batch(position))
-        decoded = [(line, ev.decode(line.raw)) for line in lines]
-        events = [e for _, e in decoded if not isinstance(e, ev.Invalid)]
-        work.seen = reads.known_event_ids(self.conn, {e.event_id for e in events})
-        self._preload(events)
-        ticks_before = len(self.ticks)
+    def process(self, lines: Sequence[Line], record_position: RecordPosition) -> Counts:
+        """Decide and write one batch in one transaction; returns what happened to its inputs.
+
+        `record_position` runs inside that transaction: the source's offsets
+        commit with the effects, or neither does.
+        """
+        work = _Work(Batch(record_position))
+        decoded = [(line, _decode(line)) for line in lines]
+        ids = {_id_of(d) for _, d in decoded if not isinstance(d, ev.Invalid)}
+        work.seen = reads.known_event_ids(self.conn, ids)
+        self._preload(d for _, d in decoded)
+        ticks_before = {stream: len(ticks) for stream, ticks in self._ticks.items()}
         try:
-            for line, event in decoded:
-                self._one(work, line, event)
+            for line, item in decoded:
+                self._one(work, line, item)
             self._snapshot(work)
             store_batch.write(self.conn, work.batch)
         except BaseException:
             # Catch-ups touched cached states in place: start over from the database.
-            del self.ticks[ticks_before:]
-            self.cache.clear()
-            self.due.clear()
+            self._ticks = {s: t[: ticks_before.get(s, 0)] for s, t in self._ticks.items()}
+            self.forget()
             raise
         self._merge(work)
         return work.counts
 
-    def _one(self, work: _Work, line: Line, event: ev.Event | ev.Invalid) -> None:
-        source = work.batch.position.source
+    def forget(self, streams: Iterable[str] | None = None) -> None:
+        """Drop cached state (of these streams): another owner may change it from now on."""
+        if streams is None:
+            self.cache.clear()
+            self.due.clear()
+            self._ticks.clear()
+            return
+        gone = set(streams)
+        for customer_id in [c for c in self.cache if self.routing.stream_of(c) in gone]:
+            del self.cache[customer_id]
+            self.due.pop(customer_id, None)
+        for stream in gone:
+            self._ticks.pop(stream, None)
+
+    def _one(self, work: _Work, line: Line, item: Decoded) -> None:
         raw = line.raw.decode("utf-8", errors="replace")
-        if isinstance(event, ev.Invalid):
+        why = item.reason if isinstance(item, ev.Invalid) else self._misrouted(line, item)
+        if why is not None:
             work.batch.dead_letters.append(
-                store_batch.DeadLetter(source, line.position, raw, event.reason)
+                store_batch.DeadLetter(line.source, line.position, raw, why)
             )
             work.counts.dead_lettered += 1
             return
+        assert not isinstance(item, ev.Invalid)
         body_hash = hashlib.sha256(line.raw).digest()
-        known = work.seen.get(event.event_id)
+        event_id = _id_of(item)
+        known = work.seen.get(event_id)
         if known is not None:
-            same = known == body_hash
             work.batch.duplicates.append(
-                store_batch.Duplicate(source, line.position, event.event_id, same)
+                store_batch.Duplicate(line.source, line.position, event_id, known == body_hash)
             )
             work.counts.duplicates += 1
             return
-        work.seen[event.event_id] = body_hash
-        decision = self._decide(work, event)
+        work.seen[event_id] = body_hash
+        decision = self._decide(work, line, item)
+        self._record(work, line, item, decision, raw, body_hash)
+
+    def _misrouted(self, line: Line, item: ev.Event | ReferrerCredit) -> str | None:
+        customer_id = _customer_of(item)
+        if customer_id is None or self.routing.stream_of(customer_id) == line.stream:
+            return None
+        return (
+            f"misrouted: customer {customer_id!r} belongs to {self.routing.stream_of(customer_id)}"
+            f", not {line.stream}; key messages by customer_id with the murmur2 partitioner"
+        )
+
+    def _record(
+        self,
+        work: _Work,
+        line: Line,
+        item: ev.Event | ReferrerCredit,
+        decision: Decision,
+        raw: str,
+        body_hash: bytes,
+    ) -> None:
         outcome = "accepted" if decision.reason is None else "rejected"
-        customer_id = None if isinstance(event, ev.Tick) else event.customer_id
+        if isinstance(item, ReferrerCredit):
+            event_type, occurred_at = commands.COMMAND_TYPE, item.occurred_at
+        else:
+            event_type, occurred_at = item.type, item.occurred_at
         work.batch.inbox.append(store_batch.InboxRow(
-            event.event_id, source, line.position, event.type, customer_id, event.occurred_at,
-            outcome, decision.reason, body_hash, raw,
+            _id_of(item), line.source, line.position, event_type, _customer_of(item),
+            occurred_at, outcome, decision.reason, body_hash, raw,
         ))  # fmt: skip
         work.batch.entries.extend(decision.entries)
         work.counts.entries += len(decision.entries)
-        if decision.reason is None:
-            work.counts.accepted += 1
-            if isinstance(event, ev.Signup):
-                work.batch.members.append(store_batch.Member(
-                    event.customer_id, event.email, event.name, event.phone, event.birth_date
-                ))  # fmt: skip
-        else:
+        for command in decision.commands:
+            work.batch.outbox.append(store_batch.OutboxRow(
+                commands.COMMAND_TYPE, command.referrer_id, commands.encode(command).decode()
+            ))  # fmt: skip
+        work.counts.commands += len(decision.commands)
+        if decision.reason is not None:
             work.counts.rejected += 1
+            return
+        work.counts.accepted += 1
+        if isinstance(item, ev.Signup):
+            work.batch.members.append(store_batch.Member(
+                item.customer_id, item.email, item.name, item.phone, item.birth_date
+            ))  # fmt: skip
 
-    def _decide(self, work: _Work, event: ev.Event) -> Decision:
+    def _decide(self, work: _Work, line: Line, item: ev.Event | ReferrerCredit) -> Decision:
         book = ChainMap(work.overlay, self.cache)
-        if isinstance(event, ev.Tick):
-            decision = decide_tick(self._due(work, event.occurred_at), event, self.rules)
-            self.ticks.append(event.occurred_at)
-            work.batch.ticks.append(
-                store_batch.TickRow(self.stream, len(self.ticks), event.occurred_at, event.event_id)
-            )
+        if isinstance(item, ev.Tick):
+            decision = self._decide_tick(work, line.stream, item)
         else:
-            for customer_id in _customers_of(event, book):
+            for customer_id in _customers_of(item, book):
                 self._catch_up(work, customer_id)
-            decision = decide(book, event, self.rules)
+            if isinstance(item, ReferrerCredit):
+                decision = decide_command(book, item, self.rules)
+            else:
+                decision = decide(book, item, self.rules, self.routing.owns)
         for customer_id, state in decision.states.items():
-            if customer_id not in book or isinstance(event, ev.Tick):
-                state.ticks_seen = len(self.ticks)  # new, or just brought up to this tick
+            if customer_id not in book:  # new: it has seen every tick of its stream so far
+                state.ticks_seen = len(self._stream_ticks(self.routing.stream_of(customer_id)))
             work.due[customer_id] = next_due_at(state, self.rules)
         work.overlay.update(decision.states)
         return decision
 
+    def _decide_tick(self, work: _Work, stream: str, tick: ev.Tick) -> Decision:
+        decision = decide_tick(self._due_now(work, stream, tick.occurred_at), tick, self.rules)
+        ticks = self._stream_ticks(stream)
+        ticks.append(tick.occurred_at)
+        for state in decision.states.values():
+            state.ticks_seen = len(ticks)
+        work.batch.ticks.append(
+            store_batch.TickRow(stream, len(ticks), tick.occurred_at, tick.event_id)
+        )
+        return decision
+
     # ----------------------------------------------------------------- state
 
-    def _preload(self, events: Iterable[ev.Event]) -> None:
+    def _stream_ticks(self, stream: str) -> list[datetime]:
+        ticks = self._ticks.get(stream)
+        if ticks is None:
+            ticks = self._ticks[stream] = reads.ticks(self.conn, stream)
+        return ticks
+
+    def _preload(self, items: Iterable[Decoded]) -> None:
         """Load every customer the batch may touch, referrers included, in two queries."""
         wanted: set[str] = set()
-        for event in events:
-            if not isinstance(event, ev.Tick):
-                wanted.update(_named_in(event))
+        for item in items:
+            wanted.update(_named_in(item))
         self._load(wanted - self.cache.keys())
         referrers = {
             s.referrer_id for c in wanted
             if (s := self.cache.get(c)) is not None and s.referrer_id and not s.referral_settled
         }  # fmt: skip
-        self._load(referrers - self.cache.keys())
+        self._load({r for r in referrers - self.cache.keys() if self.routing.owns(r)})
 
     def _load(self, customer_ids: set[str]) -> None:
         for customer_id, state, due in reads.snapshots(self.conn, customer_ids):
@@ -179,23 +285,28 @@ class Pipeline:
         same ticks in again, and a failed batch empties the cache.
         """
         state = work.overlay.get(customer_id) or self.cache.get(customer_id)
-        if state is None or state.ticks_seen >= len(self.ticks):
+        if state is None:
             return
-        clock = max(self.ticks[state.ticks_seen :])
-        state.ticks_seen = len(self.ticks)
+        ticks = self._stream_ticks(self.routing.stream_of(customer_id))
+        if state.ticks_seen >= len(ticks):
+            return
+        clock = max(ticks[state.ticks_seen :])
+        state.ticks_seen = len(ticks)
         if state.clock is None or clock > state.clock:
             state.clock = clock
 
-    def _due(self, work: _Work, at: datetime) -> list[CustomerState]:
-        """Customers a tick at `at` may change: due in the batch, the cache, or the database."""
-        stored = reads.due_customers(self.conn, at)
+    def _due_now(self, work: _Work, stream: str, at: datetime) -> list[CustomerState]:
+        """Customers of `stream` a tick at `at` may change: due in the batch, cache or database."""
+        mine = self.routing.stream_of
+        stored = [c for c in reads.due_customers(self.conn, at) if mine(c) == stream]
         self._load({c for c in stored if c not in self.cache and c not in work.overlay})
         due: dict[str, CustomerState] = {}
         for customer_id, when in work.due.items():
-            if when is not None and when <= at:
+            if when is not None and when <= at and mine(customer_id) == stream:
                 due[customer_id] = work.overlay[customer_id]
         for customer_id, when in self.due.items():
-            if when is not None and when <= at and customer_id not in work.due:
+            fresh = customer_id not in work.due  # else its overlay state was looked at above
+            if fresh and when is not None and when <= at and mine(customer_id) == stream:
                 due[customer_id] = self.cache[customer_id]
         return list(due.values())
 
@@ -214,20 +325,37 @@ class Pipeline:
         self.due.update(work.due)
 
 
-def _named_in(event: ev.Event) -> list[str]:
-    """Customer ids an event names: its customer and any referrer."""
-    assert not isinstance(event, ev.Tick)
-    named = [event.customer_id]
-    if isinstance(event, ev.Signup) and event.referred_by:
-        named.append(event.referred_by)
-    elif isinstance(event, ev.Referral):
-        named.append(event.referrer_id)
+def _decode(line: Line) -> Decoded:
+    return commands.decode(line.raw) if line.command else ev.decode(line.raw)
+
+
+def _id_of(item: ev.Event | ReferrerCredit) -> str:
+    return item.command_id if isinstance(item, ReferrerCredit) else item.event_id
+
+
+def _customer_of(item: ev.Event | ReferrerCredit) -> str | None:
+    if isinstance(item, ReferrerCredit):
+        return item.referrer_id
+    return None if isinstance(item, ev.Tick) else item.customer_id
+
+
+def _named_in(item: Decoded) -> list[str]:
+    """Customer ids an input names: its customer and any referrer."""
+    if isinstance(item, ev.Invalid | ev.Tick):
+        return []
+    if isinstance(item, ReferrerCredit):
+        return [item.referrer_id]
+    named = [item.customer_id]
+    if isinstance(item, ev.Signup) and item.referred_by:
+        named.append(item.referred_by)
+    elif isinstance(item, ev.Referral):
+        named.append(item.referrer_id)
     return named
 
 
-def _customers_of(event: ev.Event, book: ChainMap[str, CustomerState]) -> list[str]:
+def _customers_of(item: ev.Event | ReferrerCredit, book: ChainMap[str, CustomerState]) -> list[str]:
     """The customer and the referrer its purchase could credit."""
-    named = _named_in(event)
+    named = _named_in(item)
     state = book.get(named[0])
     if state is not None and state.referrer_id and not state.referral_settled:
         named.append(state.referrer_id)

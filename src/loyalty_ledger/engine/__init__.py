@@ -1,6 +1,12 @@
 """The pure decision engine: input event + customer state -> ledger entries + new state."""
 
-from loyalty_ledger.engine.decide import Decision, decide, decide_tick
+from loyalty_ledger.engine.decide import (
+    Decision,
+    ReferrerCredit,
+    decide,
+    decide_command,
+    decide_tick,
+)
 from loyalty_ledger.engine.reasons import Reason
 from loyalty_ledger.engine.rules import Rules, compile_rules
 from loyalty_ledger.engine.state import CustomerState
@@ -9,8 +15,10 @@ __all__ = [
     "CustomerState",
     "Decision",
     "Reason",
+    "ReferrerCredit",
     "Rules",
     "compile_rules",
     "decide",
+    "decide_command",
     "decide_tick",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Context, Decimal, localcontext
 from typing import Any
@@ -31,10 +31,29 @@ _ONE = Decimal(1)
 
 
 @dataclass(frozen=True, slots=True)
+class ReferrerCredit:
+    """A qualified referral to apply to a referrer this decider does not own (guarantee 3).
+
+    Carried to the referrer's owner as an internal command and decided there by
+    `decide_command`, once per `command_id`, at the instant of its cause.
+    """
+
+    command_id: str
+    referrer_id: str
+    referee_id: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     entries: tuple[Entry, ...]
     states: dict[str, CustomerState]  # new states of every customer touched
     reason: Reason | None  # None: accepted
+    commands: tuple[ReferrerCredit, ...] = ()
+
+
+def _owns_everyone(_customer_id: str) -> bool:
+    return True
 
 
 class _Recorder:
@@ -62,6 +81,8 @@ class _Context:
     rec: _Recorder
     book: Mapping[str, CustomerState]
     touched: dict[str, CustomerState]
+    owns: Callable[[str], bool] = _owns_everyone
+    commands: list[ReferrerCredit] = field(default_factory=list)
 
     def customer(self, customer_id: str) -> CustomerState:
         state = self.touched.get(customer_id)
@@ -72,16 +93,27 @@ class _Context:
         return state
 
 
-def decide(book: Mapping[str, CustomerState], event: ev.Event, rules: Rules) -> Decision:
-    """Decide a customer event; `book` holds every known customer it may touch."""
+def decide(
+    book: Mapping[str, CustomerState],
+    event: ev.Event,
+    rules: Rules,
+    owns: Callable[[str], bool] = _owns_everyone,
+) -> Decision:
+    """Decide a customer event; `book` holds every known customer it may touch.
+
+    `owns` says which customers this decider may change; a qualified referral
+    whose referrer it does not own becomes a `ReferrerCredit` command instead.
+    """
     assert not isinstance(event, ev.Tick), "ticks go to decide_tick"
     with localcontext(_EXACT):
-        return _decide(book, event, rules)
+        return _decide(book, event, rules, owns)
 
 
-def _decide(book: Mapping[str, CustomerState], event: ev.Event, rules: Rules) -> Decision:
+def _decide(
+    book: Mapping[str, CustomerState], event: ev.Event, rules: Rules, owns: Callable[[str], bool]
+) -> Decision:
     assert not isinstance(event, ev.Tick)
-    ctx = _Context(rules, _Recorder(event.event_id), book, {})
+    ctx = _Context(rules, _Recorder(event.event_id), book, {}, owns)
     state = ctx.customer(event.customer_id)
     at = event.occurred_at
     _advance(state, at, ctx)
@@ -89,7 +121,18 @@ def _decide(book: Mapping[str, CustomerState], event: ev.Event, rules: Rules) ->
     if reason is not None:
         ctx.rec.add(state, Kind.rejected, at, reason=reason.value, ref=event.type)
     _evaluate_tier(state, ctx)
-    return Decision(tuple(ctx.rec.entries), ctx.touched, reason)
+    return Decision(tuple(ctx.rec.entries), ctx.touched, reason, tuple(ctx.commands))
+
+
+def decide_command(
+    book: Mapping[str, CustomerState], command: ReferrerCredit, rules: Rules
+) -> Decision:
+    """Apply a referrer's share of a qualified referral, decided where the referee is owned."""
+    ctx = _Context(rules, _Recorder(command.command_id), book, {})
+    with localcontext(_EXACT):
+        referrer = ctx.customer(command.referrer_id)
+        _credit_referrer(referrer, command.referee_id, command.occurred_at, ctx)
+    return Decision(tuple(ctx.rec.entries), ctx.touched, None)
 
 
 def decide_tick(states: Iterable[CustomerState], tick: ev.Tick, rules: Rules) -> Decision:
@@ -262,12 +305,21 @@ def _settle_referral(state: CustomerState, event: ev.Purchase, ctx: _Context) ->
     ctx.rec.add(state, Kind.referral_settled, at, ref=referrer_id, cause=cause)
     if not qualified:
         return
+    if ctx.owns(referrer_id):
+        _credit_referrer(ctx.customer(referrer_id), state.customer_id, at, ctx)
+    else:
+        command_id = f"{ctx.rec.event_id}/referrer"
+        ctx.commands.append(ReferrerCredit(command_id, referrer_id, state.customer_id, at))
+    _credit(state, rules.referee_bonus, at, "referee", referrer_id, ctx)
+
+
+def _credit_referrer(referrer: CustomerState, referee_id: str, at: datetime, ctx: _Context) -> None:
     # The referrer's clock does not move: no expiry or tier step for it here.
-    referrer = ctx.customer(referrer_id)
+    rules = ctx.rules
     _enroll(referrer, at, "referral", ctx)
     referrer.referrals_qualified += 1
-    ctx.rec.add(referrer, Kind.referral_qualified, at, ref=state.customer_id)
-    _credit(referrer, rules.referrer_bonus, at, "referrer", state.customer_id, ctx)
+    ctx.rec.add(referrer, Kind.referral_qualified, at, ref=referee_id)
+    _credit(referrer, rules.referrer_bonus, at, "referrer", referee_id, ctx)
     reward = rules.ladder.get(referrer.referrals_qualified)
     if reward is not None:
         ctx.rec.add(
@@ -278,7 +330,6 @@ def _settle_referral(state: CustomerState, event: ev.Purchase, ctx: _Context) ->
             cause="referral_ladder",
             ref=str(referrer.referrals_qualified),
         )
-    _credit(state, rules.referee_bonus, at, "referee", referrer_id, ctx)
 
 
 def _return(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason | None:

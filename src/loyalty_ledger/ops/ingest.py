@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 
 from loyalty_ledger import log
 from loyalty_ledger.engine import compile_rules
@@ -12,10 +13,10 @@ from loyalty_ledger.pipeline import Counts, Pipeline
 from loyalty_ledger.projectors import runner
 from loyalty_ledger.sources import file as file_source
 from loyalty_ledger.store import programs, reads
+from loyalty_ledger.store.batch import write_file_position
 from loyalty_ledger.store.db import Connection
 
 BATCH_SIZE = 5000
-FILE_STREAM = "file"  # every file source is one stream of ticks
 _WRITER_LOCK = 0x6C6F79616C7479  # "loyalty": one writer per database while ingesting
 
 Progress = Callable[[int, int | None], None]  # bytes read, bytes in all (None: stdin)
@@ -49,12 +50,12 @@ def ingest_file(
     started = time.perf_counter()
     with writer_lock(conn), source:
         program = programs.adopt(conn, program_source, program_origin)
-        pipeline = Pipeline(conn, compile_rules(program), FILE_STREAM)
+        pipeline = Pipeline(conn, compile_rules(program))
         start = source.resume_from(reads.position(conn, source.name))
         if start.position:
             logger.info("resuming", after_line=start.position)
         for lines, position in file_source.batches(source, start, batch_size):
-            counts = pipeline.process(lines, position)
+            counts = pipeline.process(lines, partial(write_file_position, position=position))
             runner.catch_up(conn)
             total.add(counts)
             if progress:

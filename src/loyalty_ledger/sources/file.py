@@ -83,7 +83,7 @@ def batches(
         offset += len(raw)
         body = raw.rstrip(b"\r\n")
         if body.strip():  # blank lines are not inputs
-            lines.append(Line(line_number, body))
+            lines.append(Line(source.name, line_number, body))
         if len(lines) >= batch_size:
             yield lines, Position(source.name, line_number, offset, source.fingerprint)
             lines = []

@@ -7,7 +7,7 @@ doubles nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import NamedTuple
@@ -73,6 +73,14 @@ class TickRow:
     event_id: str
 
 
+class OutboxRow(NamedTuple):
+    """A message to publish after commit (an internal command), keyed for its partition."""
+
+    kind: str
+    key: str
+    payload: str
+
+
 @dataclass(frozen=True, slots=True)
 class Position:
     source: str
@@ -81,9 +89,12 @@ class Position:
     fingerprint: str
 
 
+RecordPosition = Callable[[Connection], None]  # writes the source's position, in the batch
+
+
 @dataclass(slots=True)
 class Batch:
-    position: Position
+    record_position: RecordPosition
     inbox: list[InboxRow] = field(default_factory=list)
     entries: list[Entry] = field(default_factory=list)
     snapshots: list[Snapshot] = field(default_factory=list)
@@ -91,10 +102,20 @@ class Batch:
     duplicates: list[Duplicate] = field(default_factory=list)
     members: list[Member] = field(default_factory=list)
     ticks: list[TickRow] = field(default_factory=list)
+    outbox: list[OutboxRow] = field(default_factory=list)
 
 
 _INBOX_TYPES = (
-    "text", "text", "int8", "text", "text", "timestamptz", "text", "text", "bytea", "text"
+    "text",
+    "text",
+    "int8",
+    "text",
+    "text",
+    "timestamptz",
+    "text",
+    "text",
+    "bytea",
+    "text",
 )
 _SNAPSHOT_TYPES = ("text", "int4", "text", "timestamptz")  # state: JSON text, cast on insert
 
@@ -118,14 +139,21 @@ def _copy(
             copy.write_row(values)
 
 
+# Held from the first identity-numbered row to commit: with several writers, ledger seq,
+# dead letter and outbox ids then commit in order, so readers that follow them by
+# position (projectors, the relay) never pass a row that commits later (guarantee 5).
+APPEND_LOCK = 0x6C65646765720001
+
+
 def write(conn: Connection, batch: Batch) -> None:
     """Write the whole batch in one transaction; raises if any part is refused."""
     with conn.transaction():
+        batch.record_position(conn)  # first: a fenced writer fails before any work
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
         _copy(conn, "inbox", InboxRow._fields, _INBOX_TYPES, batch.inbox)
         _copy(conn, "ledger", COLUMNS, COLUMN_TYPES, batch.entries)
         _write_snapshots(conn, batch.snapshots)
         _write_small(conn, batch)
-        _write_position(conn, batch.position)
 
 
 def _write_snapshots(conn: Connection, snapshots: Sequence[Snapshot]) -> None:
@@ -169,6 +197,10 @@ def _write_small(conn: Connection, batch: Batch) -> None:
                 "birth_date = excluded.birth_date, updated_at = now()",
                 [(m.customer_id, m.email, m.name, m.phone, m.birth_date) for m in batch.members],
             )
+        if batch.outbox:
+            cur.executemany(
+                "INSERT INTO outbox (kind, key, payload) VALUES (%s, %s, %s)", batch.outbox
+            )
         if batch.ticks:
             cur.executemany(
                 "INSERT INTO ticks (stream, n, at, event_id) VALUES (%s, %s, %s, %s)",
@@ -176,7 +208,7 @@ def _write_small(conn: Connection, batch: Batch) -> None:
             )
 
 
-def _write_position(conn: Connection, position: Position) -> None:
+def write_file_position(conn: Connection, *, position: Position) -> None:
     conn.execute(
         "INSERT INTO source_positions (source, position, byte_offset, fingerprint) "
         "VALUES (%s, %s, %s, %s) ON CONFLICT (source) DO UPDATE SET "
