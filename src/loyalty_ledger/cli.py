@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from loyalty_ledger import embedded, log
+from loyalty_ledger.kafka_settings import KafkaSettings, KafkaUnavailable
 from loyalty_ledger.program import ProgramError
 from loyalty_ledger.store.db import Connection, StoreUnavailable, connect, redact
 from loyalty_ledger.store.programs import ProgramChanged
@@ -163,6 +164,68 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ kafka
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from loyalty_ledger.ops import topics
+
+    with _kafka_errors():
+        settings = KafkaSettings.from_env(args.bootstrap)
+        if args.topics_command == "list":
+            counts = topics.topic_partitions(settings)
+            for name in sorted(n for n in counts if n.startswith(f"{settings.prefix}.")):
+                print(f"{name}\t{counts[name]}")
+            return 0
+        if args.partitions < 1 or args.replication < 1:
+            raise UsageError("--partitions and --replication must be at least 1")
+        created = topics.create_topics(settings, args.partitions, args.replication)
+        for name in settings.topics:
+            print(f"{name}\t{args.partitions}\t{'created' if name in created else 'exists'}")
+    return 0
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    from loyalty_ledger.ops.produce import produce_file
+
+    if args.path != "-" and not Path(args.path).is_file():
+        raise UsageError(
+            f"input file {args.path!r} not found: pass a JSON Lines file or - for stdin"
+        )
+    with _kafka_errors(), _progress("producing") as progress:
+        produce_file(KafkaSettings.from_env(args.bootstrap), args.path, progress)
+    return 0
+
+
+def cmd_tick(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from loyalty_ledger.ops.produce import send_tick
+
+    example = "write it like 2026-03-01T00:00:00+01:00"
+    try:
+        at = datetime.fromisoformat(args.at)
+    except ValueError:
+        raise UsageError(f"--at {args.at!r} is not an RFC 3339 instant: {example}") from None
+    if at.utcoffset() is None:
+        raise UsageError(f"--at {args.at!r} has no UTC offset: {example}")
+    with _kafka_errors():
+        send_tick(KafkaSettings.from_env(args.bootstrap), at)
+    return 0
+
+
+@contextmanager
+def _kafka_errors() -> Iterator[None]:
+    """Settings the user must fix and missing or misfit topics become one-line usage errors."""
+    from loyalty_ledger.kafka_settings import KafkaConfigError
+    from loyalty_ledger.ops.topics import TopicError
+
+    try:
+        yield
+    except (KafkaConfigError, TopicError) as e:
+        raise UsageError(str(e)) from None
+
+
 # ------------------------------------------------------------------ progress
 
 Progress = Callable[[int, int | None], None]
@@ -227,6 +290,27 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("db", help="the embedded PostgreSQL in ./.loyalty/")
     p.add_argument("action", choices=("start", "stop", "status", "url"))
     p.set_defaults(run=cmd_db)
+
+    bootstrap = argparse.ArgumentParser(add_help=False)
+    bootstrap.add_argument(
+        "--bootstrap", help="kafka bootstrap servers ($LOYALTY_KAFKA_BOOTSTRAP, 127.0.0.1:9092)"
+    )
+    p = sub.add_parser("topics", help="the kafka topics: inputs, internal, ledger, deadletter")
+    kafka_topics = p.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
+    q = kafka_topics.add_parser("create", parents=[bootstrap], help="create the four topics")
+    q.add_argument("--partitions", type=int, required=True, help="partitions of every topic")
+    q.add_argument("--replication", type=int, default=1, help="replication factor (1)")
+    q.set_defaults(run=cmd_topics)
+    q = kafka_topics.add_parser("list", parents=[bootstrap], help="the topics and partitions")
+    q.set_defaults(run=cmd_topics)
+
+    p = sub.add_parser("produce", parents=[bootstrap], help="publish JSON Lines to kafka")
+    p.add_argument("path", help="JSON Lines file, or - for standard input")
+    p.set_defaults(run=cmd_produce)
+
+    p = sub.add_parser("tick", parents=[bootstrap], help="send one tick to every input partition")
+    p.add_argument("--at", required=True, help="the instant, RFC 3339 with a UTC offset")
+    p.set_defaults(run=cmd_tick)
     return top
 
 
@@ -242,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         ProgramChanged,
         StoreUnavailable,
         embedded.EmbeddedError,
+        KafkaUnavailable,
     ) as e:
         return _fail(str(e))
     except KeyboardInterrupt:

@@ -1,0 +1,146 @@
+"""The outbox relay: ledger entries, dead letters and internal commands to Kafka, after commit.
+
+Each stream is followed by position (ledger seq, dead letter id, outbox id),
+which commit in order (see store.batch.APPEND_LOCK). A checkpoint moves only
+after the broker acknowledged every message up to it, so a crash between
+commit and publish republishes, never loses; each message carries a stable
+`id` header for downstream dedupe. Ledger entries are keyed by customer, so
+they stay in order per customer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+from psycopg import sql
+
+from loyalty_ledger.kafka_settings import ClientValue, KafkaSettings, KafkaUnavailable
+from loyalty_ledger.ledger import COLUMNS
+from loyalty_ledger.store.db import Connection
+
+RAW_CHARS_MAX = 65_536  # of a dead letter's raw line in its message; the table keeps it whole
+RELAY_ROWS_MAX = 20_000  # per stream and call: bounds memory and the checkpoint's lock time
+FLUSH_TIMEOUT_S = 30.0
+
+Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    name: str  # relay_checkpoints.name
+    query: sql.Composed | sql.SQL  # rows after a position, in position order
+    topic: Callable[[KafkaSettings], str]
+    message: Callable[[Row], tuple[int, str | None, bytes, str]]  # position, key, value, id
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _ledger_message(row: Row) -> tuple[int, str | None, bytes, str]:
+    seq, *values = row
+    body = {"seq": seq, **{c: _json(v) for c, v in zip(COLUMNS, values, strict=True)}}
+    customer_id, version = body["customer_id"], body["version"]
+    return seq, customer_id, json.dumps(body).encode(), f"{customer_id}:{version}"
+
+
+def _dead_letter_message(row: Row) -> tuple[int, str | None, bytes, str]:
+    dead_id, source, position, reason, raw = row
+    body = {"id": dead_id, "source": source, "position": position, "reason": reason, "raw": raw}
+    return dead_id, source, json.dumps(body).encode(), f"deadletter:{dead_id}"
+
+
+def _outbox_message(row: Row) -> tuple[int, str | None, bytes, str]:
+    outbox_id, key, payload = row
+    return outbox_id, key, payload.encode(), f"outbox:{outbox_id}"
+
+
+STREAMS = (
+    Stream(
+        "internal",  # first: other consumers wait for these
+        sql.SQL("SELECT id, key, payload FROM outbox WHERE id > %s ORDER BY id LIMIT %s"),
+        lambda s: s.internal,
+        _outbox_message,
+    ),
+    Stream(
+        "ledger",
+        sql.SQL("SELECT seq, {} FROM ledger WHERE seq > %s ORDER BY seq LIMIT %s").format(
+            sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+        ),
+        lambda s: s.ledger,
+        _ledger_message,
+    ),
+    Stream(
+        "deadletter",
+        sql.SQL(
+            "SELECT id, source, position, reason, left(raw, %s) FROM dead_letters "
+            "WHERE id > %s ORDER BY id LIMIT %s"
+        ),
+        lambda s: s.deadletter,
+        _dead_letter_message,
+    ),
+)
+
+
+def producer(settings: KafkaSettings) -> Producer:
+    config: dict[str, ClientValue] = {
+        "enable.idempotence": True,  # no reordering or doubling on retries: order per customer
+        "partitioner": "murmur2_random",  # as the Java client: keys land where consumers expect
+        "linger.ms": 20,
+        "message.timeout.ms": 30_000,
+    }
+    return Producer(settings.client(**config))
+
+
+def relay(conn: Connection, producer: Producer, settings: KafkaSettings) -> int:
+    """Publish what committed since the checkpoints; returns messages sent."""
+    return sum(_relay_stream(conn, producer, settings, stream) for stream in STREAMS)
+
+
+def _relay_stream(
+    conn: Connection, producer: Producer, settings: KafkaSettings, stream: Stream
+) -> int:
+    failures: list[str] = []
+
+    def delivered(err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    with conn.transaction():
+        # SKIP LOCKED: one relay per stream at a time; the others go on with their batches.
+        found = conn.execute(
+            "SELECT position FROM relay_checkpoints WHERE name = %s FOR UPDATE SKIP LOCKED",
+            (stream.name,),
+        ).fetchone()
+        if found is None:
+            return 0
+        params: tuple[int, ...] = (found[0], RELAY_ROWS_MAX)
+        if stream.name == "deadletter":
+            params = (RAW_CHARS_MAX, *params)  # a 1 MB garbage line must not block the stream
+        rows = conn.execute(stream.query, params).fetchall()
+        if not rows:
+            return 0
+        topic = stream.topic(settings)
+        last = found[0]
+        for row in rows:
+            last, key, value, message_id = stream.message(row)
+            producer.produce(topic, value=value, key=key, headers=[("id", message_id.encode())],
+                             on_delivery=delivered)  # fmt: skip
+            producer.poll(0)
+        if producer.flush(FLUSH_TIMEOUT_S) or failures:
+            why = failures[0] if failures else "timed out"
+            raise KafkaUnavailable(f"cannot publish to {topic} at {settings.bootstrap}: {why}")
+        conn.execute(
+            "UPDATE relay_checkpoints SET position = %s WHERE name = %s", (last, stream.name)
+        )
+    return len(rows)
