@@ -214,6 +214,27 @@ def cmd_tick(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_consume(args: argparse.Namespace) -> int:
+    from loyalty_ledger.ops.consume import ConsumeOptions, consume
+
+    program_source = _read_program(args.program) if args.program else None
+    if args.batch_size < 1 or args.batch_ms < 1:
+        raise UsageError("--batch-size and --batch-ms must be at least 1")
+    options = ConsumeOptions(args.group, args.batch_size, args.batch_ms, args.stop_when_idle)
+    with _kafka_errors(), database() as conn:
+        settings = KafkaSettings.from_env(args.bootstrap)
+        consume(conn, settings, options, program_source, args.program or "program")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from loyalty_ledger.ops.status import print_status
+
+    with _kafka_errors(), database() as conn:
+        print_status(conn, KafkaSettings.from_env(args.bootstrap), args.group, sys.stdout)
+    return 0
+
+
 @contextmanager
 def _kafka_errors() -> Iterator[None]:
     """Settings the user must fix and missing or misfit topics become one-line usage errors."""
@@ -307,6 +328,28 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("produce", parents=[bootstrap], help="publish JSON Lines to kafka")
     p.add_argument("path", help="JSON Lines file, or - for standard input")
     p.set_defaults(run=cmd_produce)
+
+    p = sub.add_parser(
+        "consume",
+        parents=[bootstrap],
+        help="apply the inputs topic as a consumer group member (Ctrl-C stops cleanly)",
+        description="Consume loyalty.inputs (and loyalty.internal) as one member of a consumer "
+        "group, exactly once into PostgreSQL. Settings: LOYALTY_DATABASE_URL, "
+        "LOYALTY_KAFKA_BOOTSTRAP, LOYALTY_KAFKA_TOPIC_PREFIX (loyalty), LOYALTY_KAFKA_CONFIG "
+        "(extra librdkafka settings, key=value,...).",
+    )
+    p.add_argument("--group", default="loyalty", help="consumer group id (loyalty)")
+    p.add_argument("--program", help="program TOML (stored on first use; default: the stored one)")
+    p.add_argument("--batch-size", type=int, default=2000, help="messages per transaction (2000)")
+    p.add_argument("--batch-ms", type=int, default=500, help="longest wait to fill a batch (500)")
+    p.add_argument(
+        "--stop-when-idle", type=float, metavar="S", help="exit once caught up and S seconds quiet"
+    )
+    p.set_defaults(run=cmd_consume)
+
+    p = sub.add_parser("status", parents=[bootstrap], help="per partition: offset, lag, last batch")
+    p.add_argument("--group", default="loyalty", help="consumer group id (loyalty)")
+    p.set_defaults(run=cmd_status)
 
     p = sub.add_parser("tick", parents=[bootstrap], help="send one tick to every input partition")
     p.add_argument("--at", required=True, help="the instant, RFC 3339 with a UTC offset")

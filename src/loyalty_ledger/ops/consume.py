@@ -77,7 +77,9 @@ def consume(
                 counts = _one_batch(conn, source, pipeline, options)
                 outbox_relay.relay(conn, producer, settings)
                 if counts is None or not counts.inputs:
-                    if options.stop_when_idle_s is not None and (
+                    if not source.generations:
+                        idle_since = time.monotonic()  # quiet before joining the group is no sign
+                    elif options.stop_when_idle_s is not None and (
                         time.monotonic() - idle_since >= options.stop_when_idle_s
                     ):
                         break
