@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from loyalty_ledger import embedded, log
 from loyalty_ledger.kafka_settings import KafkaSettings, KafkaUnavailable
 from loyalty_ledger.program import ProgramError
@@ -372,6 +374,13 @@ def main(argv: list[str] | None = None) -> int:
         KafkaUnavailable,
     ) as e:
         return _fail(str(e))
+    except psycopg.OperationalError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return _fail(
+            f"lost the database connection ({first}); nothing half-done was kept: run the "
+            "command again (for several commands at once on the embedded database, keep it "
+            "up with `loyalty db start`)"
+        )
     except KeyboardInterrupt:
         return _fail("interrupted: the last batch was not committed; run the same command again")
     except BrokenPipeError:

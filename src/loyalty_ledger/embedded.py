@@ -217,7 +217,8 @@ def _ensure_database(server: Server, dbname: str) -> None:
     with psycopg.connect(server.conninfo("postgres"), autocommit=True) as conn:
         if conn.execute("select 1 from pg_database where datname = %s", [dbname]).fetchone():
             return
-        with suppress(psycopg.errors.DuplicateDatabase):  # a concurrent start created it
+        # A concurrent start created it: the catalog's unique index may say so first.
+        with suppress(psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
             conn.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -91,12 +91,18 @@ def new_customer(customer_id: str, tier: str | None) -> CustomerState:
     return CustomerState(customer_id=customer_id, tier=tier)
 
 
-def _instant(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+# Instants in snapshots are integer microseconds since the Unix epoch, UTC: exact, and
+# several times cheaper to write and read than ISO strings (a snapshot per customer per batch).
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
-def _parse_instant(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value is not None else None
+def _instant(value: datetime | None) -> int | None:
+    return (value - _EPOCH) // _MICROSECOND if value is not None else None
+
+
+def _parse_instant(value: int | None) -> datetime | None:
+    return _EPOCH + timedelta(microseconds=value) if value is not None else None
 
 
 def to_snapshot(state: CustomerState) -> dict[str, Any]:
@@ -119,7 +125,7 @@ def to_snapshot(state: CustomerState) -> dict[str, Any]:
             oid: [str(o.total), str(o.refunded), o.points_earned, o.points_reversed]
             for oid, o in state.orders.items()
         },
-        "spend": [[s.isoformat(), str(a)] for s, a in state.spend],
+        "spend": [[_instant(s), str(a)] for s, a in state.spend],
         "actions": dict(state.actions),
         "stamps": dict(state.stamps),
         "birthdays": list(state.birthday_years),
@@ -147,7 +153,7 @@ def from_snapshot(customer_id: str, data: dict[str, Any]) -> CustomerState:
             oid: Order(Decimal(t), Decimal(r), pe, pr)
             for oid, (t, r, pe, pr) in data["orders"].items()
         },
-        spend=[(datetime.fromisoformat(s), Decimal(a)) for s, a in data["spend"]],
+        spend=[(_EPOCH + timedelta(microseconds=s), Decimal(a)) for s, a in data["spend"]],
         actions=dict(data["actions"]),
         stamps=dict(data["stamps"]),
         birthday_years=list(data["birthdays"]),

@@ -201,14 +201,19 @@ def migrations_dir() -> Path:
     return Path(__file__).with_name("migrations")
 
 
+MIGRATE_LOCK = 0x6C6F79616C740002  # consumers starting together migrate one at a time
+
+
 def migrate(url: str) -> None:
-    """Bring the database at `url` to the newest schema (idempotent)."""
+    """Bring the database at `url` to the newest schema (idempotent, safe to run concurrently)."""
     from alembic import command
     from alembic.config import Config
 
-    from loyalty_ledger.store.db import sqlalchemy_url
+    from loyalty_ledger.store.db import connect, sqlalchemy_url
 
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     config.set_main_option("sqlalchemy.url", sqlalchemy_url(url).replace("%", "%%"))
-    command.upgrade(config, "head")
+    with connect(url) as lock:
+        lock.execute("SELECT pg_advisory_lock(%s)", (MIGRATE_LOCK,))
+        command.upgrade(config, "head")
