@@ -50,6 +50,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -243,6 +244,7 @@ class KafkaRun:
     produced: dict[str, Any]  # the `produced` log line
     produce_s: float  # wall time of `loyalty produce`, CLI startup included
     first_commit_s: float | None  # first inputs offset in PostgreSQL, from the consumers' start
+    assigned_s: float | None  # the last consumer's first `assigned` line, from their start
     commands_done_s: float | None  # every internal command applied too (None: not waited for)
     batches: list[dict[str, Any]] = field(default_factory=list)  # `batch` lines, all consumers
     stopped: list[dict[str, Any]] = field(default_factory=list)  # `stopped` lines
@@ -304,6 +306,7 @@ def kafka_consume(
         handles = [st.enter_context(open(path, "wb")) for path in logs]
         try:
             started = time.perf_counter()
+            started_epoch = time.time()
             for handle in handles:
                 processes.append(
                     subprocess.Popen(
@@ -369,15 +372,25 @@ def kafka_consume(
         produced,
         produce_s,
         first_commit_s,
+        None,
         commands_done_s,
     )
     run.exit_codes = [p.returncode for p in processes]
+    assigned: list[float] = []
     for path in logs:
+        first_assigned: float | None = None
         for record in json_lines(path.read_text(encoding="utf-8", errors="replace")):
             if record.get("event") == "batch":
                 run.batches.append(record)
             elif record.get("event") == "stopped":
                 run.stopped.append(record)
+            elif record.get("event") == "assigned" and first_assigned is None:
+                with contextlib.suppress(KeyError, ValueError):
+                    at = datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00"))
+                    first_assigned = at.timestamp() - started_epoch
+        if first_assigned is not None:
+            assigned.append(first_assigned)
+    run.assigned_s = max(assigned) if len(assigned) == len(logs) else None
     return run
 
 
@@ -388,8 +401,11 @@ def fate(url: str) -> dict[str, Any]:
     with psycopg.connect(psycopg_url(url), autocommit=True) as conn:
         s = summary(conn)
         entries = conn.execute("SELECT count(*) FROM ledger").fetchone()
+    accepted = dict(s["accepted"])
+    ticks = accepted.pop("tick", 0)  # on Kafka a tick line is one message per partition
     return {
-        "accepted": sum(s["accepted"].values()),
+        "accepted": sum(accepted.values()),
+        "ticks_accepted": ticks,
         "rejected": sum(s["rejected"].values()),
         "dead_lettered": s["dead_lettered"],
         "duplicates": s["duplicates"],
@@ -588,18 +604,26 @@ def main() -> int:
             n = run.produced
             rate = n["lines"] / run.produce_s if run.produce_s else 0
             first = f"{run.first_commit_s:.2f} s" if run.first_commit_s is not None else "?"
+            joined = f"{run.assigned_s:.2f} s" if run.assigned_s is not None else "?"
             done = (
                 f"{run.commands_done_s:.2f} s"
                 if run.commands_done_s is not None
                 else "not seen within 30 s"
             )
+            loop = ""
+            if run.assigned_s is not None and run.figure.seconds > run.assigned_s:
+                after = run.figure.seconds - run.assigned_s
+                loop = f" ({after:.2f} s = {run.figure.events / after:,.0f} events/s after it)"
             print(
-                f"  {run.figure.name}: produce (separate, CLI startup included) "
-                f"{run.produce_s:.2f} s = {rate:,.0f} lines/s, {n['messages']:,} messages "
-                f"(the CLI's own figure {n.get('seconds')} s); first batch committed at "
-                f"{first}; every internal command applied at {done}; {len(run.batches)} "
-                f"batches, {run.total('commands'):,} internal referral commands "
-                f"(`commands` of the batch lines)"
+                f"  {run.figure.name}:\n"
+                f"    produce, apart: {run.produce_s:.2f} s wall = {rate:,.0f} lines/s "
+                f"(the CLI's own figure {n.get('seconds')} s), {n['messages']:,} messages\n"
+                f"    partitions assigned (last consumer) at {joined}{loop}; first batch "
+                f"committed at {first}; inputs done at {run.figure.seconds:.2f} s; every "
+                f"internal command applied at {done}\n"
+                f"    {len(run.batches)} batches; {run.total('commands'):,} internal referral "
+                f"commands (sum of `commands` in the batch lines); consumer exit codes "
+                f"{run.exit_codes}"
             )
 
         print("\n  the inputs' fate per database (must agree):")
