@@ -54,7 +54,11 @@ def test_poison_messages_are_dead_lettered_and_the_partition_moves_on(
 ) -> None:
     case = CASES[0]
     lines = (case / "events.jsonl").read_text().splitlines()
-    poison = ["not json at all", "x" * 900_000, json.dumps({"event_id": 5, "type": "purchase"})]
+    poison = [
+        "not json at all",
+        "x" * (1024 * 1024 + 10),
+        json.dumps({"event_id": 5, "type": "purchase"}),
+    ]
     path = tmp_path / "poisoned.jsonl"
     path.write_text("\n".join(lines[:50] + poison + lines[50:]) + "\n")
     create_topics(kafka_settings, 1)

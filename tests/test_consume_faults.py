@@ -20,7 +20,7 @@ def test_exp(cli_env, database_url, kafka_bootstrap, kafka_settings: KafkaSettin
     create_topics(kafka_settings, 1)
     produce_file(kafka_settings, str(case / "events.jsonl"))
     env = {**cli_env, "LOYALTY_KAFKA_BOOTSTRAP": kafka_bootstrap,
-           "LOYALTY_KAFKA_TOPIC_PREFIX": kafka_settings.prefix, "LOYALTY_KAFKA_CONFIG": "group.instance.id=a"}
+           "LOYALTY_KAFKA_TOPIC_PREFIX": kafka_settings.prefix, "LOYALTY_KAFKA_CONFIG": "debug=cgrp,group.instance.id=a"}
     args = [LOYALTY, "consume", "--group", "g", "--program", str(case / "program.toml"),
             "--batch-size", "50", "--batch-ms", "100", "--stop-when-idle", "3"]
     for i in range(2):

@@ -116,6 +116,9 @@ def producer_config(settings: KafkaSettings, compression: str = "lz4") -> dict[s
         "compression.type": compression,
         "socket.timeout.ms": 10_000,
         "message.timeout.ms": MESSAGE_TIMEOUT_MS,
+        # Malformed inputs are published as they are, a 1 MB garbage line too, so the
+        # consumer can dead-letter it; the broker's own limit still applies.
+        "message.max.bytes": 8 * 1024 * 1024,
     }
     return {**settings.client(**overrides), "logger": client_logger()}
 
