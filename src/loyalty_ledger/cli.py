@@ -288,7 +288,9 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", help="apply a JSON Lines file of input events (- for stdin)")
     p.add_argument("path", help="JSON Lines file, or - for standard input")
     p.add_argument("--program", help="program TOML (stored on first use; default: the stored one)")
-    p.add_argument("--batch-size", type=int, default=5000, help="inputs per transaction (5000)")
+    p.add_argument(
+        "--batch-size", type=int, default=20_000, help="inputs per transaction (20000)"
+    )
     p.set_defaults(run=cmd_ingest)
 
     p = sub.add_parser("export", help="print the read models as JSON")

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -33,7 +34,7 @@ from loyalty_ledger.engine.state import from_snapshot, to_snapshot
 from loyalty_ledger.store import batch as store_batch
 from loyalty_ledger.store import reads
 from loyalty_ledger.store.batch import Batch, RecordPosition
-from loyalty_ledger.store.db import Connection
+from loyalty_ledger.store.db import Connection, sibling
 
 CACHE_CUSTOMERS_MAX = 2_000_000  # past this the cache starts over: correctness never needs it
 FILE_STREAM = "file"  # every file source is one stream: one tick reaches every customer
@@ -138,13 +139,24 @@ class _Book(Mapping[str, CustomerState]):
 
 
 class Pipeline:
-    def __init__(self, conn: Connection, rules: Rules, routing: Routing | None = None) -> None:
-        self.conn = conn
+    def __init__(
+        self,
+        conn: Connection,
+        rules: Rules,
+        routing: Routing | None = None,
+        after_commit: Callable[[Connection], object] | None = None,
+    ) -> None:
+        self.conn = conn  # reads; batches are written on a second connection, in order
         self.rules = rules
         self.routing: Routing = routing or OneStream()
+        self.after_commit = after_commit  # e.g. the projections' catch-up, on the writer
         self.cache: dict[str, CustomerState] = {}
         self.due: dict[str, datetime | None] = {}
         self._ticks: dict[str, list[datetime]] = {}
+        self._executor: ThreadPoolExecutor | None = None
+        self._writer_conn: Connection | None = None
+        self._in_flight: Future[None] | None = None
+        self._in_flight_seen: dict[str, bytes] = {}
 
     # ------------------------------------------------------------- the batch
 
@@ -154,24 +166,70 @@ class Pipeline:
         `record_position` runs inside that transaction: the source's offsets
         commit with the effects, or neither does.
         """
+        counts = self.submit(lines, record_position)
+        self.wait()
+        return counts
+
+    def submit(self, lines: Sequence[Line], record_position: RecordPosition) -> Counts:
+        """Decide a batch, then write it on the writer thread while the caller reads the next.
+
+        The batch's states join the cache before it commits, so the next batch
+        is decided on top of them; if a write fails, `wait` (or the next
+        `submit`) raises, the cache is dropped and nothing after that batch
+        is written. One batch at most is in flight.
+        """
         work = _Work(Batch(record_position))
         decoded = [(line, _decode(line)) for line in lines]
         ids = {_id_of(d) for _, d in decoded if not isinstance(d, ev.Invalid)}
-        work.seen = reads.known_event_ids(self.conn, ids)
+        # The batch in flight may not have committed yet: its ids are known all the same.
+        work.seen = {**reads.known_event_ids(self.conn, ids), **self._in_flight_seen}
         self._preload(d for _, d in decoded)
-        ticks_before = {stream: len(ticks) for stream, ticks in self._ticks.items()}
         try:
             for line, item in decoded:
                 self._one(work, line, item)
             self._snapshot(work)
-            store_batch.write(self.conn, work.batch)
+            self.wait()
         except BaseException:
-            # Catch-ups touched cached states in place: start over from the database.
-            self._ticks = {s: t[: ticks_before.get(s, 0)] for s, t in self._ticks.items()}
-            self.forget()
+            self.forget()  # catch-ups touched cached states in place: start over from the database
             raise
         self._merge(work)
+        self._in_flight_seen = {k: v for k, v in work.seen.items() if k in ids}
+        self._in_flight = self._writer().submit(self._write, work.batch)
         return work.counts
+
+    def wait(self) -> None:
+        """Until the batch in flight is committed; raises what its write raised."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is None:
+            return
+        try:
+            in_flight.result()
+        except BaseException:
+            self._in_flight_seen = {}
+            self.forget()
+            raise
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown()
+            if self._writer_conn is not None:
+                self._writer_conn.close()
+
+    def _writer(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._writer_conn = sibling(self.conn)
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="ledger-writer")
+        return self._executor
+
+    def _write(self, batch: Batch) -> None:
+        conn = self._writer_conn
+        assert conn is not None
+        store_batch.write(conn, batch)
+        if self.after_commit is not None:
+            self.after_commit(conn)
 
     def forget(self, streams: Iterable[str] | None = None) -> None:
         """Drop cached state (of these streams): another owner may change it from now on."""

@@ -65,7 +65,7 @@ def consume(
     if partition_count(settings, settings.internal) != partitions:
         raise ValueError(f"{settings.internal} must have as many partitions as {settings.inputs}")
     routing = PartitionRouting(partitions)
-    pipeline = Pipeline(conn, compile_rules(program), routing)
+    pipeline = Pipeline(conn, compile_rules(program), routing, after_commit=runner.catch_up)
     source = KafkaSource(conn, settings, options.group, routing, pipeline.forget)
     producer = outbox_relay.producer(settings)
     logger = log.get("consume").bind(group=options.group, owner=source.owner)
@@ -88,6 +88,7 @@ def consume(
                 total.add(counts)
                 logger.info("batch", **_fields(counts))
     finally:
+        pipeline.close()
         source.close()
         producer.flush(10)
     logger.info("stopped", **_fields(total))
@@ -106,7 +107,6 @@ def _one_batch(
         log.get("consume").warning("fenced", reason=str(e))
         source.resync()
         return None
-    runner.catch_up(conn)
     source.commit_courtesy(fetched.next_offsets)
     return counts
 

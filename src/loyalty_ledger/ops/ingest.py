@@ -16,7 +16,7 @@ from loyalty_ledger.store import programs, reads
 from loyalty_ledger.store.batch import write_file_position
 from loyalty_ledger.store.db import Connection
 
-BATCH_SIZE = 5000
+BATCH_SIZE = 20_000  # measured: fewer, larger transactions beat 5,000 by a third
 _WRITER_LOCK = 0x6C6F79616C7479  # "loyalty": one writer per database while ingesting
 
 Progress = Callable[[int, int | None], None]  # bytes read, bytes in all (None: stdin)
@@ -50,16 +50,19 @@ def ingest_file(
     started = time.perf_counter()
     with writer_lock(conn), source:
         program = programs.adopt(conn, program_source, program_origin)
-        pipeline = Pipeline(conn, compile_rules(program))
-        start = source.resume_from(reads.position(conn, source.name))
-        if start.position:
-            logger.info("resuming", after_line=start.position)
-        for lines, position in file_source.batches(source, start, batch_size):
-            counts = pipeline.process(lines, partial(write_file_position, position=position))
-            runner.catch_up(conn)
-            total.add(counts)
-            if progress:
-                progress(position.byte_offset, source.size_bytes)
+        pipeline = Pipeline(conn, compile_rules(program), after_commit=runner.catch_up)
+        try:
+            start = source.resume_from(reads.position(conn, source.name))
+            if start.position:
+                logger.info("resuming", after_line=start.position)
+            for lines, position in file_source.batches(source, start, batch_size):
+                # Decided now, written while the next batch is read and decided.
+                counts = pipeline.submit(lines, partial(write_file_position, position=position))
+                total.add(counts)
+                if progress:
+                    progress(position.byte_offset, source.size_bytes)
+        finally:
+            pipeline.close()
     elapsed_s = time.perf_counter() - started
     inputs = total.accepted + total.rejected + total.duplicates + total.dead_lettered
     logger.info(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import psycopg
 from psycopg.rows import TupleRow
 
@@ -33,9 +35,21 @@ def redact(url: str) -> str:
     return f"{scheme}//{userinfo.split(':', 1)[0]}:***@{tail}"
 
 
+# The URL of each connection we opened, so a second one can be opened beside it (the
+# pipeline's writer thread) without threading URLs and passwords through every caller.
+_URLS: weakref.WeakKeyDictionary[Connection, str] = weakref.WeakKeyDictionary()
+
+
 def connect(url: str, *, autocommit: bool = True) -> Connection:
     try:
-        return psycopg.connect(psycopg_url(url), autocommit=autocommit, connect_timeout=10)
+        conn = psycopg.connect(psycopg_url(url), autocommit=autocommit, connect_timeout=10)
     except psycopg.Error as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise StoreUnavailable(f"cannot connect to {redact(url)}: {first}") from e
+    _URLS[conn] = url
+    return conn
+
+
+def sibling(conn: Connection) -> Connection:
+    """A new connection to the database `conn` is connected to (it must come from `connect`)."""
+    return connect(_URLS[conn])
