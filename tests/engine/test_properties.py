@@ -255,6 +255,7 @@ def check_round_trip(decision: Decision) -> None:
     for cid, state in decision.states.items():
         text = json.dumps(to_snapshot(state))
         assert from_snapshot(cid, json.loads(text)) == state
+        assert state.spend_total == sum((a for _, a in state.spend), Decimal(0))
 
 
 def check_quiet_until_due(state: CustomerState, rules: Rules, instants: list[datetime]) -> None:

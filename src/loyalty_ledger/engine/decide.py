@@ -171,9 +171,10 @@ def _evaluate_tier(state: CustomerState, ctx: _Context) -> None:
         lapsed = _ZERO
         while spend and spend[0][0] <= cutoff:
             lapsed += spend.pop(0)[1]
+        state.spend_total -= lapsed
         if lapsed:
             ctx.rec.add(state, Kind.spend_lapsed, state.clock, amount=lapsed)
-    qualifying = max(_ZERO, sum((a for _, a in state.spend), _ZERO))
+    qualifying = max(_ZERO, state.spend_total)
     tier = levels[0].name
     for level in levels:
         if level.min_spend <= qualifying:
@@ -269,6 +270,7 @@ def _purchase(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason | 
     state.orders[event.order_id] = Order(event.total, _ZERO, points, 0)
     if rules.levels:
         bisect.insort(state.spend, (at, event.total))
+        state.spend_total += event.total
     _stamp(state, event, ctx)
     if first_order and state.referrer_id is not None and not state.referral_settled:
         _settle_referral(state, event, ctx)
@@ -355,6 +357,7 @@ def _return(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason | No
     )
     if ctx.rules.levels:
         bisect.insort(state.spend, (at, -applied))
+        state.spend_total -= applied
     return None
 
 

@@ -52,6 +52,7 @@ class CustomerState:
     lots: list[Lot] = field(default_factory=list)
     orders: dict[str, Order] = field(default_factory=dict)
     spend: list[tuple[datetime, Decimal]] = field(default_factory=list)  # in window, sorted
+    spend_total: Decimal = Decimal(0)  # sum of `spend`, kept as it changes (derived on load)
     actions: dict[str, int] = field(default_factory=dict)
     stamps: dict[str, int] = field(default_factory=dict)
     birthday_years: list[int] = field(default_factory=list)
@@ -80,6 +81,7 @@ class CustomerState:
             lots=list(self.lots),
             orders=dict(self.orders),
             spend=list(self.spend),
+            spend_total=self.spend_total,
             actions=dict(self.actions),
             stamps=dict(self.stamps),
             birthday_years=list(self.birthday_years),
@@ -134,6 +136,7 @@ def to_snapshot(state: CustomerState) -> dict[str, Any]:
 
 
 def from_snapshot(customer_id: str, data: dict[str, Any]) -> CustomerState:
+    spend = [(_EPOCH + timedelta(microseconds=s), Decimal(a)) for s, a in data["spend"]]
     return CustomerState(
         customer_id=customer_id,
         version=data["v"],
@@ -153,7 +156,8 @@ def from_snapshot(customer_id: str, data: dict[str, Any]) -> CustomerState:
             oid: Order(Decimal(t), Decimal(r), pe, pr)
             for oid, (t, r, pe, pr) in data["orders"].items()
         },
-        spend=[(_EPOCH + timedelta(microseconds=s), Decimal(a)) for s, a in data["spend"]],
+        spend=spend,
+        spend_total=sum((a for _, a in spend), Decimal(0)),
         actions=dict(data["actions"]),
         stamps=dict(data["stamps"]),
         birthday_years=list(data["birthdays"]),
