@@ -344,7 +344,9 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--group", default="loyalty", help="consumer group id (loyalty)")
     p.add_argument("--program", help="program TOML (stored on first use; default: the stored one)")
-    p.add_argument("--batch-size", type=int, default=2000, help="messages per transaction (2000)")
+    p.add_argument(
+        "--batch-size", type=int, default=10_000, help="messages per transaction (10000)"
+    )
     p.add_argument("--batch-ms", type=int, default=500, help="longest wait to fill a batch (500)")
     p.add_argument(
         "--stop-when-idle", type=float, metavar="S", help="exit once caught up and S seconds quiet"

@@ -8,12 +8,16 @@ leave the group cleanly.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from types import FrameType
+
+from confluent_kafka import Producer
 
 from loyalty_ledger import log
 from loyalty_ledger.engine import compile_rules
@@ -31,7 +35,7 @@ from loyalty_ledger.store.offsets import Fenced
 @dataclass(frozen=True, slots=True)
 class ConsumeOptions:
     group: str = "loyalty"
-    batch_size: int = 2000
+    batch_size: int = 10_000
     batch_ms: int = 500
     stop_when_idle_s: float | None = None  # None: run until stopped
 
@@ -66,17 +70,16 @@ def consume(
         raise ValueError(f"{settings.internal} must have as many partitions as {settings.inputs}")
     routing = PartitionRouting(partitions)
     pipeline = Pipeline(conn, compile_rules(program), routing, after_commit=runner.catch_up)
-    source = KafkaSource(conn, settings, options.group, routing, pipeline.forget)
-    producer = outbox_relay.producer(settings)
+    source = KafkaSource(conn, settings, options.group, routing, partial(_lost, pipeline))
+    loop = _Loop(conn, settings, source, pipeline, outbox_relay.producer(settings))
     logger = log.get("consume").bind(group=options.group, owner=source.owner)
     total = Counts()
     idle_since = time.monotonic()
     try:
         with _stop_signals() as stop:
             while not stop[0]:
-                counts = _one_batch(conn, source, pipeline, options)
-                outbox_relay.relay(conn, producer, settings)
-                if counts is None or not counts.inputs:
+                counts = loop.step(options)
+                if counts is None:
                     if not source.generations:
                         idle_since = time.monotonic()  # quiet before joining the group is no sign
                     elif options.stop_when_idle_s is not None and (
@@ -87,28 +90,67 @@ def consume(
                 idle_since = time.monotonic()
                 total.add(counts)
                 logger.info("batch", **_fields(counts))
+            loop.settle()
     finally:
         pipeline.close()
         source.close()
-        producer.flush(10)
+        loop.producer.flush(10)
     logger.info("stopped", **_fields(total))
     return total
 
 
-def _one_batch(
-    conn: Connection, source: KafkaSource, pipeline: Pipeline, options: ConsumeOptions
-) -> Counts | None:
-    fetched = source.fetch(options.batch_size, options.batch_ms)
-    if not fetched.lines:
-        return None
-    try:
-        counts = pipeline.process(fetched.lines, fetched.record_position)
-    except Fenced as e:
-        log.get("consume").warning("fenced", reason=str(e))
-        source.resync()
-        return None
-    source.commit_courtesy(fetched.next_offsets)
-    return counts
+def _lost(pipeline: Pipeline, streams: list[str]) -> None:
+    """Before partitions go: finish the batch in flight, then drop their customers' state."""
+    with contextlib.suppress(Fenced):  # claimed already: none of its work stands
+        pipeline.wait()
+    pipeline.forget(streams)
+
+
+@dataclass(slots=True)
+class _Loop:
+    """One batch decided while the one before it commits (at most one in flight)."""
+
+    conn: Connection
+    settings: KafkaSettings
+    source: KafkaSource
+    pipeline: Pipeline
+    producer: Producer
+    in_flight: dict[tuple[str, int], int] | None = None  # offsets of the batch being written
+
+    def step(self, options: ConsumeOptions) -> Counts | None:
+        """One batch; None when nothing came (then everything in flight is settled)."""
+        fetched = self.source.fetch(options.batch_size, options.batch_ms)
+        if not fetched.lines:
+            self.settle()
+            return None
+        try:
+            counts = self.pipeline.submit(fetched.lines, fetched.record_position)
+        except Fenced as e:
+            self._fenced(e)
+            return None
+        self._committed()  # submit returned: the batch before this one is committed
+        self.in_flight = fetched.next_offsets
+        return counts
+
+    def settle(self) -> None:
+        """Wait for the batch in flight, then tell Kafka and relay what committed."""
+        try:
+            self.pipeline.wait()
+        except Fenced as e:
+            self._fenced(e)
+            return
+        self._committed()
+
+    def _committed(self) -> None:
+        if self.in_flight:
+            self.source.commit_courtesy(self.in_flight)
+        self.in_flight = None
+        outbox_relay.relay(self.conn, self.producer, self.settings)
+
+    def _fenced(self, error: Fenced) -> None:
+        log.get("consume").warning("fenced", reason=str(error))
+        self.in_flight = None
+        self.source.resync()
 
 
 def _fields(counts: Counts) -> dict[str, int]:

@@ -40,9 +40,13 @@ class PartitionRouting:
 
     partitions: int
     owned: set[int] = field(default_factory=set)
+    _known: dict[str, int] = field(default_factory=dict)  # murmur2 in Python is not free
 
     def partition_of(self, customer_id: str) -> int:
-        return partition_for(customer_id, self.partitions)
+        partition = self._known.get(customer_id)
+        if partition is None:
+            partition = self._known[customer_id] = partition_for(customer_id, self.partitions)
+        return partition
 
     def stream_of(self, customer_id: str) -> str:
         return stream_of_partition(self.partition_of(customer_id))
