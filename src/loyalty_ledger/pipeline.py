@@ -353,6 +353,8 @@ class Pipeline:
         wanted: set[str] = set()
         for item in items:
             wanted.update(_named_in(item))
+        # Only owned customers are cached: another owner may change the others meanwhile.
+        wanted = {c for c in wanted if self.routing.owns(c)}
         self._load(wanted - self.cache.keys())
         referrers = {
             s.referrer_id for c in wanted

@@ -102,6 +102,8 @@ class KafkaSource:
     # ------------------------------------------------------------ ownership
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Whatever was known of these partitions' customers may have changed under another owner.
+        self.on_lost(sorted({stream_of_partition(p.partition) for p in partitions}))
         claims = offsets.claim(
             self.conn, self.group, self.owner, [(p.topic, p.partition) for p in partitions]
         )
