@@ -1,7 +1,8 @@
 """Run the projections over the ledger in seq order, a step and its checkpoint per transaction.
 
-One writer commits batches in seq order (the ingest holds the writer lock),
-so every seq up to max(seq) is committed when a projector reads it.
+Writers take seqs only while holding store.batch.APPEND_LOCK, until they
+commit, so seqs commit in order: every seq up to the max(seq) a projector
+sees is committed (guarantee 5), however many consumers write.
 """
 
 from __future__ import annotations
