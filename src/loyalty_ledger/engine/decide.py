@@ -267,7 +267,7 @@ def _purchase(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason | 
     points = _purchase_points(event, state, rules)
     ctx.rec.add(state, Kind.order_placed, at, amount=event.total, ref=event.order_id)
     _credit(state, points, at, "purchase", event.order_id, ctx)
-    state.orders[event.order_id] = Order(event.total, _ZERO, points, 0)
+    state.own_orders()[event.order_id] = Order(event.total, _ZERO, points, 0)
     if rules.levels:
         bisect.insort(state.spend, (at, event.total))
         state.spend_total += event.total
@@ -285,7 +285,7 @@ def _stamp(state: CustomerState, event: ev.Purchase, ctx: _Context) -> None:
         if card.min_total > event.total:
             continue
         stamps = state.stamps.get(card.id, 0) + 1
-        state.stamps[card.id] = stamps
+        state.own_stamps()[card.id] = stamps
         if stamps % card.every == 0:
             ctx.rec.add(
                 state,
@@ -352,7 +352,7 @@ def _return(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason | No
     if reversed_now:
         lots.debit(state, reversed_now)
         ctx.rec.add(state, Kind.reversal, at, points=reversed_now, ref=event.order_id)
-    state.orders[event.order_id] = Order(
+    state.own_orders()[event.order_id] = Order(
         order.total, refunded, order.points_earned, order.points_reversed + reversed_now
     )
     if ctx.rules.levels:
@@ -398,7 +398,7 @@ def _redemption(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason 
         return Reason.insufficient_points
     debt = lots.debit(state, cost)
     assert debt == 0, "a redemption never creates debt"
-    state.redemption_ids.add(event.redemption_id)
+    state.own_redemption_ids().add(event.redemption_id)
     ctx.rec.add(
         state,
         Kind.redemption,
@@ -424,7 +424,7 @@ def _act(state: CustomerState, name: str, at: datetime, ctx: _Context) -> Reason
     done = state.actions.get(name, 0)
     if limit is not None and done >= limit:
         return Reason.action_limit_reached
-    state.actions[name] = done + 1
+    state.own_actions()[name] = done + 1
     _credit(state, points, at, "action", name, ctx)
     return None
 
@@ -439,7 +439,7 @@ def _grant_birthdays(state: CustomerState, at: datetime, ctx: _Context) -> None:
         if year in granted:
             continue
         if state.signed_up_on <= birthday_in(state.birth_date, year) <= today:
-            state.birthday_years.append(year)
+            state.own_birthday_years().append(year)
             _credit(state, bonus, at, "birthday", str(year), ctx)
 
 

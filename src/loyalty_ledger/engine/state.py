@@ -63,7 +63,10 @@ class CustomerState:
         return sum(lot.remaining for lot in self.lots) - self.debt
 
     def clone(self) -> CustomerState:
-        # Lots and orders are frozen, so copying the containers is a full copy.
+        """A copy the engine may change. Lots and spend (small, changed by most events) are
+        copied here; the containers that grow with history and change rarely (orders,
+        actions, stamps, birthdays, redemptions) are shared, and copied by `own` right
+        before a rule changes one of them."""
         return CustomerState(
             customer_id=self.customer_id,
             version=self.version,
@@ -79,14 +82,34 @@ class CustomerState:
             lots_made=self.lots_made,
             referrals_qualified=self.referrals_qualified,
             lots=list(self.lots),
-            orders=dict(self.orders),
+            orders=self.orders,
             spend=list(self.spend),
             spend_total=self.spend_total,
-            actions=dict(self.actions),
-            stamps=dict(self.stamps),
-            birthday_years=list(self.birthday_years),
-            redemption_ids=set(self.redemption_ids),
+            actions=self.actions,
+            stamps=self.stamps,
+            birthday_years=self.birthday_years,
+            redemption_ids=self.redemption_ids,
         )
+
+    def own_orders(self) -> dict[str, Order]:
+        self.orders = dict(self.orders)
+        return self.orders
+
+    def own_actions(self) -> dict[str, int]:
+        self.actions = dict(self.actions)
+        return self.actions
+
+    def own_stamps(self) -> dict[str, int]:
+        self.stamps = dict(self.stamps)
+        return self.stamps
+
+    def own_birthday_years(self) -> list[int]:
+        self.birthday_years = list(self.birthday_years)
+        return self.birthday_years
+
+    def own_redemption_ids(self) -> set[str]:
+        self.redemption_ids = set(self.redemption_ids)
+        return self.redemption_ids
 
 
 def new_customer(customer_id: str, tier: str | None) -> CustomerState:
