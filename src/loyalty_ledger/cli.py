@@ -20,6 +20,7 @@ import psycopg
 from loyalty_ledger import embedded, log
 from loyalty_ledger.kafka_settings import KafkaSettings, KafkaUnavailable
 from loyalty_ledger.program import ProgramError
+from loyalty_ledger.progress import Progress
 from loyalty_ledger.store.db import Connection, StoreUnavailable, connect, redact
 from loyalty_ledger.store.programs import ProgramChanged
 
@@ -250,9 +251,6 @@ def _kafka_errors() -> Iterator[None]:
 
 
 # ------------------------------------------------------------------ progress
-
-Progress = Callable[[int, int | None], None]
-
 
 @contextmanager
 def _progress(label: str) -> Iterator[Progress]:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 
 from loyalty_ledger import log
 from loyalty_ledger.engine import compile_rules
 from loyalty_ledger.pipeline import Counts, Pipeline
+from loyalty_ledger.progress import Progress
 from loyalty_ledger.projectors import runner
 from loyalty_ledger.sources import file as file_source
 from loyalty_ledger.store import programs, reads
@@ -18,8 +19,6 @@ from loyalty_ledger.store.db import Connection
 
 BATCH_SIZE = 20_000  # measured: fewer, larger transactions beat 5,000 by a third
 _WRITER_LOCK = 0x6C6F79616C7479  # "loyalty": one writer per database while ingesting
-
-Progress = Callable[[int, int | None], None]  # bytes read, bytes in all (None: stdin)
 
 
 @contextmanager
@@ -64,11 +63,10 @@ def ingest_file(
         finally:
             pipeline.close()
     elapsed_s = time.perf_counter() - started
-    inputs = total.accepted + total.rejected + total.duplicates + total.dead_lettered
     logger.info(
         "ingested", accepted=total.accepted, rejected=total.rejected,
         duplicates=total.duplicates, dead_lettered=total.dead_lettered,
         entries=total.entries, seconds=round(elapsed_s, 3),
-        events_per_s=round(inputs / elapsed_s) if elapsed_s > 0 else None,
+        events_per_s=round(total.inputs / elapsed_s) if elapsed_s > 0 else None,
     )  # fmt: skip
     return total

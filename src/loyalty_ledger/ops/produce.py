@@ -6,7 +6,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,12 +24,11 @@ from loyalty_ledger.kafka_settings import (
     config_error,
 )
 from loyalty_ledger.ops.topics import partition_count
+from loyalty_ledger.progress import Progress
 
 MESSAGE_TIMEOUT_MS = 30_000  # a broker lost mid-way fails the command instead of hanging
 FLUSH_TIMEOUT_S = 60.0
 PROGRESS_EVERY = 1000  # lines
-
-Progress = Callable[[int, int | None], None]  # bytes read, bytes in all (None: stdin)
 
 
 @dataclass(frozen=True)

@@ -147,7 +147,10 @@ def write(conn: Connection, batch: Batch) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
         _copy(conn, "inbox", InboxRow._fields, _INBOX_TYPES, batch.inbox)
         _copy(conn, "ledger", COLUMNS, COLUMN_TYPES, batch.entries)
-        _write_snapshots(conn, batch.snapshots)
+        _SNAPSHOTS.write(conn, batch.snapshots)
+        _DEAD_LETTERS.write(conn, batch.dead_letters)
+        _DUPLICATES.write(conn, batch.duplicates)
+        _MEMBERS.write(conn, batch.members)
         _write_small(conn, batch)
 
 
@@ -224,14 +227,8 @@ _MEMBERS = _Staged(
 )
 
 
-def _write_snapshots(conn: Connection, snapshots: Sequence[Snapshot]) -> None:
-    _SNAPSHOTS.write(conn, snapshots)
-
-
 def _write_small(conn: Connection, batch: Batch) -> None:
-    _DEAD_LETTERS.write(conn, batch.dead_letters)
-    _DUPLICATES.write(conn, batch.duplicates)
-    _MEMBERS.write(conn, batch.members)
+    """Outbox commands and ticks: a handful per batch."""
     with conn.cursor() as cur:
         if batch.outbox:
             cur.executemany(
