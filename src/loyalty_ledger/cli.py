@@ -21,7 +21,14 @@ from loyalty_ledger import embedded, log
 from loyalty_ledger.kafka_settings import KafkaSettings, KafkaUnavailable
 from loyalty_ledger.program import ProgramError
 from loyalty_ledger.progress import Progress
-from loyalty_ledger.store.db import Connection, StoreUnavailable, connect, redact
+from loyalty_ledger.store.db import (
+    Connection,
+    StoreUnavailable,
+    connect,
+    live_schema,
+    redact,
+    use_schema,
+)
 from loyalty_ledger.store.programs import ProgramChanged
 
 EMBEDDED_ROOT = Path(".loyalty")
@@ -54,6 +61,9 @@ def _open(url: str, migrate: bool) -> Iterator[Connection]:
             from loyalty_ledger.store.schema import migrate as run_migrations
 
             run_migrations(url)
+        schema = live_schema(conn)
+        if schema is not None:  # the connection came before the migrations made it
+            use_schema(conn, schema)
         yield conn
     finally:
         conn.close()

@@ -7,7 +7,9 @@ balance = credit - redemption - reversal - expiry.
 
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import NamedTuple
@@ -95,3 +97,38 @@ assert Entry._fields == COLUMNS
 def row(entry: Entry) -> tuple[object, ...]:
     """The entry as a tuple in COLUMNS order, for COPY (it already is one)."""
     return tuple(entry)
+
+
+# ------------------------------------------------------------------ hash chain
+
+GENESIS = bytes(32)  # the predecessor of a ledger's first entry
+_NONE = "\x00"  # absent: distinct from every text value
+_SEP = "\x1f"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _canonical(value: object) -> str:
+    if value is None:
+        return _NONE
+    if isinstance(value, datetime):
+        return str((value - _EPOCH) // _MICROSECOND)  # the instant, whatever the zone
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")  # 12.50, 12.5 and 1.25E+1 are one amount
+    return str(value)
+
+
+def chain_hash(prev: bytes, values: tuple[object, ...]) -> bytes:
+    """sha256(predecessor's hash || the entry's COLUMNS, canonical): changing any entry, or
+    removing or inserting one, breaks every hash after it."""
+    body = _SEP.join(_canonical(v) for v in values).encode()
+    return hashlib.sha256(prev + body).digest()
+
+
+def chain(prev: bytes, entries: Iterable[tuple[object, ...]]) -> list[bytes]:
+    """The hashes of `entries`, in order, after the entry whose hash is `prev`."""
+    hashes = []
+    for values in entries:
+        prev = chain_hash(prev, values)
+        hashes.append(prev)
+    return hashes

@@ -1,7 +1,7 @@
 """The outbox relay: ledger entries, dead letters and internal commands to Kafka, after commit.
 
 Each stream is followed by position (ledger seq, dead letter id, outbox id),
-which commit in order (see store.batch.APPEND_LOCK). A checkpoint moves only
+which commit in order (see store.batch's append lock). A checkpoint moves only
 after the broker acknowledged every message up to it, so a crash between
 commit and publish republishes, never loses; each message carries a stable
 `id` header for downstream dedupe. Ledger entries are keyed by customer, so

@@ -1,6 +1,6 @@
 """Run the projections over the ledger in seq order, a step and its checkpoint per transaction.
 
-Writers take seqs only while holding store.batch.APPEND_LOCK, until they
+Writers take seqs only while holding store.batch's append lock, until they
 commit, so seqs commit in order: every seq up to the max(seq) a projector
 sees is committed (guarantee 5), however many consumers write.
 """

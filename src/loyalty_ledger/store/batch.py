@@ -14,8 +14,14 @@ from typing import NamedTuple
 
 from psycopg import sql
 
-from loyalty_ledger.ledger import COLUMN_TYPES, COLUMNS, Entry
+from loyalty_ledger.ledger import COLUMN_TYPES, COLUMNS, GENESIS, Entry, chain
 from loyalty_ledger.store.db import Connection
+
+APPEND_LOCK_SPACE = 0x6C656467  # the append locks' key space: (this, hashtext(schema))
+
+
+class GenerationChanged(Exception):
+    """The writer's generation is no longer what it writes for: a promotion happened."""
 
 
 class InboxRow(NamedTuple):
@@ -91,6 +97,7 @@ RecordPosition = Callable[[Connection], None]  # writes the source's position, i
 @dataclass(slots=True)
 class Batch:
     record_position: RecordPosition
+    generation_status: str = "live"  # what the writer's generation must be: live | candidate
     inbox: list[InboxRow] = field(default_factory=list)
     entries: list[Entry] = field(default_factory=list)
     snapshots: list[Snapshot] = field(default_factory=list)
@@ -134,24 +141,49 @@ def _copy(
             copy.write_row(values)
 
 
-# Held from the first identity-numbered row to commit: with several writers, ledger seq,
-# dead letter and outbox ids then commit in order, so readers that follow them by
-# position (projectors, the relay) never pass a row that commits later (guarantee 5).
-APPEND_LOCK = 0x6C65646765720001
+# Held from the first identity-numbered row to commit, one lock per generation: with
+# several writers, ledger seq, dead letter and outbox ids then commit in order, so readers
+# that follow them by position (projectors, the relay) never pass a row that commits
+# later (guarantee 5); the ledger's hash chain runs in seq order for the same reason; and
+# a promotion, holding the live generation's lock, stops every live writer at this point.
+_APPEND_LOCK = sql.SQL("SELECT pg_advisory_xact_lock({}, hashtext(current_schema()))").format(
+    sql.Literal(APPEND_LOCK_SPACE)
+)
+_LEDGER_COLUMNS = (*COLUMNS, "hash")
+_LEDGER_TYPES = (*COLUMN_TYPES, "bytea")
 
 
 def write(conn: Connection, batch: Batch) -> None:
     """Write the whole batch in one transaction; raises if any part is refused."""
     with conn.transaction():
         batch.record_position(conn)  # first: a fenced writer fails before any work
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
+        conn.execute(_APPEND_LOCK)
+        _check_generation(conn, batch.generation_status)
         _copy(conn, "inbox", InboxRow._fields, _INBOX_TYPES, batch.inbox)
-        _copy(conn, "ledger", COLUMNS, COLUMN_TYPES, batch.entries)
+        _copy_ledger(conn, batch.entries)
         _SNAPSHOTS.write(conn, batch.snapshots)
         _DEAD_LETTERS.write(conn, batch.dead_letters)
         _DUPLICATES.write(conn, batch.duplicates)
         _MEMBERS.write(conn, batch.members)
         _write_small(conn, batch)
+
+
+def _check_generation(conn: Connection, expected: str) -> None:
+    row = conn.execute(
+        "SELECT name, status FROM public.generations WHERE schema_name = current_schema()"
+    ).fetchone()
+    assert row is not None, "a writer's search_path names no generation"
+    if row[1] != expected:
+        raise GenerationChanged(f"generation {row[0]} is {row[1]} now, not {expected}")
+
+
+def _copy_ledger(conn: Connection, entries: Sequence[Entry]) -> None:
+    if not entries:
+        return
+    row = conn.execute("SELECT hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+    hashes = chain(GENESIS if row is None else bytes(row[0]), entries)
+    rows = [(*entry, digest) for entry, digest in zip(entries, hashes, strict=True)]
+    _copy(conn, "ledger", _LEDGER_COLUMNS, _LEDGER_TYPES, rows)
 
 
 @dataclass(frozen=True, slots=True)

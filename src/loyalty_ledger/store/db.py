@@ -5,6 +5,7 @@ from __future__ import annotations
 import weakref
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import TupleRow
 
 Connection = psycopg.Connection[TupleRow]
@@ -35,21 +36,52 @@ def redact(url: str) -> str:
     return f"{scheme}//{userinfo.split(':', 1)[0]}:***@{tail}"
 
 
-# The URL of each connection we opened, so a second one can be opened beside it (the
-# pipeline's writer thread) without threading URLs and passwords through every caller.
+# The URL and generation schema of each connection we opened, so a second one can be opened
+# beside it (the pipeline's writer thread) without threading URLs, passwords and generations
+# through every caller.
 _URLS: weakref.WeakKeyDictionary[Connection, str] = weakref.WeakKeyDictionary()
+_SCHEMAS: weakref.WeakKeyDictionary[Connection, str] = weakref.WeakKeyDictionary()
 
 
-def connect(url: str, *, autocommit: bool = True) -> Connection:
+def connect(url: str, *, autocommit: bool = True, schema: str | None = None) -> Connection:
+    """A connection working on generation schema `schema`, by default the live one."""
     try:
         conn = psycopg.connect(psycopg_url(url), autocommit=autocommit, connect_timeout=10)
     except psycopg.Error as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise StoreUnavailable(f"cannot connect to {redact(url)}: {first}") from e
     _URLS[conn] = url
+    chosen = schema or live_schema(conn)
+    if chosen is not None:  # None: not migrated yet
+        use_schema(conn, chosen)
     return conn
 
 
+def live_schema(conn: Connection) -> str | None:
+    """The live generation's schema; None before the migrations made one."""
+    found = conn.execute("SELECT to_regclass('public.generations') IS NOT NULL").fetchone()
+    row = None
+    if found and found[0]:
+        row = conn.execute(
+            "SELECT schema_name FROM public.generations WHERE status = 'live'"
+        ).fetchone()
+    if not conn.autocommit:
+        conn.rollback()  # leave no transaction open behind the caller's back
+    return None if row is None or row[0] is None else str(row[0])
+
+
+def use_schema(conn: Connection, schema: str) -> None:
+    """Unqualified names now mean `schema`'s tables, then the shared ones in public."""
+    conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(schema)))
+    if not conn.autocommit:
+        conn.commit()  # a SET inside a rolled-back transaction would be undone
+    _SCHEMAS[conn] = schema
+
+
+def schema_of(conn: Connection) -> str | None:
+    return _SCHEMAS.get(conn)
+
+
 def sibling(conn: Connection) -> Connection:
-    """A new connection to the database `conn` is connected to (it must come from `connect`)."""
-    return connect(_URLS[conn])
+    """A new connection to the database and generation of `conn` (it must come from `connect`)."""
+    return connect(_URLS[conn], schema=_SCHEMAS.get(conn))

@@ -1,23 +1,19 @@
-"""The program a ledger runs under: stored once with its hash, never silently replaced."""
+"""The program a generation runs under: stored once with its hash, never silently replaced."""
 
 from __future__ import annotations
 
 from loyalty_ledger.program import Program, ProgramError, parse_program, program_hash
 from loyalty_ledger.store.db import Connection
 
-_LIVE = "program_hash"
-
-
 class ProgramChanged(Exception):
     """A different program was given for a ledger that already runs under one."""
 
 
 def live_program(conn: Connection) -> tuple[str, str] | None:
-    """(hash, TOML source) of the program this ledger runs under, if any."""
+    """(hash, TOML source) of the program the connection's generation runs under, if any."""
     found = conn.execute(
-        "SELECT p.hash, p.source FROM settings s JOIN programs p ON p.hash = s.value "
-        "WHERE s.key = %s",
-        (_LIVE,),
+        "SELECT p.hash, p.source FROM public.generations g JOIN programs p "
+        "ON p.hash = g.program_hash WHERE g.schema_name = current_schema()"
     ).fetchone()
     return (found[0], found[1]) if found else None
 
@@ -45,5 +41,9 @@ def adopt(conn: Connection, source: str | None, origin: str = "program") -> Prog
             "ON CONFLICT (hash) DO NOTHING",
             (digest, program.program.name, source),
         )
-        conn.execute("INSERT INTO settings (key, value) VALUES (%s, %s)", (_LIVE, digest))
+        conn.execute(
+            "UPDATE public.generations SET program_hash = %s "
+            "WHERE schema_name = current_schema() AND program_hash IS NULL",
+            (digest,),
+        )
     return program

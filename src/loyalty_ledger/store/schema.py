@@ -1,7 +1,9 @@
 """The PostgreSQL schema as SQLAlchemy Core tables, and `migrate`, which brings a database to head.
 
 The tables here are what the code queries; alembic's revisions under
-`store/migrations/` create them, and a test compares the two.
+`store/migrations/` create them, and a test compares the two. The tables named
+in store.generations.GENERATION_TABLES exist once per generation, in its
+schema; the others once, in `public`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    ForeignKey,
     Identity,
     Index,
     Integer,
@@ -97,6 +100,7 @@ ledger = Table(
     Column("tier_to", Text),
     Column("reason", Text),
     Column("expires_at", DateTime(timezone=True)),
+    Column("hash", LargeBinary, nullable=False),  # ledger.chain_hash over the entry before
     UniqueConstraint("customer_id", "version", name="ledger_customer_version"),
     # Paired with the assertions in ledger.Entry.
     CheckConstraint("points >= 0", name="ledger_points"),
@@ -125,7 +129,37 @@ dead_letters = Table(
     Column("reason", Text, nullable=False),
     Column("status", Text, nullable=False, server_default="open"),
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=_now),
+    Column("resolved_at", DateTime(timezone=True)),
+    Column("resolution", Text),  # the discard's reason, or where the redriven input went
     UniqueConstraint("source", "position", name="dead_letters_source_position"),
+    CheckConstraint("status IN ('open', 'redriven', 'discarded')", name="dead_letters_status"),
+    CheckConstraint("(status = 'open') = (resolved_at IS NULL)", name="dead_letters_resolved"),
+)
+
+generations = Table(
+    "generations",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("schema_name", Text, nullable=False, unique=True),
+    Column("program_hash", Text, ForeignKey("programs.hash")),
+    Column("status", Text, nullable=False),
+    Column("parent", Text, ForeignKey("generations.name")),
+    Column("replayed_arrival", BigInteger, nullable=False, server_default="0"),
+    Column("until_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=_now),
+    Column("promoted_at", DateTime(timezone=True)),
+    CheckConstraint("status IN ('candidate', 'live', 'retired')", name="generations_status"),
+    Index("generations_one_live", text("(true)"), unique=True,
+          postgresql_where=text("status = 'live'")),
+)  # fmt: skip
+
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("customer_id", Text, primary_key=True),
+    Column("erased_at", DateTime(timezone=True), nullable=False, server_default=_now),
+    Column("inputs", Integer, nullable=False),  # inbox rows scrubbed, every generation
+    Column("dead_letters", Integer, nullable=False),
 )
 
 members = Table(
