@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,10 @@ import psycopg
 
 from loyalty_ledger import embedded, log
 from loyalty_ledger.kafka_settings import KafkaSettings, KafkaUnavailable
+from loyalty_ledger.ops.offsets import ResetError
 from loyalty_ledger.program import ProgramError
 from loyalty_ledger.progress import Progress
+from loyalty_ledger.store.batch import GenerationChanged
 from loyalty_ledger.store.db import (
     Connection,
     StoreUnavailable,
@@ -29,6 +32,7 @@ from loyalty_ledger.store.db import (
     redact,
     use_schema,
 )
+from loyalty_ledger.store.generations import GenerationError
 from loyalty_ledger.store.programs import ProgramChanged
 
 EMBEDDED_ROOT = Path(".loyalty")
@@ -128,11 +132,167 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_dlq(args: argparse.Namespace) -> int:
-    from loyalty_ledger.ops import dead_letters
+# ------------------------------------------------------------------ generations
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    from loyalty_ledger.ops.rerun import rerun
+
+    source = _read_program(args.program)
+    until = _instant(args.until, "--until") if args.until else None
+    with database() as conn, _progress(f"re-running into {args.as_name}", "inputs") as progress:
+        generation, replayed = rerun(conn, source, args.program, args.as_name, until, progress)
+    log.get("rerun").info(
+        "replayed", generation=generation.name, inputs=replayed.inputs,
+        through_arrival=replayed.arrival, seconds=round(replayed.seconds, 3),
+    )  # fmt: skip
+    name = generation.name
+    promote = "" if generation.until_at else f", make it live with `loyalty promote {name}`"
+    print(f"generation {name}: {replayed.inputs} inputs replayed; "
+          f"compare it with `loyalty compare live {name}`{promote}")  # fmt: skip
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from loyalty_ledger.ops.rerun import promote
+
+    with database() as conn, _progress(f"catching {args.name} up", "inputs") as progress:
+        generation = promote(conn, args.name, progress)
+    print(f"generation {generation.name} is live")
+    return 0
+
+
+def cmd_generations(args: argparse.Namespace) -> int:
+    from loyalty_ledger.store import generations
 
     with database() as conn:
-        dead_letters.print_list(conn, args.limit, sys.stdout)
+        for g in generations.listing(conn):
+            until = f" until {g.until_at.isoformat()}" if g.until_at else ""
+            print(f"{g.name}\t{g.status}\t{(g.program_hash or '-')[:12]}\t"
+                  f"from {g.parent or '-'}{until}\tcreated {g.created_at.isoformat()}")  # fmt: skip
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from loyalty_ledger.ops import compare
+    from loyalty_ledger.projectors import runner
+
+    with database() as conn:
+        runner.catch_up(conn)  # the live side as of its last batch
+        result = compare.compare(conn, args.a, args.b, args.limit)
+    if args.json:
+        print(json.dumps(compare.as_json(result), indent=1))
+    else:
+        compare.write_text(result, sys.stdout)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from loyalty_ledger.ops.verify import verify
+    from loyalty_ledger.projectors import runner
+
+    with database() as conn:
+        if args.generation:
+            _use_generation(conn, args.generation)
+        runner.catch_up(conn)
+        with _progress("verifying the hash chain", "entries") as progress:
+            report = verify(conn, progress)
+    for problem in report.problems:
+        print(f"broken: {problem}")
+    if report.ok:
+        print(f"ok: {report.entries} entries of {report.customers} customers chain, number and "
+              f"conserve; {report.projections} projections equal a rebuild")  # fmt: skip
+        return 0
+    return 1
+
+
+def _use_generation(conn: Connection, name: str) -> None:
+    from loyalty_ledger.store import generations
+
+    generations.use(conn, generations.get(conn, name))
+
+
+def cmd_offsets(args: argparse.Namespace) -> int:
+    from loyalty_ledger.ops import offsets
+
+    if (args.to_offset is None) == (args.to_time is None):
+        raise UsageError("give one of --to-offset N and --to-time TIME")
+    at = _instant(args.to_time, "--to-time") if args.to_time else None
+    if args.to_offset is not None and args.to_offset < 0:
+        raise UsageError("--to-offset must be 0 or more")
+    with database() as conn:
+        resets = offsets.reset(conn, args.group, to_offset=args.to_offset, to_time=at,
+                               topic=args.topic, partition=args.partition)  # fmt: skip
+    for r in resets:
+        print(f"{r.topic}[{r.partition}]\t{r.next_offset_was} -> {r.next_offset}")
+    return 0
+
+
+def _instant(text: str, flag: str) -> datetime:
+    example = "write it like 2026-03-01T00:00:00+01:00 or 2026-03-01T00:00Z"
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{flag} {text!r} is not an RFC 3339 instant: {example}") from None
+    if at.utcoffset() is None:
+        raise UsageError(f"{flag} {text!r} has no UTC offset: {example}")
+    return at
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from loyalty_ledger.ops import dead_letters as dlq
+
+    action = args.dlq_command
+    if action == "list" and args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    if action == "redrive" and not (args.ids or args.reason or args.source or args.all):
+        raise UsageError("name the dead letters to redrive: IDs, --reason TEXT, --source or --all")
+    try:
+        with database() as conn:
+            if action == "list":
+                chosen = dlq.Filter(args.status, args.reason, args.source, limit=args.limit)
+                dlq.print_list(conn, chosen, sys.stdout)
+            elif action == "show":
+                dlq.print_one(dlq.get(conn, args.id), sys.stdout)
+            elif action == "discard":
+                done = dlq.discard(conn, args.id, args.why)
+                print(f"discarded dead letter {done.id} ({done.source}:{done.position})")
+            else:
+                chosen = dlq.Filter("open", args.reason, args.source, tuple(args.ids))
+                with _kafka_errors(), _progress("redriving", "letters") as progress:
+                    settings = KafkaSettings.from_env(args.bootstrap)
+                    result = dlq.redrive(conn, chosen, settings, progress)
+                dlq.print_redrive(result, sys.stdout)
+    except dlq.DeadLetterError as e:
+        raise UsageError(str(e)) from None
+    return 0
+
+
+def cmd_statement(args: argparse.Namespace) -> int:
+    from loyalty_ledger.ops import statement
+
+    with database() as conn:
+        try:
+            done = statement.statement(conn, args.customer_id, args.generation)
+        except statement.StatementError as e:
+            raise UsageError(str(e)) from None
+    (statement.write_json if args.json else statement.write_text)(done, sys.stdout)
+    return 0
+
+
+def cmd_members(args: argparse.Namespace) -> int:
+    from loyalty_ledger.ops.erasure import ErasureError, erase
+
+    with database() as conn:
+        try:
+            done = erase(conn, args.customer_id)
+        except ErasureError as e:
+            raise UsageError(str(e)) from None
+    again = (f"already erased at {done.erased_before.isoformat(timespec='seconds')}; "
+             if done.erased_before else "")  # fmt: skip
+    print(f"erased {done.customer_id}: {again}member row {'deleted' if done.member else 'absent'}"
+          f", {done.inputs} inputs, {done.states} states and {done.dead_letters} dead letters "
+          "scrubbed; the ledger is unchanged")  # fmt: skip
     return 0
 
 
@@ -174,6 +334,78 @@ def cmd_db(args: argparse.Namespace) -> int:
             raise UsageError(
                 "the embedded database is not running: start it with `loyalty db start`"
             )
+    return 0
+
+
+# ------------------------------------------------------------------ analysts
+
+
+def cmd_grant_analyst(args: argparse.Namespace) -> int:
+    from loyalty_ledger.ops.analysts import AnalystError, grant_analyst
+
+    with database() as conn:
+        try:
+            grant = grant_analyst(conn, args.name, args.password, args.with_pii)
+        except AnalystError as e:
+            raise UsageError(str(e)) from None
+        except psycopg.errors.InsufficientPrivilege as e:
+            raise UsageError(
+                f"not allowed to create roles here ({str(e).strip().splitlines()[0]}): "
+                "run it as a role with CREATEROLE"
+            ) from None
+    print(f"{'created' if grant.created else 'updated'} analyst login {grant.role}: "
+          f"reads the {grant.relations} relations of schema live"
+          f"{' and members (PII)' if grant.with_pii else ', no PII'}")  # fmt: skip
+    return 0
+
+
+def cmd_analytics(args: argparse.Namespace) -> int:
+    from loyalty_ledger.analytics.refresh import refresh
+    from loyalty_ledger.projectors import runner
+    from loyalty_ledger.store.programs import adopt
+
+    with database() as conn, _progress("refreshing") as progress:
+        runner.catch_up(conn, progress=lambda _name, done, total: progress(done, total))
+        done = refresh(conn, adopt(conn, None))
+    fitted = done.fitted
+    log.get("analytics").info(
+        "refreshed", tiers=done.tiers, refit=done.refit,
+        customers=fitted.customers if fitted else None,
+        model={k: round(getattr(fitted.bgnbd, k), 6) for k in ("r", "alpha", "a", "b")}
+        if fitted else None,
+    )  # fmt: skip
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import time
+    from decimal import Decimal, InvalidOperation
+
+    from loyalty_ledger.analytics import report
+    from loyalty_ledger.analytics.refresh import refresh
+    from loyalty_ledger.projectors import runner
+    from loyalty_ledger.store.programs import adopt
+
+    if args.top < 1:
+        raise UsageError("--top must be at least 1")
+    try:
+        point_value = Decimal(args.point_value) if args.point_value is not None else None
+    except InvalidOperation:
+        point_value = None
+    if args.point_value is not None and (point_value is None or not point_value >= 0):
+        raise UsageError(f"--point-value {args.point_value!r} is not a money amount: e.g. 0.01")
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise UsageError(f"cannot write {args.out!r}: folder {str(out.parent)!r} does not exist")
+    started = time.monotonic()
+    with database() as conn, _progress("report") as progress:
+        runner.catch_up(conn)
+        refresh(conn, adopt(conn, None))
+        if point_value is not None:
+            conn.execute("SELECT set_config('loyalty.point_value', %s, false)", (str(point_value),))
+        written = report.write(conn, out, args.top, progress)
+    log.get("report").info("written", path=str(out), charts=list(written.charts),
+                           seconds=round(time.monotonic() - started, 2))  # fmt: skip
     return 0
 
 
@@ -263,22 +495,10 @@ def _kafka_errors() -> Iterator[None]:
 # ------------------------------------------------------------------ progress
 
 @contextmanager
-def _progress(label: str) -> Iterator[Progress]:
-    """A rich bar on a terminal; elsewhere nothing (the services log JSON lines instead)."""
-    if not sys.stderr.isatty():
-        yield lambda _done, _total: None
-        return
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
+def _progress(label: str, unit: str = "") -> Iterator[Progress]:
+    from loyalty_ledger.progress import reporting
 
-    with Progress(
-        "[progress.description]{task.description}", BarColumn(), TaskProgressColumn(),
-        TimeRemainingColumn(), transient=True,
-    ) as bar:  # fmt: skip
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int | None) -> None:
-            bar.update(task, completed=done, total=total)
-
+    with reporting(label, unit, sys.stderr.isatty()) as update:
         yield update
 
 
@@ -309,20 +529,122 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--projection", action="append", help="only this one (repeatable)")
     p.set_defaults(run=cmd_rebuild)
 
+    p = sub.add_parser("rerun", help="replay every input into a new generation under a program")
+    p.add_argument("--program", required=True, help="the program TOML to re-run under")
+    p.add_argument("--as", dest="as_name", required=True, metavar="NAME",
+                   help="the new generation's name (lowercase, digits, _)")  # fmt: skip
+    p.add_argument("--until", help="only inputs that occurred up to this instant (a what-if)")
+    p.set_defaults(run=cmd_rerun)
+
+    p = sub.add_parser("promote", help="make a re-run generation live, atomically")
+    p.add_argument("name")
+    p.set_defaults(run=cmd_promote)
+
+    p = sub.add_parser("generations", help="list the generations and which is live")
+    p.set_defaults(run=cmd_generations)
+
+    p = sub.add_parser("compare", help="two generations side by side ('live' names the live one)")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--json", action="store_true", help="one JSON object, for tools")
+    p.add_argument("--limit", type=int, default=20, help="customers listed that differ (20)")
+    p.set_defaults(run=cmd_compare)
+
+    p = sub.add_parser("verify", help="check hash chain, versions, conservation, projections")
+    p.add_argument("--generation", help="another generation than the live one")
+    p.set_defaults(run=cmd_verify)
+
+    p = sub.add_parser("offsets", help="the consumer group's offsets, kept in PostgreSQL")
+    offsets_actions = p.add_subparsers(dest="offsets_command", required=True, metavar="ACTION")
+    q = offsets_actions.add_parser("reset", help="re-read from an offset or a time (idempotent)")
+    q.add_argument("--group", default="loyalty", help="consumer group id (loyalty)")
+    q.add_argument("--to-offset", type=int, help="the next offset to read")
+    q.add_argument("--to-time", help="the first input that occurred at or after this instant")
+    q.add_argument("--topic", help="only this topic (default: every topic of the group)")
+    q.add_argument("--partition", type=int, help="only this partition")
+    q.set_defaults(run=cmd_offsets)
+
     p = sub.add_parser("dlq", help="dead letters: inputs that could not be read")
     dlq = p.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
     q = dlq.add_parser("list", help="list dead letters, oldest first")
-    q.add_argument("--limit", type=int, default=100)
+    q.add_argument("--status", choices=("open", "redriven", "discarded", "all"), default="open",
+                   help="which ones (open)")  # fmt: skip
+    q.add_argument("--reason", help="only those whose reason contains TEXT (any case)")
+    q.add_argument("--source", help="only those whose source starts with TEXT")
+    q.add_argument("--limit", type=int, default=100, help="at most N (100)")
     q.set_defaults(run=cmd_dlq)
+    q = dlq.add_parser("show", help="one dead letter: raw line (escaped), reason, source, status")
+    q.add_argument("id", type=int)
+    q.set_defaults(run=cmd_dlq)
+    q = dlq.add_parser(
+        "redrive",
+        help="re-validate open dead letters; the now-valid ones enter the ledger",
+        description="Re-validate open dead letters. A now-valid input from a file enters the "
+        "live pipeline at its original source and position; one from Kafka is republished to "
+        "its topic (header loyalty-redrive-of). Still-invalid ones stay open. Idempotent.",
+    )
+    q.add_argument("ids", type=int, nargs="*", metavar="ID", help="these dead letters")
+    q.add_argument("--reason", help="those whose reason contains TEXT (any case)")
+    q.add_argument("--source", help="those whose source starts with TEXT")
+    q.add_argument("--all", action="store_true", help="every open dead letter")
+    q.add_argument(
+        "--bootstrap", help="kafka bootstrap servers, for Kafka's dead letters "
+        "($LOYALTY_KAFKA_BOOTSTRAP, 127.0.0.1:9092)",
+    )  # fmt: skip
+    q.set_defaults(run=cmd_dlq)
+    q = dlq.add_parser("discard", help="give up on an open dead letter; it stays, for audit")
+    q.add_argument("id", type=int)
+    q.add_argument("--why", required=True, help="the reason, kept with it")
+    q.set_defaults(run=cmd_dlq)
+
+    p = sub.add_parser("statement", help="one customer's entries, causes, balance, lots, expiries")
+    p.add_argument("customer_id")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    p.add_argument("--generation", metavar="NAME", help="read this generation (default: live)")
+    p.set_defaults(run=cmd_statement)
+
+    p = sub.add_parser("members", help="members' personal data")
+    members = p.add_subparsers(dest="members_command", required=True, metavar="ACTION")
+    q = members.add_parser(
+        "erase", help="remove a member's PII (email, name, phone, birth date) everywhere; "
+        "the ledger stays",
+    )  # fmt: skip
+    q.add_argument("customer_id")
+    q.set_defaults(run=cmd_members)
 
     p = sub.add_parser("schemas", help="check (default) or --write the input events' JSON Schemas")
     p.add_argument("--write", action="store_true", help="write the files instead of checking")
     p.add_argument("--dir", default="schemas", help="directory (default: schemas)")
     p.set_defaults(run=cmd_schemas)
 
-    p = sub.add_parser("db", help="the embedded PostgreSQL in ./.loyalty/")
-    p.add_argument("action", choices=("start", "stop", "status", "url"))
-    p.set_defaults(run=cmd_db)
+    p = sub.add_parser("db", help="the embedded PostgreSQL in ./.loyalty/, and analyst logins")
+    db = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, text in (
+        ("start", "start it and keep it running"), ("stop", "stop it"),
+        ("status", "is it running (exit 3 if not)"), ("url", "print the database URL"),
+    ):  # fmt: skip
+        db.add_parser(action, help=text).set_defaults(run=cmd_db)
+    q = db.add_parser(
+        "grant-analyst",
+        help="create a read-only login for the analyst views (schema live), without PII",
+    )
+    q.add_argument("name", help="the role to create (or update)")
+    q.add_argument("--password", help="its password (default: none; set one for TCP logins)")
+    q.add_argument("--with-pii", action="store_true", help="also let it read members (PII)")
+    q.set_defaults(run=cmd_grant_analyst)
+
+    p = sub.add_parser("report", help="write the managers' HTML report (charts, self-contained)")
+    p.add_argument("--out", default="report.html", help="the HTML file (report.html)")
+    p.add_argument("--top", type=int, default=20, help="most valuable customers listed (20)")
+    p.add_argument("--point-value", help="money value of one point (default 0.01)")
+    p.set_defaults(run=cmd_report)
+
+    p = sub.add_parser("analytics", help="the analyst views' tier levels and CLV model")
+    analytics = p.add_subparsers(dest="analytics_command", required=True, metavar="ACTION")
+    q = analytics.add_parser(
+        "refresh", help="publish the program's tier levels and refit the CLV model if stale"
+    )
+    q.set_defaults(run=cmd_analytics)
 
     bootstrap = argparse.ArgumentParser(add_help=False)
     bootstrap.add_argument(
@@ -384,8 +706,12 @@ def main(argv: list[str] | None = None) -> int:
         StoreUnavailable,
         embedded.EmbeddedError,
         KafkaUnavailable,
+        GenerationError,
+        ResetError,
     ) as e:
         return _fail(str(e))
+    except GenerationChanged as e:
+        return _fail(f"{e}: a promotion happened meanwhile; run the same command again")
     except psycopg.OperationalError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return _fail(

@@ -42,6 +42,8 @@ def customers(conn: Connection) -> Iterator[dict[str, Any]]:
 
 
 def summary(conn: Connection) -> dict[str, Any]:
+    """Every input's fate. A redriven dead letter's input is counted where it went (accepted,
+    rejected or duplicates), so `dead_lettered` counts the open and the discarded ones."""
     accepted: dict[str, int] = {}
     rejected: dict[str, int] = {}
     for event_type, reason, n in conn.execute(
@@ -54,14 +56,21 @@ def summary(conn: Connection) -> dict[str, Any]:
         else:
             rejected[reason] = rejected.get(reason, 0) + n
     row = conn.execute(
-        "SELECT (SELECT count(*) FROM dead_letters), (SELECT count(*) FROM duplicates), "
-        "(SELECT count(*) FROM duplicates WHERE NOT same_body)"
+        "SELECT count(*) FILTER (WHERE status = 'open'), "
+        "count(*) FILTER (WHERE status = 'discarded'), "
+        "count(*) FILTER (WHERE status = 'redriven'), "
+        "(SELECT count(*) FROM duplicates), (SELECT count(*) FROM duplicates WHERE NOT same_body) "
+        "FROM dead_letters"
     ).fetchone()
     assert row is not None
+    dead_open, discarded, redriven, duplicates, other_body = row
     return {
         "accepted": accepted,
         "rejected": dict(sorted(rejected.items())),
-        "dead_lettered": row[0],
-        "duplicates": row[1],
-        "duplicates_with_other_body": row[2],
+        "dead_lettered": dead_open + discarded,
+        "dead_letters_open": dead_open,
+        "dead_letters_discarded": discarded,
+        "dead_letters_redriven": redriven,
+        "duplicates": duplicates,
+        "duplicates_with_other_body": other_body,
     }

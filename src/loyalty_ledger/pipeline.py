@@ -102,7 +102,7 @@ class _Work:
     counts: Counts = field(default_factory=Counts)
     overlay: dict[str, CustomerState] = field(default_factory=dict)
     due: dict[str, datetime | None] = field(default_factory=dict)  # next due of overlay states
-    seen: dict[str, bytes] = field(default_factory=dict)  # event_id -> body hash
+    seen: dict[str, reads.Known] = field(default_factory=dict)  # event_id -> hash, position
 
 
 Decoded = ev.Event | ReferrerCredit | ev.Invalid
@@ -145,18 +145,23 @@ class Pipeline:
         rules: Rules,
         routing: Routing | None = None,
         after_commit: Callable[[Connection], object] | None = None,
+        *,
+        replay: bool = False,
     ) -> None:
         self.conn = conn  # reads; batches are written on a second connection, in order
         self.rules = rules
         self.routing: Routing = routing or OneStream()
         self.after_commit = after_commit  # e.g. the projections' catch-up, on the writer
+        # A re-run into a candidate generation: members (PII, shared) are the live one's.
+        self.replay = replay
+        self._erased_after: datetime | None = None
         self.cache: dict[str, CustomerState] = {}
         self.due: dict[str, datetime | None] = {}
         self._ticks: dict[str, list[datetime]] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._writer_conn: Connection | None = None
         self._in_flight: Future[None] | None = None
-        self._in_flight_seen: dict[str, bytes] = {}
+        self._in_flight_seen: dict[str, reads.Known] = {}
 
     # ------------------------------------------------------------- the batch
 
@@ -178,7 +183,8 @@ class Pipeline:
         `submit`) raises, the cache is dropped and nothing after that batch
         is written. One batch at most is in flight.
         """
-        work = _Work(Batch(record_position))
+        work = _Work(Batch(record_position, "candidate" if self.replay else "live"))
+        self._forget_erased()
         decoded = [(line, _decode(line)) for line in lines]
         ids = {_id_of(d) for _, d in decoded if not isinstance(d, ev.Invalid)}
         # The batch in flight may not have committed yet: its ids are known all the same.
@@ -259,12 +265,14 @@ class Pipeline:
         event_id = _id_of(item)
         known = work.seen.get(event_id)
         if known is not None:
-            work.batch.duplicates.append(
-                store_batch.Duplicate(line.source, line.position, event_id, known == body_hash)
-            )
             work.counts.duplicates += 1
+            if (known.source, known.position) != (line.source, line.position):
+                work.batch.duplicates.append(store_batch.Duplicate(
+                    line.source, line.position, event_id, known.body_hash == body_hash
+                ))  # fmt: skip
+            # else the same message read again (an offset reset): one input, already counted
             return
-        work.seen[event_id] = body_hash
+        work.seen[event_id] = reads.Known(body_hash, line.source, line.position)
         decision = self._decide(work, line, item)
         self._record(work, line, item, decision, raw, body_hash)
 
@@ -306,7 +314,7 @@ class Pipeline:
             work.counts.rejected += 1
             return
         work.counts.accepted += 1
-        if isinstance(item, ev.Signup):
+        if isinstance(item, ev.Signup) and not self.replay:
             work.batch.members.append(store_batch.Member(
                 item.customer_id, item.email, item.name, item.phone, item.birth_date
             ))  # fmt: skip
@@ -361,6 +369,17 @@ class Pipeline:
             if (s := self.cache.get(c)) is not None and s.referrer_id and not s.referral_settled
         }  # fmt: skip
         self._load({r for r in referrers - self.cache.keys() if self.routing.owns(r)})
+
+    def _forget_erased(self) -> None:
+        """Cached states of members erased since the last batch hold PII: reload them.
+
+        The batch write scrubs stored snapshots of erased members as well, so a
+        batch decided just before an erasure commits cannot write it back.
+        """
+        erased, self._erased_after = reads.erased_since(self.conn, self._erased_after)
+        for customer_id in erased:
+            self.cache.pop(customer_id, None)
+            self.due.pop(customer_id, None)
 
     def _load(self, customer_ids: set[str]) -> None:
         for customer_id, state, due in reads.snapshots(self.conn, customer_ids):

@@ -28,7 +28,8 @@ from loyalty_ledger.pipeline import Counts, Pipeline
 from loyalty_ledger.projectors import runner
 from loyalty_ledger.sources.kafka import KafkaSource, PartitionRouting
 from loyalty_ledger.store import programs
-from loyalty_ledger.store.db import Connection
+from loyalty_ledger.store.batch import GenerationChanged
+from loyalty_ledger.store.db import Connection, live_schema, schema_of, use_schema
 from loyalty_ledger.store.offsets import Fenced
 
 
@@ -70,7 +71,8 @@ def consume(
         raise ValueError(f"{settings.internal} must have as many partitions as {settings.inputs}")
     routing = PartitionRouting(partitions)
     pipeline = Pipeline(conn, compile_rules(program), routing, after_commit=runner.catch_up)
-    source = KafkaSource(conn, settings, options.group, routing, partial(_lost, pipeline))
+    holder = [pipeline]  # the pipeline is replaced when another generation goes live
+    source = KafkaSource(conn, settings, options.group, routing, partial(_lost, holder))
     loop = _Loop(conn, settings, source, pipeline, outbox_relay.producer(settings))
     logger = log.get("consume").bind(group=options.group, owner=source.owner)
     total = Counts()
@@ -78,7 +80,13 @@ def consume(
     try:
         with _stop_signals() as stop:
             while not stop[0]:
-                counts = loop.step(options)
+                try:
+                    counts = loop.step(options)
+                except GenerationChanged as e:
+                    holder[0] = loop.pipeline = _switch(conn, loop.pipeline, routing)
+                    logger.info("generation_changed", reason=str(e), now=schema_of(conn))
+                    source.resync()  # the refused batch is read again, into the new one
+                    continue
                 if counts is None:
                     if not source.generations:
                         idle_since = time.monotonic()  # quiet before joining the group is no sign
@@ -92,16 +100,29 @@ def consume(
                 logger.info("batch", **_fields(counts))
             loop.settle()
     finally:
-        pipeline.close()
+        loop.pipeline.close()
         source.close()
         loop.producer.flush(10)
     logger.info("stopped", **_fields(total))
     return total
 
 
-def _lost(pipeline: Pipeline, streams: list[str]) -> None:
+def _switch(conn: Connection, old: Pipeline, routing: PartitionRouting) -> Pipeline:
+    """A pipeline on the generation that is live now, under its program; the old one's
+    cached states belong to the generation it wrote."""
+    with contextlib.suppress(GenerationChanged, Fenced):
+        old.close()
+    schema = live_schema(conn)
+    assert schema is not None
+    use_schema(conn, schema)
+    program = programs.adopt(conn, None)
+    return Pipeline(conn, compile_rules(program), routing, after_commit=runner.catch_up)
+
+
+def _lost(holder: list[Pipeline], streams: list[str]) -> None:
     """Before partitions go: finish the batch in flight, then drop their customers' state."""
-    with contextlib.suppress(Fenced):  # claimed already: none of its work stands
+    pipeline = holder[0]
+    with contextlib.suppress(Fenced, GenerationChanged):  # none of its work stands
         pipeline.wait()
     pipeline.forget(streams)
 
@@ -125,6 +146,9 @@ class _Loop:
             return None
         try:
             counts = self.pipeline.submit(fetched.lines, fetched.record_position)
+        except GenerationChanged:
+            self.in_flight = None
+            raise
         except Fenced as e:
             self._fenced(e)
             return None
@@ -136,6 +160,9 @@ class _Loop:
         """Wait for the batch in flight, then tell Kafka and relay what committed."""
         try:
             self.pipeline.wait()
+        except GenerationChanged:
+            self.in_flight = None
+            raise
         except Fenced as e:
             self._fenced(e)
             return

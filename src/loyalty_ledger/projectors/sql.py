@@ -7,7 +7,14 @@ from functools import cache
 from pathlib import Path
 
 # Tables first, then the view over them; the runner applies tables in this order.
-ORDER = ("balance", "tier", "customer_value", "customers")
+ORDER = (
+    "balance", "tier", "customer_value", "customers",
+    # the analysts' read models (README "Analysts"): their tables, then the views over them
+    "ledger_clock", "customer_months", "customer_spend", "point_lots", "tier_moves",
+    "referral_activity", "tier_levels", "clv_model", "customer_clv", "segments",
+    "tier_progress", "tier_distribution", "points_liability", "points_liability_total",
+    "retention", "repeat_purchase", "referrals",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

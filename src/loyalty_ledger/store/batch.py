@@ -223,7 +223,11 @@ _SNAPSHOTS = _Staged(
         ("next_due_at", "timestamptz"),
     ),
     "INSERT INTO customer_state AS c (customer_id, version, state, next_due_at) "
-    "SELECT customer_id, version, state::jsonb, next_due_at FROM snapshot_in "
+    # An erased member's birth date never comes back, even from a state decided before the
+    # erasure committed (the pipeline reloads such states from the next batch on).
+    "SELECT i.customer_id, version, CASE WHEN e.customer_id IS NULL THEN state::jsonb "
+    "ELSE jsonb_set(state::jsonb, '{birth_date}', 'null') END, next_due_at "
+    "FROM snapshot_in i LEFT JOIN public.erasures e ON e.customer_id = i.customer_id "
     "ON CONFLICT (customer_id) DO UPDATE SET version = excluded.version, "
     "state = excluded.state, next_due_at = excluded.next_due_at, updated_at = now() "
     # A snapshot never goes back: an older version here means two writers.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from loyalty_ledger.program import Program, ProgramError, parse_program, program_hash
 from loyalty_ledger.store.db import Connection
 
+
 class ProgramChanged(Exception):
     """A different program was given for a ledger that already runs under one."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from loyalty_ledger.store.batch import Position
 from loyalty_ledger.store.db import Connection
@@ -13,14 +13,34 @@ from loyalty_ledger.store.db import Connection
 SnapshotRow = tuple[str, dict[str, Any], datetime | None]
 
 
-def known_event_ids(conn: Connection, event_ids: Collection[str]) -> dict[str, bytes]:
-    """event_id -> body hash, for the ids already in the inbox."""
+class Known(NamedTuple):
+    """An event id already used: the hash of its body, and the input that used it."""
+
+    body_hash: bytes
+    source: str
+    position: int
+
+
+def known_event_ids(conn: Connection, event_ids: Collection[str]) -> dict[str, Known]:
+    """event_id -> what first used it, for the ids already in the inbox."""
     if not event_ids:
         return {}
     rows = conn.execute(
-        "SELECT event_id, body_hash FROM inbox WHERE event_id = ANY(%s)", (list(event_ids),)
+        "SELECT event_id, body_hash, source, position FROM inbox WHERE event_id = ANY(%s)",
+        (list(event_ids),),
     ).fetchall()
-    return {event_id: bytes(body_hash) for event_id, body_hash in rows}
+    return {event_id: Known(bytes(h), source, position) for event_id, h, source, position in rows}
+
+
+def erased_since(conn: Connection, after: datetime | None) -> tuple[list[str], datetime | None]:
+    """Members erased after `after` (None: ever), and the newest erasure's instant."""
+    rows = conn.execute(
+        "SELECT customer_id, erased_at FROM public.erasures "
+        "WHERE %(after)s::timestamptz IS NULL OR erased_at > %(after)s",
+        {"after": after},
+    ).fetchall()
+    newest = max((at for _, at in rows), default=after)
+    return [customer_id for customer_id, _ in rows] if after is not None else [], newest
 
 
 def snapshots(conn: Connection, customer_ids: Collection[str]) -> list[SnapshotRow]:

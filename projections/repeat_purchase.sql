@@ -1,0 +1,10 @@
+-- repeat_purchase: one row: customers with an order, those with two or more, and the
+-- repeat-purchase rate (their share).
+
+-- create
+CREATE VIEW repeat_purchase AS
+SELECT count(*) FILTER (WHERE orders > 0) AS customers_with_orders,
+       count(*) FILTER (WHERE orders > 1) AS repeat_customers,
+       round(count(*) FILTER (WHERE orders > 1)::numeric
+             / nullif(count(*) FILTER (WHERE orders > 0), 0), 4) AS repeat_purchase_rate
+FROM customer_value;

@@ -1,0 +1,203 @@
+"""`loyalty verify`: hash chain, versions, conservation, and projections against a rebuild."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from loyalty_ledger.ledger import COLUMNS, GENESIS, chain_hash
+from loyalty_ledger.progress import Progress
+from loyalty_ledger.projectors import runner
+from loyalty_ledger.store.db import Connection
+
+CHAIN_FETCH_ROWS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    check: str  # chain | versions | conservation | projection
+    where: str  # the first broken row
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.check}: {self.where}: {self.detail}"
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    entries: int
+    customers: int
+    projections: int
+    problems: list[Problem]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(conn: Connection, progress: Progress | None = None) -> Report:
+    """Every check, each reporting its first broken row; the database is left as it was."""
+    entries, chain = _chain(conn, progress)
+    problems = [p for p in (chain, _versions(conn), _conservation(conn)) if p is not None]
+    projected = runner.tables()
+    problems += _projections(conn)
+    row = conn.execute("SELECT count(DISTINCT customer_id) FROM ledger").fetchone()
+    return Report(entries, int(row[0]) if row else 0, len(projected), problems)
+
+
+def _chain(conn: Connection, progress: Progress | None) -> tuple[int, Problem | None]:
+    """Each entry's hash must follow from its content and the stored hash of the one before:
+    an entry changed, removed or inserted behind the ledger's back breaks it there."""
+    total_row = conn.execute("SELECT count(*) FROM ledger").fetchone()
+    total = int(total_row[0]) if total_row else 0
+    columns = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+    prev, n, found = GENESIS, 0, None
+    with conn.transaction(), conn.cursor(name="verify_chain") as cur:
+        cur.itersize = CHAIN_FETCH_ROWS
+        cur.execute(sql.SQL("SELECT seq, hash, {} FROM ledger ORDER BY seq").format(columns))
+        for seq, digest, *values in cur:
+            n += 1
+            if found is None and chain_hash(prev, tuple(values)) != bytes(digest):
+                found = Problem(
+                    "chain", f"ledger seq {seq} (customer {values[0]}, version {values[1]})",
+                    "does not follow from its content and the entry before it: "
+                    "the ledger was changed behind its back at or just before this entry",
+                )  # fmt: skip
+            prev = bytes(digest)
+            if progress and n % CHAIN_FETCH_ROWS == 0:
+                progress(n, total)
+    if progress:
+        progress(n, total)
+    return n, found
+
+
+_VERSION_GAP = """
+SELECT seq, customer_id, version, previous FROM (
+    SELECT seq, customer_id, version,
+           lag(version) OVER (PARTITION BY customer_id ORDER BY seq) AS previous
+    FROM ledger
+) v
+WHERE version <> coalesce(previous, 0) + 1
+ORDER BY seq
+LIMIT 1
+"""
+
+
+def _versions(conn: Connection) -> Problem | None:
+    """A customer's entries are numbered 1, 2, 3... in seq order: no gap, no repeat."""
+    row = conn.execute(_VERSION_GAP).fetchone()
+    if row is None:
+        return None
+    seq, customer_id, version, previous = row
+    return Problem(
+        "versions", f"ledger seq {seq} (customer {customer_id})",
+        f"version {version} follows version {previous or 0}",
+    )  # fmt: skip
+
+
+_CONSERVATION = """
+WITH ledger_sums AS (
+    SELECT customer_id,
+           sum(CASE WHEN kind = 'credit' THEN points
+                    WHEN kind IN ('redemption', 'reversal', 'expiry') THEN -points
+                    ELSE 0 END) AS points
+    FROM ledger GROUP BY customer_id
+)
+SELECT l.customer_id, l.points, b.balance, s.held
+FROM ledger_sums l
+LEFT JOIN balance b USING (customer_id)
+LEFT JOIN LATERAL (
+    SELECT (SELECT coalesce(sum((lot->>0)::bigint), 0)
+            FROM jsonb_array_elements(c.state->'lots') lot) - (c.state->>'debt')::bigint AS held
+    FROM customer_state c WHERE c.customer_id = l.customer_id
+) s ON true
+WHERE l.points IS DISTINCT FROM coalesce(b.balance, 0) OR l.points IS DISTINCT FROM s.held
+ORDER BY l.customer_id
+LIMIT 1
+"""
+
+
+def _conservation(conn: Connection) -> Problem | None:
+    """Per customer: credits - redemptions - reversals - expiries = the balance projection
+    = the points held in the engine's lots, less its debt."""
+    row = conn.execute(_CONSERVATION).fetchone()
+    if row is None:
+        return None
+    customer_id, points, balance, held = row
+    return Problem(
+        "conservation", f"customer {customer_id}",
+        f"the ledger sums to {points} points, the balance projection says {balance}, "
+        f"the customer's state holds {held}",
+    )  # fmt: skip
+
+
+def _projections(conn: Connection) -> list[Problem]:
+    """Rebuild every projection into a scratch schema and compare row for row.
+
+    All in one transaction that is rolled back: nothing is left behind, and the
+    live projections are only read.
+    """
+    scratch = f"verify_{uuid.uuid4().hex[:12]}"
+    problems: list[Problem] = []
+    with conn.transaction(force_rollback=True):
+        # One snapshot: writers may go on meanwhile, checkpoints and rows stay together.
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        generation = conn.execute("SELECT current_schema()").fetchone()
+        assert generation is not None
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(scratch)))
+        conn.execute(
+            sql.SQL("SET LOCAL search_path TO {}, {}, public").format(
+                sql.Identifier(scratch), sql.Identifier(str(generation[0]))
+            )
+        )
+        for projection in runner.tables():
+            try:
+                with conn.transaction():  # a savepoint: a failed rebuild spoils no other check
+                    _rebuild_into(conn, projection.name, projection.create, projection.apply or "")
+            except psycopg.Error as e:  # e.g. its own assertions, on a ledger changed behind it
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                problems.append(Problem("projection", projection.name, f"a rebuild fails: {first}"))
+                continue
+            problem = _difference(conn, projection.name, str(generation[0]), scratch)
+            if problem is not None:
+                problems.append(problem)
+    return problems
+
+
+def _rebuild_into(conn: Connection, name: str, create: str, apply: str) -> None:
+    """The projection from seq 0 up to where the one in place stands (its checkpoint)."""
+    row = conn.execute(
+        "SELECT seq FROM projection_checkpoints WHERE name = %s", (name,)
+    ).fetchone()
+    conn.execute(sql.SQL(create))  # trusted files, not input
+    conn.execute(sql.SQL(apply), {"after": 0, "upto": int(row[0]) if row else 0})
+
+
+_DIFFERENCE = (
+    "SELECT 'projected' AS side, * FROM (SELECT * FROM {live} EXCEPT ALL SELECT * FROM {fresh}) a "
+    "UNION ALL "
+    "SELECT 'rebuilt', * FROM (SELECT * FROM {fresh} EXCEPT ALL SELECT * FROM {live}) b "
+    "LIMIT 1"
+)
+
+
+def _difference(conn: Connection, name: str, schema: str, scratch: str) -> Problem | None:
+    row = conn.execute(
+        sql.SQL(_DIFFERENCE).format(
+            live=sql.Identifier(schema, name), fresh=sql.Identifier(scratch, name)
+        )
+    ).fetchone()
+    if row is None:
+        return None
+    side, *values = row
+    what = "has a row a rebuild does not" if side == "projected" else "lacks a row a rebuild has"
+    return Problem("projection", f"{name} row {_short(values)}", what)
+
+
+def _short(values: list[object]) -> str:
+    text = ", ".join("null" if v is None else str(v) for v in values)
+    return f"({text[:120]}{'…' if len(text) > 120 else ''})"
+

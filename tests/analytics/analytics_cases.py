@@ -1,0 +1,49 @@
+"""A conformance case ingested into a database of its own, for the analyst views' tests.
+
+(Not a conftest.py: a second `conftest` module would shadow the root one, which
+tests import by that name.)
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from psycopg import sql
+
+from loyalty_ledger.analytics.refresh import refresh
+from loyalty_ledger.projectors import runner
+from loyalty_ledger.store.db import connect
+from loyalty_ledger.store.programs import adopt
+from support import CASES, ingest
+
+# Expiry every 2 months, four tiers, returns into debt, referrals with a ladder: every view.
+CASE = next(c for c in CASES if c.name == "case-07")
+
+
+def prepare(url: str, case: Path = CASE) -> None:
+    """Ingest the case, catch the projections up, publish the tiers and the CLV model."""
+    ingest(url, case / "events.jsonl", case / "program.toml")
+    with connect(url) as conn:
+        runner.catch_up(conn)
+        refresh(conn, adopt(conn, None))
+
+
+@contextmanager
+def case_database(pg_server: Any, template_db: str) -> Iterator[str]:
+    """A copy of the migrated template with CASE prepared in it; dropped afterwards."""
+    dbname = f"analytics_{uuid.uuid4().hex}"
+    name = sql.Identifier(dbname)
+    with pg_server.connect() as conn:
+        conn.execute(sql.SQL("create database {} template {}").format(
+            name, sql.Identifier(template_db)))  # fmt: skip
+    try:
+        url: str = pg_server.url_for(dbname)
+        prepare(url)
+        yield url
+    finally:
+        with pg_server.connect() as conn:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(name))
