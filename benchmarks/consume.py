@@ -58,10 +58,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import psycopg
-
 from loyalty_ledger.kafka_settings import ENV_BOOTSTRAP, ENV_PREFIX, client_logger
-from loyalty_ledger.store.db import psycopg_url, redact
+from loyalty_ledger.store.db import connect, redact
 
 
 def _load_ingest_benchmark() -> ModuleType:
@@ -307,7 +305,7 @@ def kafka_consume(
     processes: list[subprocess.Popen[bytes]] = []
     first_commit_s: float | None = None
     commands_done_s: float | None = None
-    with psycopg.connect(psycopg_url(url), autocommit=True) as conn, contextlib.ExitStack() as st:
+    with connect(url) as conn, contextlib.ExitStack() as st:
         handles = [st.enter_context(open(path, "wb")) for path in logs]
         try:
             started = time.perf_counter()
@@ -403,7 +401,7 @@ def fate(url: str) -> dict[str, Any]:
     """What `loyalty export summary` prints, reduced to totals: every input's fate."""
     from loyalty_ledger.exports import summary
 
-    with psycopg.connect(psycopg_url(url), autocommit=True) as conn:
+    with connect(url) as conn:
         s = summary(conn)
         entries = conn.execute("SELECT count(*) FROM ledger").fetchone()
     accepted = dict(s["accepted"])

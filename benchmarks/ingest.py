@@ -57,9 +57,9 @@ from loyalty_ledger import embedded
 from loyalty_ledger import events as ev
 from loyalty_ledger.engine import CustomerState, Decision, Rules, compile_rules, decide, decide_tick
 from loyalty_ledger.engine.dates import next_due_at
-from loyalty_ledger.ledger import COLUMNS, row
+from loyalty_ledger.ledger import COLUMNS, GENESIS, chain, chain_hash, row
 from loyalty_ledger.program import parse_program
-from loyalty_ledger.store.db import psycopg_url, redact
+from loyalty_ledger.store.db import connect, psycopg_url, redact
 from loyalty_ledger.store.schema import migrate
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -624,8 +624,8 @@ def naive(pg: Postgres, rules: Rules, lines: list[bytes], source: str) -> tuple[
     """decode + decide, then per event: BEGIN; INSERT per entry; INSERT inbox; COMMIT."""
     url = pg.fresh("bench_naive")
     insert_ledger = sql.SQL("INSERT INTO ledger ({}) VALUES ({})").format(
-        sql.SQL(", ").join(map(sql.Identifier, COLUMNS)),
-        sql.SQL(", ").join(sql.Placeholder() * len(COLUMNS)),
+        sql.SQL(", ").join(map(sql.Identifier, (*COLUMNS, "hash"))),
+        sql.SQL(", ").join(sql.Placeholder() * (len(COLUMNS) + 1)),
     )
     insert_inbox = (
         "INSERT INTO inbox (event_id, source, position, event_type, customer_id, occurred_at, "
@@ -634,7 +634,8 @@ def naive(pg: Postgres, rules: Rules, lines: list[bytes], source: str) -> tuple[
     insert_dead = "INSERT INTO dead_letters (source, position, raw, reason) VALUES (%s, %s, %s, %s)"
     engine = Engine(rules)
     rows = 0
-    with psycopg.connect(psycopg_url(url), autocommit=True) as conn:
+    prev = GENESIS  # the hash chain, entry by entry, as the real write path keeps it
+    with connect(url) as conn:
         started = time.perf_counter()
         for done in engine.run(lines):
             event, decision = done.event, done.decision
@@ -646,7 +647,8 @@ def naive(pg: Postgres, rules: Rules, lines: list[bytes], source: str) -> tuple[
                 continue  # a duplicate: no effect
             with conn.transaction():
                 for entry in decision.entries:
-                    conn.execute(insert_ledger, row(entry))
+                    prev = chain_hash(prev, row(entry))
+                    conn.execute(insert_ledger, (*row(entry), prev))
                 customer_id = None if isinstance(event, ev.Tick) else event.customer_id
                 outcome = "accepted" if decision.reason is None else "rejected"
                 reason = decision.reason.value if decision.reason else None
@@ -663,12 +665,13 @@ def naive(pg: Postgres, rules: Rules, lines: list[bytes], source: str) -> tuple[
 def copy_rows(pg: Postgres, rows: list[tuple[object, ...]], n_lines: int) -> Figure:
     url = pg.fresh("bench_copy")
     statement = sql.SQL("COPY ledger ({}) FROM STDIN").format(
-        sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+        sql.SQL(", ").join(map(sql.Identifier, (*COLUMNS, "hash")))
     )
-    with psycopg.connect(psycopg_url(url), autocommit=True) as conn:
+    hashed = [(*r, h) for r, h in zip(rows, chain(GENESIS, rows), strict=True)]
+    with connect(url) as conn:
         started = time.perf_counter()
         with conn.transaction(), conn.cursor().copy(statement) as copy:
-            for values in rows:
+            for values in hashed:
                 copy.write_row(values)
         seconds = time.perf_counter() - started
     note = f"{len(rows):,} ledger rows, {len(rows) / seconds:,.0f} rows/s, one transaction"

@@ -1,12 +1,14 @@
 """Report timing: `loyalty report` on the ingest benchmark's stream, and its screenshot.
 
     python benchmarks/report.py [--events 200000] [--customers 20000] [--seed 1]
-                                [--screenshot docs/report.png] [--keep DIR]
+                                [--expiry-months 24] [--screenshot docs/report.png] [--keep DIR]
 
 Generates the same deterministic stream as benchmarks/ingest.py, ingests it with
 `loyalty ingest` into an embedded PostgreSQL (fsync on) in a temp folder, then times
 `loyalty report` (catch-up, tier levels, CLV fit, queries, HTML) and a second run
 (model already fitted). With --screenshot, headless Chromium saves the report as PNG.
+The benchmark program's points live 24 months, longer than the stream: the README's
+screenshot uses --expiry-months 12, so that expiry and breakage show too.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ingest import PROGRAM, StreamMaker  # noqa: E402  (the sibling benchmark's generator)
+from ingest import PROGRAM, StreamMaker  # the sibling benchmark's generator
 
 LOYALTY = str(Path(sys.executable).with_name("loyalty"))
 
@@ -50,6 +52,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--expiry-months", type=int, default=24, help="the program's [expiry]")
     parser.add_argument("--screenshot", type=Path, help="save the report as this PNG")
     parser.add_argument("--keep", type=Path, help="work (database, stream, report) here")
     args = parser.parse_args()
@@ -57,7 +60,10 @@ def main() -> int:
         work = args.keep or Path(temp)
         work.mkdir(parents=True, exist_ok=True)
         lines = StreamMaker(args.events, args.customers, args.seed).make()
-        (work / "program.toml").write_text(PROGRAM, encoding="utf-8")
+        months = f"[expiry]\nmonths = {args.expiry_months}"
+        program = PROGRAM.replace("[expiry]\nmonths = 24", months)
+        assert args.expiry_months == 24 or program != PROGRAM, "the benchmark program changed"
+        (work / "program.toml").write_text(program, encoding="utf-8")
         (work / "events.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
         print(f"stream: {len(lines):,} lines, {args.customers:,} customers")
         seconds = run(["db", "start"], work)

@@ -108,6 +108,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from loyalty_ledger.projectors import runner
 
     with database() as conn:
+        if args.generation:
+            _use_generation(conn, args.generation)
         runner.catch_up(conn)
         out = sys.stdout
         if args.what == "customers":
@@ -523,6 +525,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="print the read models as JSON")
     p.add_argument("what", choices=("customers", "summary"))
+    p.add_argument("--generation", help="another generation than the live one (a re-run's)")
     p.set_defaults(run=cmd_export)
 
     p = sub.add_parser("rebuild", help="drop the projections and rebuild them from the ledger")

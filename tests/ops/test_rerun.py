@@ -90,6 +90,7 @@ def test_rerun_under_a_changed_program_equals_a_fresh_ingest_under_it(
 
 def test_rerun_until_replays_only_inputs_up_to_that_instant(database_url: str) -> None:
     ingest(database_url, CASE / "events.jsonl", CASE / "program.toml")
+    before = _dump(database_url, "gen_main"), export(database_url)
     until = _first_half_instant(database_url)
     _rerun(database_url, RICHER, "early", until=until)
     with connect(database_url) as conn:
@@ -100,8 +101,12 @@ def test_rerun_until_replays_only_inputs_up_to_that_instant(database_url: str) -
             "SELECT (SELECT count(*) FROM gen_early.inbox) < (SELECT count(*) FROM gen_main.inbox)"
         ).fetchone()
         assert later == (0,) and fewer == (True,)
+        compare(conn, "live", "early")
         with pytest.raises(GenerationError, match="what-if"):
             promote(conn, "early")
+        assert generations.live(conn).name == "main"
+    # the live generation was only read: by the re-run, the compare and the failed promote
+    assert (_dump(database_url, "gen_main"), export(database_url)) == before
 
 
 def _first_half_instant(url: str) -> Any:

@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import structlog
 
+from loyalty_ledger import cli
 from loyalty_ledger.ledger import BALANCE_SIGN, Kind
 from loyalty_ledger.ops import statement as st
 from loyalty_ledger.store.db import connect
@@ -105,12 +107,25 @@ def test_text_columns_are_aligned(ingested: str) -> None:
     assert all(line[start - 2 : start] == "  " for line in table)  # a column edge on every row
 
 
-def test_unknown_customer_or_generation_is_one_line(ingested: str, cli_env: dict[str, str]) -> None:
+def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """The command in this process (no interpreter start): exit code, stdout, stderr."""
+    saved = structlog.get_config()  # main() binds the log to this test's captured stderr
+    try:
+        code = cli.main(args)
+    finally:
+        structlog.configure(**saved)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_unknown_customer_or_generation_is_one_line(
+    ingested: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LOYALTY_DATABASE_URL", ingested)
     for args, fragment in (
         (["statement", "c9999"], "no customer 'c9999'"),
         (["statement", CUSTOMER, "--generation", "nope"], "no generation 'nope'"),
     ):
-        done = _run(args, cli_env)
-        assert done.returncode == 2, done.stderr
-        lines = done.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("loyalty: ") and fragment in lines[0]
+        code, _, err = _cli(args, capsys)
+        assert code == 2 and err.startswith("loyalty: ") and err.count("\n") == 1, err
+        assert fragment in err

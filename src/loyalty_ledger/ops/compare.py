@@ -130,7 +130,7 @@ def write_text(comparison: Comparison, out: TextIO) -> None:
                   "rewards_issued"):  # fmt: skip
         rows.append(_number_row(label.replace("_", " "), getattr(a, label), getattr(b, label)))
     rows += _section("customers per tier", a.tiers, b.tiers)
-    rows += _section("rewards issued", a.rewards, b.rewards)
+    rows += _section("rewards issued, by reward", a.rewards, b.rewards)
     rows += _section("rejected inputs", a.rejected, b.rejected)
     _table(rows, out)
     out.write(

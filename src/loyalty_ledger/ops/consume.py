@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +50,9 @@ def _stop_signals() -> Iterator[list[bool]]:
     def handler(_signum: int, _frame: FrameType | None) -> None:
         stop[0] = True
 
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # embedded in a program of its own (or a test): it handles signals
+        return
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield stop

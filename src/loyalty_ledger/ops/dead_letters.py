@@ -268,6 +268,8 @@ def _redrive_batch(letters: Sequence[DeadLetter], targets: _Targets, result: Red
         raw = letter.raw.encode("utf-8")
         kafka = _KafkaSource.parse(letter.source, targets.kafka)
         decoded = commands.decode(raw) if kafka and kafka.command else events.decode(raw)
+        if _lossy(letter):
+            decoded = events.Invalid(LOSSY)
         if isinstance(decoded, events.Invalid):
             result.still_invalid.append(
                 StillInvalid(letter.id, letter.source, letter.position, decoded.reason)
@@ -284,6 +286,19 @@ def _redrive_batch(letters: Sequence[DeadLetter], targets: _Targets, result: Red
         result.redriven += len(to_pipeline)
     if to_kafka:
         result.republished += targets.republish(to_kafka)
+
+
+LOSSY = (
+    "its bytes were not utf-8 and are stored with replacement characters: the original is "
+    "gone; discard it and send the input again"
+)
+
+
+def _lossy(letter: DeadLetter) -> bool:
+    """Stored text is not the input when its bytes were not UTF-8: redriving it would take
+    in replacement characters (U+FFFD) the sender never sent."""
+    unreadable = "unicode" in letter.reason or "utf-8" in letter.reason
+    return unreadable and "\ufffd" in letter.raw
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,4 +461,3 @@ def print_redrive(result: RedriveResult, out: TextIO) -> None:
         out.write(f"  {letter.id}\t{letter.source}:{letter.position}\t{letter.reason}\n")
     for letter_id, status in result.not_open:
         out.write(f"  {letter_id}\t{status} already: left as it is\n")
-

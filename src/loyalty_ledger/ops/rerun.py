@@ -59,6 +59,7 @@ def rerun(
     if found is None:
         _store_program(conn, digest, program.program.name, program_source)
         found = generations.create(conn, name, digest, live, until_at)
+        _publish_tiers(conn, found, program)
     else:
         _check_resumable(found, digest, until_at, live)
     replayed = replay(conn, found, compile_rules(program), live, progress)
@@ -71,6 +72,14 @@ def _store_program(conn: Connection, digest: str, name: str, source: str) -> Non
         "ON CONFLICT (hash) DO NOTHING",
         (digest, name, source),
     )
+
+
+def _publish_tiers(conn: Connection, target: Generation, program: Program) -> None:
+    from loyalty_ledger.analytics.refresh import publish_tiers  # numpy: only when needed
+
+    with sibling(conn) as there:
+        use_schema(there, target.schema_name)
+        publish_tiers(there, program)
 
 
 def _check_resumable(

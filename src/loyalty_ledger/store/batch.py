@@ -257,7 +257,9 @@ _MEMBERS = _Staged(
         ("birth_date", "date"),
     ),
     "INSERT INTO members (customer_id, email, name, phone, birth_date) "
-    "SELECT customer_id, email, name, phone, birth_date FROM member_in "
+    "SELECT customer_id, email, name, phone, birth_date FROM member_in i "
+    # an erased member's scrubbed signup (redriven, say) must not bring a row back
+    "WHERE NOT EXISTS (SELECT FROM public.erasures e WHERE e.customer_id = i.customer_id) "
     "ON CONFLICT (customer_id) DO UPDATE SET email = excluded.email, name = excluded.name, "
     "phone = excluded.phone, birth_date = excluded.birth_date, updated_at = now()",
 )

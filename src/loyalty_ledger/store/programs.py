@@ -47,4 +47,12 @@ def adopt(conn: Connection, source: str | None, origin: str = "program") -> Prog
             "WHERE schema_name = current_schema() AND program_hash IS NULL",
             (digest,),
         )
+        _publish_tiers(conn, program)
     return program
+
+
+def _publish_tiers(conn: Connection, program: Program) -> None:
+    """The analyst views read the program's tier levels (thresholds live only in the TOML)."""
+    from loyalty_ledger.analytics.refresh import publish_tiers  # numpy: only when needed
+
+    publish_tiers(conn, program)

@@ -9,6 +9,7 @@ schema; the others once, in `public`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     BigInteger,
@@ -30,6 +31,9 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+
+if TYPE_CHECKING:
+    from loyalty_ledger.store.db import Connection
 
 metadata = MetaData()
 _now = text("now()")
@@ -251,3 +255,21 @@ def migrate(url: str) -> None:
     with connect(url) as lock:
         lock.execute("SELECT pg_advisory_lock(%s)", (MIGRATE_LOCK,))
         command.upgrade(config, "head")
+        _ensure_read_models(lock)
+
+
+def _ensure_read_models(conn: Connection) -> None:
+    """Read models added to projections/ since a generation was made: created empty at
+    checkpoint 0 (the next catch-up fills them), and shown in `live`."""
+    from loyalty_ledger.store import generations
+
+    with conn.transaction():
+        for generation in generations.listing(conn):
+            if generation.status != "retired":
+                generations.ensure_read_models(conn, generation.schema_name)
+        shown = {name for (name,) in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+            (generations.LIVE_SCHEMA,),
+        )}  # fmt: skip
+        if not set(generations.live_relations()) <= shown:
+            generations.expose(conn, generations.live(conn).schema_name)
