@@ -164,3 +164,32 @@ def test_property_any_prefix_twice_then_the_rest_equals_one_run(
             1 for line in lines[:cut] if isinstance(decode(line), Invalid)
         )
         assert_matches(case, rows, summary)
+
+
+def test_an_erased_birth_date_leaves_the_cache_and_never_comes_back(database_url: str) -> None:
+    from loyalty_ledger.engine import compile_rules
+    from loyalty_ledger.ops.erasure import erase
+    from loyalty_ledger.pipeline import Line, Pipeline
+    from loyalty_ledger.store import programs
+
+    case = CASES[0]
+    lines = (case / "events.jsonl").read_bytes().splitlines()
+    with connect(database_url) as conn:
+        program = programs.adopt(conn, (case / "program.toml").read_text(), "program")
+        pipeline = Pipeline(conn, compile_rules(program))
+        signup = next(i for i, raw in enumerate(lines) if b'"c0004"' in raw and b"birth" in raw)
+        batches = [lines[: signup + 1], lines[signup + 1 :]]
+        try:
+            pipeline.process([Line("file:x", i, raw) for i, raw in enumerate(batches[0])],
+                             lambda _conn: None)  # fmt: skip
+            assert pipeline.cache["c0004"].birth_date is not None
+            erase(conn, "c0004")
+            later = [Line("file:x", len(batches[0]) + i, raw) for i, raw in enumerate(batches[1])]
+            pipeline.process(later, lambda _conn: None)
+            assert "c0004" not in pipeline.cache or pipeline.cache["c0004"].birth_date is None
+        finally:
+            pipeline.close()
+        stored = conn.execute(
+            "SELECT state->>'birth_date' FROM customer_state WHERE customer_id = 'c0004'"
+        ).fetchone()
+        assert stored == (None,)

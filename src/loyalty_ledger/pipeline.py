@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from loyalty_ledger import commands
@@ -154,7 +154,7 @@ class Pipeline:
         self.after_commit = after_commit  # e.g. the projections' catch-up, on the writer
         # A re-run into a candidate generation: members (PII, shared) are the live one's.
         self.replay = replay
-        self._erased_after: datetime | None = None
+        self._erased_after = datetime.min.replace(tzinfo=UTC)  # the cache starts empty
         self.cache: dict[str, CustomerState] = {}
         self.due: dict[str, datetime | None] = {}
         self._ticks: dict[str, list[datetime]] = {}

@@ -129,8 +129,9 @@ def _conservation(conn: Connection) -> Problem | None:
     customer_id, points, balance, held = row
     return Problem(
         "conservation", f"customer {customer_id}",
-        f"the ledger sums to {points} points, the balance projection says {balance}, "
-        f"the customer's state holds {held}",
+        f"the ledger sums to {points} points, the balance projection says "
+        f"{'nothing' if balance is None else balance}, the customer's state holds "
+        f"{'nothing' if held is None else held}",
     )  # fmt: skip
 
 

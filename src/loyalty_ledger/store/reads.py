@@ -32,15 +32,12 @@ def known_event_ids(conn: Connection, event_ids: Collection[str]) -> dict[str, K
     return {event_id: Known(bytes(h), source, position) for event_id, h, source, position in rows}
 
 
-def erased_since(conn: Connection, after: datetime | None) -> tuple[list[str], datetime | None]:
-    """Members erased after `after` (None: ever), and the newest erasure's instant."""
+def erased_since(conn: Connection, after: datetime) -> tuple[list[str], datetime]:
+    """Members erased after `after`, and the newest erasure's instant (or `after`)."""
     rows = conn.execute(
-        "SELECT customer_id, erased_at FROM public.erasures "
-        "WHERE %(after)s::timestamptz IS NULL OR erased_at > %(after)s",
-        {"after": after},
+        "SELECT customer_id, erased_at FROM public.erasures WHERE erased_at > %s", (after,)
     ).fetchall()
-    newest = max((at for _, at in rows), default=after)
-    return [customer_id for customer_id, _ in rows] if after is not None else [], newest
+    return [customer_id for customer_id, _ in rows], max((at for _, at in rows), default=after)
 
 
 def snapshots(conn: Connection, customer_ids: Collection[str]) -> list[SnapshotRow]:
