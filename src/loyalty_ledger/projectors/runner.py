@@ -31,25 +31,36 @@ def tables(names: tuple[str, ...] = ()) -> list[Projection]:
 def catch_up(
     conn: Connection, names: tuple[str, ...] = (), progress: Progress | None = None
 ) -> int:
-    """Apply every committed entry past each checkpoint; returns the seq reached."""
+    """Apply every committed entry past each checkpoint; returns the seq reached.
+
+    Every projection that is behind moves in the same transaction, its
+    statements pipelined: after a small batch the round trips, not the work,
+    would cost most.
+    """
     row = conn.execute("SELECT coalesce(max(seq), 0) FROM ledger").fetchone()
     upto_max = int(row[0]) if row else 0
-    for projection in tables(names):
-        assert projection.apply is not None
-        statement = sql.SQL(projection.apply)  # a trusted file, not input
-        while True:
-            with conn.transaction():
-                after = _checkpoint(conn, projection.name)
-                if after >= upto_max:
-                    break
-                upto = min(after + STEP_ENTRIES, upto_max)
-                conn.execute(statement, {"after": after, "upto": upto})
+    chosen = {p.name: p for p in tables(names)}
+    while True:
+        with conn.transaction():
+            behind = {
+                name: after for name, after in _checkpoints(conn, list(chosen)) if after < upto_max
+            }
+            if not behind:
+                break
+            reached = {name: min(after + STEP_ENTRIES, upto_max) for name, after in behind.items()}
+            with conn.pipeline():
+                for name, after in behind.items():
+                    apply = chosen[name].apply
+                    assert apply is not None
+                    conn.execute(sql.SQL(apply), {"after": after, "upto": reached[name]})
                 conn.execute(
-                    "UPDATE projection_checkpoints SET seq = %s WHERE name = %s",
-                    (upto, projection.name),
+                    "UPDATE projection_checkpoints c SET seq = r.seq "
+                    "FROM unnest(%s::text[], %s::bigint[]) AS r (name, seq) WHERE c.name = r.name",
+                    (list(reached), list(reached.values())),
                 )
-            if progress:
-                progress(projection.name, upto, upto_max)
+        if progress:
+            for name, upto in reached.items():
+                progress(name, upto, upto_max)
     return upto_max
 
 
@@ -65,10 +76,12 @@ def rebuild(conn: Connection, names: tuple[str, ...] = (), progress: Progress | 
     return catch_up(conn, tuple(p.name for p in chosen), progress)
 
 
-def _checkpoint(conn: Connection, name: str) -> int:
-    # FOR UPDATE: two catch-ups of the same projection take turns instead of doubling rows.
-    row = conn.execute(
-        "SELECT seq FROM projection_checkpoints WHERE name = %s FOR UPDATE", (name,)
-    ).fetchone()
-    assert row is not None, f"projection {name} has no checkpoint row"
-    return int(row[0])
+def _checkpoints(conn: Connection, names: list[str]) -> list[tuple[str, int]]:
+    # FOR UPDATE, in one order: two catch-ups take turns instead of doubling rows.
+    rows = conn.execute(
+        "SELECT name, seq FROM projection_checkpoints WHERE name = ANY(%s) ORDER BY name "
+        "FOR UPDATE",
+        (names,),
+    ).fetchall()
+    assert len(rows) == len(names), f"projections without a checkpoint row: {names}"
+    return [(str(name), int(seq)) for name, seq in rows]
