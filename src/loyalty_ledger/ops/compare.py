@@ -134,7 +134,7 @@ def write_text(comparison: Comparison, out: TextIO) -> None:
     rows += _section("rejected inputs", a.rejected, b.rejected)
     _table(rows, out)
     out.write(
-        f"\n{comparison.customers_different} customers differ in balance or tier"
+        f"\n{comparison.customers_different:,} customers differ in balance or tier"
         + (", the largest differences:\n" if comparison.largest_differences else "\n")
     )
     if comparison.largest_differences:
