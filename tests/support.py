@@ -8,9 +8,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
+import structlog
 from psycopg import sql
 
-from loyalty_ledger import exports
+from loyalty_ledger import cli, exports
 from loyalty_ledger.ops.ingest import ingest_file
 from loyalty_ledger.pipeline import Counts
 from loyalty_ledger.projectors import runner
@@ -80,3 +82,14 @@ def projections_dump(conn: Connection) -> dict[str, list[tuple[Any, ...]]]:
         ).fetchall()
         for name in ("balance", "tier", "customer_value")
     }
+
+
+def cli_in_process(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """The command in this process (no interpreter start): exit code, stdout, stderr."""
+    saved = structlog.get_config()  # main() binds the log to this test's captured stderr
+    try:
+        code = cli.main(args)
+    finally:
+        structlog.configure(**saved)
+    out, err = capsys.readouterr()
+    return code, out, err

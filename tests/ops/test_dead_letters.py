@@ -13,17 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from psycopg import sql
 
 from conftest import PgServer, twin_database
-from loyalty_ledger import cli, events
+from loyalty_ledger import events
 from loyalty_ledger.kafka_settings import KafkaSettings, client_logger
 from loyalty_ledger.ops import dead_letters as dlq
 from loyalty_ledger.ops.topics import create_topics
 from loyalty_ledger.store.db import Connection, connect
-from support import CASES, export, ingest
+from support import CASES, cli_in_process, export, ingest
 
 LOYALTY = str(Path(sys.executable).with_name("loyalty"))
 CASE = CASES[1]  # 686 lines, 12 of them malformed
@@ -200,17 +199,6 @@ def test_a_letter_discarded_meanwhile_stops_its_batch(ingested: str) -> None:
         assert dlq.get(conn, first).status == "open"
 
 
-def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """The command in this process (no interpreter start): exit code, stdout, stderr."""
-    saved = structlog.get_config()  # main() binds the log to this test's captured stderr
-    try:
-        code = cli.main(args)
-    finally:
-        structlog.configure(**saved)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_the_commands(
     ingested: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -221,13 +209,14 @@ def test_the_commands(
         (["dlq", "discard", "999999", "--why", "x"], "no dead letter 999999"),
         (["dlq", "show", "999999"], "no dead letter 999999"),
     ):
-        code, _, err = _cli(args, capsys)
+        code, _, err = cli_in_process(args, capsys)
         assert code == 2 and err.startswith("loyalty: ") and err.count("\n") == 1, err
         assert fragment in err
-    _, listed, _ = _cli(["dlq", "list", "--reason", "not accepted yet", "--limit", "1000"], capsys)
+    listing = ["dlq", "list", "--reason", "not accepted yet", "--limit", "1000"]
+    _, listed, _ = cli_in_process(listing, capsys)
     first = listed.split("\t", 1)[0]
-    assert _cli(["dlq", "discard", first, "--why", "test till"], capsys)[0] == 0
-    assert "discarded" in _cli(["dlq", "show", first], capsys)[1]
+    assert cli_in_process(["dlq", "discard", first, "--why", "test till"], capsys)[0] == 0
+    assert "discarded" in cli_in_process(["dlq", "show", first], capsys)[1]
     # As a user runs it: a separate process, its log line on stderr.
     env = {**os.environ, "LOYALTY_DATABASE_URL": ingested}
     redriven = subprocess.run([LOYALTY, "dlq", "redrive", "--reason", "not accepted yet"],
@@ -236,9 +225,9 @@ def test_the_commands(
     n = len(listed.splitlines()) - 1
     assert redriven.stdout.startswith(f"redriven into the inbox: {n} (")
     assert json.loads(redriven.stderr.strip().splitlines()[-1])["event"] == "redriven"
-    _, now, _ = _cli(["dlq", "list", "--status", "redriven", "--limit", "1000"], capsys)
+    _, now, _ = cli_in_process(["dlq", "list", "--status", "redriven", "--limit", "1000"], capsys)
     assert len(now.splitlines()) == n
-    summary = json.loads(_cli(["export", "summary"], capsys)[1])
+    summary = json.loads(cli_in_process(["export", "summary"], capsys)[1])
     assert summary["dead_letters_redriven"] == n and summary["dead_letters_discarded"] == 1
 
 

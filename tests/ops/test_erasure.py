@@ -8,15 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
-import structlog
 from psycopg import sql
 
-from loyalty_ledger import cli, events
+from loyalty_ledger import events
 from loyalty_ledger.ops import erasure
 from loyalty_ledger.projectors import runner
 from loyalty_ledger.store import generations
 from loyalty_ledger.store.db import Connection, connect
-from support import CASES, export, ingest, ledger_dump
+from support import CASES, cli_in_process, export, ingest, ledger_dump
 
 LOYALTY = str(Path(sys.executable).with_name("loyalty"))
 CASE = CASES[0]
@@ -101,6 +100,18 @@ def test_erasure_leaves_no_pii_anywhere(ingested: str, cli_env: dict[str, str]) 
         runner.catch_up(conn)
         assert _found(conn, values) == []
     assert export(ingested) == (customers_before, summary_before)
+    # A re-run afterwards replays the scrubbed inputs: it works and brings no PII back.
+    command = [LOYALTY, "rerun", "--program", str(CASE / "program.toml"), "--as", "after"]
+    rerun = subprocess.run(command, env=cli_env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    with connect(ingested) as conn:
+        assert _found(conn, values) == []
+        members = conn.execute(
+            "SELECT count(*) FROM members WHERE customer_id = ANY(%s)", (list(ERASED),)
+        ).fetchone()
+        assert members == (0,)
+        inputs = conn.execute("SELECT count(*) FROM gen_after.inbox").fetchone()
+        assert inputs == conn.execute("SELECT count(*) FROM gen_main.inbox").fetchone()
 
 
 def test_erasing_twice_is_fine_and_says_so(ingested: str) -> None:
@@ -132,26 +143,15 @@ def test_scrubbing_keeps_every_other_field_and_the_order() -> None:
     assert erasure.scrub_text('c1,"a@b.org",Al\n', pii.texts) == 'c1,"[erased]",[erased]\n'
 
 
-def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """The command in this process (no interpreter start): exit code, stdout, stderr."""
-    saved = structlog.get_config()  # main() binds the log to this test's captured stderr
-    try:
-        code = cli.main(args)
-    finally:
-        structlog.configure(**saved)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_an_unknown_customer_is_one_line(
     ingested: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with connect(ingested) as conn, pytest.raises(erasure.ErasureError, match="no customer"):
         erasure.erase(conn, "c9999")
     monkeypatch.setenv("LOYALTY_DATABASE_URL", ingested)
-    code, _, err = _cli(["members", "erase", "c9999"], capsys)
+    code, _, err = cli_in_process(["members", "erase", "c9999"], capsys)
     assert code == 2 and err.startswith("loyalty: no customer 'c9999'") and err.count("\n") == 1
-    code, out, _ = _cli(["members", "erase", "c0015"], capsys)
+    code, out, _ = cli_in_process(["members", "erase", "c0015"], capsys)
     assert code == 0 and out.startswith("erased c0015: member row deleted")
-    code, out, _ = _cli(["members", "erase", "c0015"], capsys)
+    code, out, _ = cli_in_process(["members", "erase", "c0015"], capsys)
     assert code == 0 and out.startswith("erased c0015: already erased at ")

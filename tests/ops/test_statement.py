@@ -9,13 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import structlog
 
-from loyalty_ledger import cli
 from loyalty_ledger.ledger import BALANCE_SIGN, Kind
 from loyalty_ledger.ops import statement as st
 from loyalty_ledger.store.db import connect
-from support import CASES, export, ingest
+from support import CASES, cli_in_process, export, ingest
 
 LOYALTY = str(Path(sys.executable).with_name("loyalty"))
 CASE = CASES[0]  # signups with PII, redemptions, returns, expiries, birthdays
@@ -107,17 +105,6 @@ def test_text_columns_are_aligned(ingested: str) -> None:
     assert all(line[start - 2 : start] == "  " for line in table)  # a column edge on every row
 
 
-def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """The command in this process (no interpreter start): exit code, stdout, stderr."""
-    saved = structlog.get_config()  # main() binds the log to this test's captured stderr
-    try:
-        code = cli.main(args)
-    finally:
-        structlog.configure(**saved)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_unknown_customer_or_generation_is_one_line(
     ingested: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -126,6 +113,6 @@ def test_unknown_customer_or_generation_is_one_line(
         (["statement", "c9999"], "no customer 'c9999'"),
         (["statement", CUSTOMER, "--generation", "nope"], "no generation 'nope'"),
     ):
-        code, _, err = _cli(args, capsys)
+        code, _, err = cli_in_process(args, capsys)
         assert code == 2 and err.startswith("loyalty: ") and err.count("\n") == 1, err
         assert fragment in err

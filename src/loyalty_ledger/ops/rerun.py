@@ -59,9 +59,9 @@ def rerun(
     if found is None:
         _store_program(conn, digest, program.program.name, program_source)
         found = generations.create(conn, name, digest, live, until_at)
-        _publish_tiers(conn, found, program)
     else:
         _check_resumable(found, digest, until_at, live)
+    _publish_tiers(conn, found, program)  # again on resume: a kill may have come before it
     replayed = replay(conn, found, compile_rules(program), live, progress)
     return generations.get(conn, name), replayed
 
