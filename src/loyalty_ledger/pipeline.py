@@ -151,7 +151,8 @@ class Pipeline:
         self.conn = conn  # reads; batches are written on a second connection, in order
         self.rules = rules
         self.routing: Routing = routing or OneStream()
-        self.after_commit = after_commit  # e.g. the projections' catch-up, on the writer
+        # e.g. the projections' catch-up: after each commit, on a connection of its own
+        self.after_commit = after_commit
         # A re-run into a candidate generation: members (PII, shared) are the live one's.
         self.replay = replay
         self._erased_after = datetime.min.replace(tzinfo=UTC)  # the cache starts empty
@@ -162,6 +163,9 @@ class Pipeline:
         self._writer_conn: Connection | None = None
         self._in_flight: Future[None] | None = None
         self._in_flight_seen: dict[str, reads.Known] = {}
+        self._projector: ThreadPoolExecutor | None = None
+        self._projector_conn: Connection | None = None
+        self._projecting: Future[object] | None = None
 
     # ------------------------------------------------------------- the batch
 
@@ -194,7 +198,7 @@ class Pipeline:
             for line, item in decoded:
                 self._one(work, line, item)
             self._snapshot(work)
-            self.wait()
+            self._wait_write()
         except BaseException:
             self.forget()  # catch-ups touched cached states in place: start over from the database
             raise
@@ -204,7 +208,14 @@ class Pipeline:
         return work.counts
 
     def wait(self) -> None:
-        """Until the batch in flight is committed; raises what its write raised."""
+        """Until the batch in flight is committed and the projections have caught up with it;
+        raises what its write or the catch-up raised."""
+        self._wait_write()
+        projecting, self._projecting = self._projecting, None  # the writer is idle now
+        if projecting is not None:
+            projecting.result()
+
+    def _wait_write(self) -> None:
         in_flight, self._in_flight = self._in_flight, None
         if in_flight is None:
             return
@@ -219,10 +230,12 @@ class Pipeline:
         try:
             self.wait()
         finally:
-            if self._executor is not None:
-                self._executor.shutdown()
-            if self._writer_conn is not None:
-                self._writer_conn.close()
+            for executor in (self._executor, self._projector):
+                if executor is not None:
+                    executor.shutdown()
+            for conn in (self._writer_conn, self._projector_conn):
+                if conn is not None:
+                    conn.close()
 
     def _writer(self) -> ThreadPoolExecutor:
         if self._executor is None:
@@ -235,7 +248,20 @@ class Pipeline:
         assert conn is not None
         store_batch.write(conn, batch)
         if self.after_commit is not None:
-            self.after_commit(conn)
+            self._project(self.after_commit)
+
+    def _project(self, after_commit: Callable[[Connection], object]) -> None:
+        """Start the catch-up of what just committed, overlapped with the next batch's write
+        (the database's work, mostly); one at most in flight, so the projections trail the
+        ledger by one batch at most, and by none once `wait` returns."""
+        previous, self._projecting = self._projecting, None
+        if previous is not None:
+            previous.result()
+        if self._projector is None:
+            self._projector_conn = sibling(self.conn)
+            self._projector = ThreadPoolExecutor(1, thread_name_prefix="projector")
+        assert self._projector_conn is not None
+        self._projecting = self._projector.submit(after_commit, self._projector_conn)
 
     def forget(self, streams: Iterable[str] | None = None) -> None:
         """Drop cached state (of these streams): another owner may change it from now on."""

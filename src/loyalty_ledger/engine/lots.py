@@ -42,7 +42,11 @@ def credit(state: CustomerState, points: int, at: datetime, months: int) -> tupl
         return paid, None
     state.lots_made += 1
     lot = Lot(points - paid, add_months(at, months) if months else None, state.lots_made)
-    bisect.insort(state.lots, lot, key=_order)
+    lots = state.lots
+    if not lots or _order(lots[-1]) <= _order(lot):
+        lots.append(lot)  # the usual case: credits come in time order, so do their expiries
+    else:
+        bisect.insort(lots, lot, key=_order)
     return paid, lot
 
 
