@@ -251,3 +251,28 @@ def _is_json_object(line: str) -> bool:
         return isinstance(json.loads(line), dict)
     except ValueError:
         return False
+
+
+def test_the_commands_print_text_and_json(
+    database_url: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    import json
+
+    ingest(database_url, CASE / "events.jsonl", CASE / "program.toml")
+    program = tmp_path / "richer.toml"
+    program.write_text(RICHER)
+    done = run(["rerun", "--program", str(program), "--as", "richer"], cli_env)
+    assert done.returncode == 0, done.stderr
+    assert "loyalty promote richer" in done.stdout
+    text = run(["compare", "live", "richer", "--limit", "3"], cli_env)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.splitlines()[0].split() == ["main", "richer", "change"]
+    assert "customers differ in balance or tier, the largest differences:" in text.stdout
+    report = json.loads(run(["compare", "live", "richer", "--json"], cli_env).stdout)
+    assert report["a"]["generation"] == "main" and report["b"]["status"] == "candidate"
+    assert report["b"]["earned"] > report["a"]["earned"]
+    assert len(report["largest_differences"]) == 20
+    listed = run(["generations"], cli_env).stdout.splitlines()
+    assert [line.split("\t")[:2] for line in listed] == [["main", "live"], ["richer", "candidate"]]
+    bad = run(["rerun", "--program", str(program), "--as", "Bad-Name"], cli_env)
+    assert bad.returncode == 2 and bad.stderr.startswith("loyalty: generation name 'Bad-Name'")
