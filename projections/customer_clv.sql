@@ -20,18 +20,26 @@ DECLARE
     n integer := 0;
     odds double precision := 0;
 BEGIN
-    IF x IS NULL OR r IS NULL THEN
+    IF x IS NULL OR r IS NULL OR a = 1 THEN
         RETURN NULL;
     END IF;
     LOOP
         term := term * (a + b - 1 - r + n) * (a - 1 + n) / ((c + n) * (n + 1)) * z;
         total := total + term;
         n := n + 1;
+        -- A fit on a handful of buyers can give parameters whose series outgrows a double
+        -- before it converges: no prediction, rather than an error for every query.
+        IF abs(total) > 1e250 OR abs(term) > 1e250 THEN
+            RETURN NULL;
+        END IF;
         EXIT WHEN (n > 2 AND abs(term) <= 1e-15 * abs(total)) OR n >= 100000;
     END LOOP;
     IF x > 0 THEN
         odds := exp(least(700, ln(a) - ln(b + x - 1)
                              + (r + x) * (ln(alpha + t_obs) - ln(alpha + t_x))));
+    END IF;
+    IF (a - 1) * ln(1 - z) > 575 THEN  -- power(1 - z, a - 1) past 1e250
+        RETURN NULL;
     END IF;
     RETURN (a + b + x - 1) / (a - 1) * (1 - power(1 - z, a - 1) * total) / (1 + odds);
 END

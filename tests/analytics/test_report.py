@@ -79,3 +79,21 @@ def test_report_refuses_bad_arguments(tmp_path: Path) -> None:
         )  # fmt: skip
         assert done.returncode == 2 and fragment in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_report_of_a_handful_of_buyers_still_renders(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The sample shop's seven customers give a degenerate CLV fit: no predictions, no error."""
+    from support import ingest
+
+    examples = Path(__file__).parents[2] / "examples"
+    ingest(database_url, examples / "events.jsonl", examples / "program.toml")
+    out = tmp_path / "report.html"
+    done = subprocess.run(
+        [sys.executable, "-m", "loyalty_ledger.cli", "report", "--out", str(out)],
+        env={**os.environ, "LOYALTY_DATABASE_URL": database_url}, capture_output=True,
+        text=True, stdin=subprocess.DEVNULL, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert 'data-chart="top-customers"' in out.read_text(encoding="utf-8")
