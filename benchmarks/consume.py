@@ -599,12 +599,10 @@ def main() -> int:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="loyalty-bench-")))
         outdir = args.keep or workdir
         outdir.mkdir(parents=True, exist_ok=True)
-        program_path, stream_path = outdir / "program.toml", outdir / "events.jsonl"
-
         t = time.perf_counter()
-        lines = bench.StreamMaker(args.events, args.customers, args.seed).make()
-        program_path.write_text(bench.PROGRAM, encoding="utf-8")
-        stream_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        program_path, stream_path, lines = bench.write_stream(
+            outdir, args.events, args.customers, args.seed
+        )
         ticks = sum(1 for line in lines if '"type":"tick"' in line)
         print(
             f"generated {len(lines):,} lines ({ticks} ticks, "

@@ -706,6 +706,19 @@ def profile(pg: Postgres, stream: Path, program_text: str, top: int) -> None:
 # ====================================================================== main
 
 
+def write_stream(
+    outdir: Path, events: int, customers: int, seed: int
+) -> tuple[Path, Path, list[str]]:
+    """The benchmark's program and stream, written to `outdir`: (program, stream, lines)."""
+    program_path, stream_path = outdir / "program.toml", outdir / "events.jsonl"
+    lines = StreamMaker(events, customers, seed).make()
+    program_path.write_text(PROGRAM, encoding="utf-8")
+    stream_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return program_path, stream_path, lines
+
+
+
+
 def table(figures: list[Figure], baseline: Figure) -> str:
     head = ("measurement", "events", "seconds", "events/s", "vs e2e")
     body = [(f.name, f"{f.events:,}", f"{f.seconds:.2f}", f"{f.rate:,.0f}",
@@ -742,12 +755,10 @@ def main() -> int:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="loyalty-bench-")))
         outdir = args.keep or workdir
         outdir.mkdir(parents=True, exist_ok=True)
-        program_path, stream_path = outdir / "program.toml", outdir / "events.jsonl"
-
         t = time.perf_counter()
-        lines = StreamMaker(args.events, args.customers, args.seed).make()
-        program_path.write_text(PROGRAM, encoding="utf-8")
-        stream_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        program_path, stream_path, lines = write_stream(
+            outdir, args.events, args.customers, args.seed
+        )
         print(
             f"generated {len(lines):,} lines ({stream_path.stat().st_size / 1e6:.1f} MB) "
             f"for {args.customers:,} customers in {time.perf_counter() - t:.1f} s: {outdir}"

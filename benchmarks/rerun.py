@@ -66,14 +66,8 @@ def main() -> int:
         workdir = Path(tmp)
         outdir = args.keep or workdir
         outdir.mkdir(parents=True, exist_ok=True)
-        lines = bench.StreamMaker(args.events, args.customers, args.seed).make()
-        stream, program, richer = (
-            outdir / "events.jsonl",
-            outdir / "program.toml",
-            outdir / "richer.toml",
-        )
-        stream.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        program.write_text(bench.PROGRAM, encoding="utf-8")
+        program, stream, lines = bench.write_stream(outdir, args.events, args.customers, args.seed)
+        richer = outdir / "richer.toml"
         richer.write_text(_richer(bench.PROGRAM), encoding="utf-8")
         print(f"generated {len(lines):,} lines for {args.customers:,} customers: {outdir}")
         with bench.postgres(workdir) as pg:

@@ -93,3 +93,13 @@ def cli_in_process(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple
         structlog.configure(**saved)
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def median_instant(url: str) -> datetime:
+    """The median `occurred_at` of the inbox: splits a case's inputs in two."""
+    with connect(url) as conn:
+        row = conn.execute(
+            "SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY occurred_at) FROM inbox"
+        ).fetchone()
+        assert row is not None
+        return row[0]  # type: ignore[no-any-return]

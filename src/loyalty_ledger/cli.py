@@ -445,17 +445,9 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 
 def cmd_tick(args: argparse.Namespace) -> int:
-    from datetime import datetime
-
     from loyalty_ledger.ops.produce import send_tick
 
-    example = "write it like 2026-03-01T00:00:00+01:00"
-    try:
-        at = datetime.fromisoformat(args.at)
-    except ValueError:
-        raise UsageError(f"--at {args.at!r} is not an RFC 3339 instant: {example}") from None
-    if at.utcoffset() is None:
-        raise UsageError(f"--at {args.at!r} has no UTC offset: {example}")
+    at = _instant(args.at, "--at")
     with _kafka_errors():
         send_tick(KafkaSettings.from_env(args.bootstrap), at)
     return 0

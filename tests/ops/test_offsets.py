@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -18,19 +17,10 @@ from loyalty_ledger.ops.rerun import promote, rerun
 from loyalty_ledger.ops.topics import create_topics
 from loyalty_ledger.store import generations
 from loyalty_ledger.store.db import connect
-from support import CASES, export, ingest
+from support import CASES, export, ingest, median_instant
 from test_consume import run_consumer
 
 CASE = CASES[4]
-
-
-def _median_instant(url: str) -> datetime:
-    with connect(url) as conn:
-        row = conn.execute(
-            "SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY occurred_at) FROM inbox"
-        ).fetchone()
-        assert row is not None
-        return row[0]  # type: ignore[no-any-return]
 
 
 def test_reset_to_a_time_or_an_offset_rereads_and_changes_nothing(
@@ -41,7 +31,7 @@ def test_reset_to_a_time_or_an_offset_rereads_and_changes_nothing(
     first = run_consumer(database_url, kafka_settings, CASE / "program.toml")
     before = export(database_url)
     with connect(database_url) as conn:
-        resets = offsets.reset(conn, "g", to_time=_median_instant(database_url),
+        resets = offsets.reset(conn, "g", to_time=median_instant(database_url),
                                topic=kafka_settings.inputs)  # fmt: skip
     assert len(resets) == 1 and 0 < resets[0].next_offset < resets[0].next_offset_was
     again = run_consumer(database_url, kafka_settings, None, idle_s=2)

@@ -20,7 +20,7 @@ from loyalty_ledger.projectors import runner
 from loyalty_ledger.store import generations
 from loyalty_ledger.store.db import connect
 from loyalty_ledger.store.generations import GenerationError
-from support import CASES, export, ingest
+from support import CASES, export, ingest, median_instant
 from test_cli import LOYALTY, run
 
 CASE = CASES[4]  # tiers, expiry, returns, redemptions, ticks
@@ -91,7 +91,7 @@ def test_rerun_under_a_changed_program_equals_a_fresh_ingest_under_it(
 def test_rerun_until_replays_only_inputs_up_to_that_instant(database_url: str) -> None:
     ingest(database_url, CASE / "events.jsonl", CASE / "program.toml")
     before = _dump(database_url, "gen_main"), export(database_url)
-    until = _first_half_instant(database_url)
+    until = median_instant(database_url)
     _rerun(database_url, RICHER, "early", until=until)
     with connect(database_url) as conn:
         later = conn.execute(
@@ -107,15 +107,6 @@ def test_rerun_until_replays_only_inputs_up_to_that_instant(database_url: str) -
         assert generations.live(conn).name == "main"
     # the live generation was only read: by the re-run, the compare and the failed promote
     assert (_dump(database_url, "gen_main"), export(database_url)) == before
-
-
-def _first_half_instant(url: str) -> Any:
-    with connect(url) as conn:
-        row = conn.execute(
-            "SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY occurred_at) FROM inbox"
-        ).fetchone()
-        assert row is not None
-        return row[0]
 
 
 def test_rerun_resumes_where_it_stopped_and_refuses_another_program(database_url: str) -> None:

@@ -26,6 +26,7 @@ from loyalty_ledger.kafka_settings import KafkaSettings
 from loyalty_ledger.ops import relay as outbox_relay
 from loyalty_ledger.ops.topics import partition_count
 from loyalty_ledger.pipeline import Counts, Pipeline
+from loyalty_ledger.program import Program
 from loyalty_ledger.projectors import runner
 from loyalty_ledger.sources.kafka import KafkaSource, PartitionRouting
 from loyalty_ledger.store import programs
@@ -74,7 +75,7 @@ def consume(
     if partition_count(settings, settings.internal) != partitions:
         raise ValueError(f"{settings.internal} must have as many partitions as {settings.inputs}")
     routing = PartitionRouting(partitions)
-    pipeline = Pipeline(conn, compile_rules(program), routing, after_commit=runner.catch_up)
+    pipeline = _pipeline(conn, program, routing)
     holder = [pipeline]  # the pipeline is replaced when another generation goes live
     source = KafkaSource(conn, settings, options.group, routing, partial(_lost, holder))
     loop = _Loop(conn, settings, source, pipeline, outbox_relay.producer(settings))
@@ -119,7 +120,10 @@ def _switch(conn: Connection, old: Pipeline, routing: PartitionRouting) -> Pipel
     schema = live_schema(conn)
     assert schema is not None
     use_schema(conn, schema)
-    program = programs.adopt(conn, None)
+    return _pipeline(conn, programs.adopt(conn, None), routing)
+
+
+def _pipeline(conn: Connection, program: Program, routing: PartitionRouting) -> Pipeline:
     return Pipeline(conn, compile_rules(program), routing, after_commit=runner.catch_up)
 
 

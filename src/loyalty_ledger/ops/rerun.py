@@ -28,7 +28,7 @@ from loyalty_ledger.program import Program, parse_program, program_hash
 from loyalty_ledger.progress import Progress
 from loyalty_ledger.projectors import runner
 from loyalty_ledger.sources.kafka import PartitionRouting, stream_of_partition
-from loyalty_ledger.store import generations
+from loyalty_ledger.store import generations, programs
 from loyalty_ledger.store.batch import APPEND_LOCK_SPACE
 from loyalty_ledger.store.db import Connection, sibling, use_schema
 from loyalty_ledger.store.generations import Generation, GenerationError
@@ -57,7 +57,7 @@ def rerun(
     digest = program_hash(program_source)
     found = generations.find(conn, generations.check_name(name))
     if found is None:
-        _store_program(conn, digest, program.program.name, program_source)
+        programs.store(conn, digest, program, program_source)
         found = generations.create(conn, name, digest, live, until_at)
     else:
         _check_resumable(found, digest, until_at, live)
@@ -66,20 +66,10 @@ def rerun(
     return generations.get(conn, name), replayed
 
 
-def _store_program(conn: Connection, digest: str, name: str, source: str) -> None:
-    conn.execute(
-        "INSERT INTO programs (hash, name, source) VALUES (%s, %s, %s) "
-        "ON CONFLICT (hash) DO NOTHING",
-        (digest, name, source),
-    )
-
-
 def _publish_tiers(conn: Connection, target: Generation, program: Program) -> None:
-    from loyalty_ledger.analytics.refresh import publish_tiers  # numpy: only when needed
-
     with sibling(conn) as there:
         use_schema(there, target.schema_name)
-        publish_tiers(there, program)
+        programs.publish_tiers(there, program)
 
 
 def _check_resumable(
@@ -197,7 +187,10 @@ def promote(conn: Connection, name: str, progress: Progress | None = None) -> Ge
     target = generations.get(conn, name)
     live = generations.live(conn)
     _check_promotable(target, live)
-    rules = compile_rules(_program_of(conn, target))
+    assert target.program_hash is not None, "a candidate generation always has its program"
+    rules = compile_rules(
+        programs.stored(conn, target.program_hash, f"program of generation {target.name}")
+    )
     replay(conn, target, rules, live, progress)  # most of the way, while live goes on
     logger = log.get("promote").bind(generation=name, replacing=live.name)
     with sibling(conn) as lock:
@@ -231,14 +224,6 @@ def _check_promotable(target: Generation, live: Generation) -> None:
             f"generation {target.name} replays {target.parent}, but {live.name} is live now; "
             "re-run under a new name"
         )
-
-
-def _program_of(conn: Connection, target: Generation) -> Program:
-    row = conn.execute(
-        "SELECT source FROM programs WHERE hash = %s", (target.program_hash,)
-    ).fetchone()
-    assert row is not None, "a candidate generation always has its program"
-    return parse_program(str(row[0]), f"program of generation {target.name}")
 
 
 def _flip(conn: Connection, target: Generation, live: Generation) -> None:

@@ -37,21 +37,33 @@ def adopt(conn: Connection, source: str | None, origin: str = "program") -> Prog
             )
         return program
     with conn.transaction():
-        conn.execute(
-            "INSERT INTO programs (hash, name, source) VALUES (%s, %s, %s) "
-            "ON CONFLICT (hash) DO NOTHING",
-            (digest, program.program.name, source),
-        )
+        store(conn, digest, program, source)
         conn.execute(
             "UPDATE public.generations SET program_hash = %s "
             "WHERE schema_name = current_schema() AND program_hash IS NULL",
             (digest,),
         )
-        _publish_tiers(conn, program)
+        publish_tiers(conn, program)
     return program
 
 
-def _publish_tiers(conn: Connection, program: Program) -> None:
+def store(conn: Connection, digest: str, program: Program, source: str) -> None:
+    """Keep `source` under its hash (once: a program is never replaced)."""
+    conn.execute(
+        "INSERT INTO programs (hash, name, source) VALUES (%s, %s, %s) "
+        "ON CONFLICT (hash) DO NOTHING",
+        (digest, program.program.name, source),
+    )
+
+
+def stored(conn: Connection, digest: str, origin: str) -> Program:
+    """The program kept under `digest`."""
+    row = conn.execute("SELECT source FROM programs WHERE hash = %s", (digest,)).fetchone()
+    assert row is not None, f"no program {digest[:12]} stored"
+    return parse_program(str(row[0]), origin)
+
+
+def publish_tiers(conn: Connection, program: Program) -> None:
     """The analyst views read the program's tier levels (thresholds live only in the TOML)."""
     from loyalty_ledger.analytics.refresh import publish_tiers  # numpy: only when needed
 
