@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import NoReturn
 
 import psycopg
 
@@ -40,6 +41,48 @@ EMBEDDED_ROOT = Path(".loyalty")
 
 class UsageError(Exception):
     """Something the user can fix on the command line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line naming the fix (no usage block), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"loyalty: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _count(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high]; anything else is a one-line error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: use {low} to {high:,}")
+        return value
+
+    parse.__name__ = "number"  # argparse names the type in its message
+    return parse
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds, 0 to a year."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number of seconds") from None
+    if not 0 <= value <= 366 * 86_400:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is out of range: use 0 to 31622400")
+    return value
+
+
+_BATCH = _count(1, 1_000_000)  # a batch is held in memory whole
+_LIMIT = _count(1, 1_000_000_000)
+_ID = _count(1, 2**63 - 1)  # bigint identities
+_OFFSET = _count(0, 2**63 - 1)
+_PARTITION = _count(0, 1_000_000)
 
 
 # ------------------------------------------------------------------ database
@@ -80,12 +123,6 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from loyalty_ledger.ops.ingest import ingest_file
 
     program_source = _read_program(args.program) if args.program else None
-    if args.path != "-" and not Path(args.path).is_file():
-        raise UsageError(
-            f"input file {args.path!r} not found: pass a JSON Lines file or - for stdin"
-        )
-    if args.batch_size < 1:
-        raise UsageError("--batch-size must be at least 1")
     with database() as conn, _progress("ingesting") as progress:
         ingest_file(conn, args.path, program_source, args.program or "program", args.batch_size,
                     progress)  # fmt: skip
@@ -220,8 +257,6 @@ def cmd_offsets(args: argparse.Namespace) -> int:
     if (args.to_offset is None) == (args.to_time is None):
         raise UsageError("give one of --to-offset N and --to-time TIME")
     at = _instant(args.to_time, "--to-time") if args.to_time else None
-    if args.to_offset is not None and args.to_offset < 0:
-        raise UsageError("--to-offset must be 0 or more")
     with database() as conn:
         resets = offsets.reset(conn, args.group, to_offset=args.to_offset, to_time=at,
                                topic=args.topic, partition=args.partition)  # fmt: skip
@@ -245,8 +280,6 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     from loyalty_ledger.ops import dead_letters as dlq
 
     action = args.dlq_command
-    if action == "list" and args.limit < 1:
-        raise UsageError("--limit must be at least 1")
     if action == "redrive" and not (args.ids or args.reason or args.source or args.all):
         raise UsageError("name the dead letters to redrive: IDs, --reason TEXT, --source or --all")
     try:
@@ -302,6 +335,8 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     from loyalty_ledger.schemas import check_schemas, write_schemas
 
     directory = Path(args.dir)
+    if not args.write and not directory.is_dir():
+        raise UsageError(f"no schemas folder {args.dir!r}: pass --dir DIR, or --write to make it")
     if args.write:
         for path in write_schemas(directory):
             print(path)
@@ -381,21 +416,20 @@ def cmd_analytics(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     import time
-    from decimal import Decimal, InvalidOperation
+    from decimal import Decimal
 
     from loyalty_ledger.analytics import report
     from loyalty_ledger.analytics.refresh import refresh
     from loyalty_ledger.projectors import runner
     from loyalty_ledger.store.programs import adopt
 
-    if args.top < 1:
-        raise UsageError("--top must be at least 1")
-    try:
-        point_value = Decimal(args.point_value) if args.point_value is not None else None
-    except InvalidOperation:
-        point_value = None
-    if args.point_value is not None and (point_value is None or not point_value >= 0):
-        raise UsageError(f"--point-value {args.point_value!r} is not a money amount: e.g. 0.01")
+    point_value = None
+    if args.point_value is not None:
+        if re.fullmatch(r"[0-9]{1,12}(\.[0-9]{1,6})?", args.point_value) is None:
+            raise UsageError(
+                f"--point-value {args.point_value[:40]!r} is not a money amount: e.g. 0.01"
+            )
+        point_value = Decimal(args.point_value)
     out = Path(args.out)
     if not out.parent.is_dir():
         raise UsageError(f"cannot write {args.out!r}: folder {str(out.parent)!r} does not exist")
@@ -424,8 +458,6 @@ def cmd_topics(args: argparse.Namespace) -> int:
             for name in sorted(n for n in counts if n.startswith(f"{settings.prefix}.")):
                 print(f"{name}\t{counts[name]}")
             return 0
-        if args.partitions < 1 or args.replication < 1:
-            raise UsageError("--partitions and --replication must be at least 1")
         created = topics.create_topics(settings, args.partitions, args.replication)
         for name in settings.topics:
             print(f"{name}\t{args.partitions}\t{'created' if name in created else 'exists'}")
@@ -435,10 +467,6 @@ def cmd_topics(args: argparse.Namespace) -> int:
 def cmd_produce(args: argparse.Namespace) -> int:
     from loyalty_ledger.ops.produce import produce_file
 
-    if args.path != "-" and not Path(args.path).is_file():
-        raise UsageError(
-            f"input file {args.path!r} not found: pass a JSON Lines file or - for stdin"
-        )
     with _kafka_errors(), _progress("producing") as progress:
         produce_file(KafkaSettings.from_env(args.bootstrap), args.path, progress)
     return 0
@@ -457,8 +485,6 @@ def cmd_consume(args: argparse.Namespace) -> int:
     from loyalty_ledger.ops.consume import ConsumeOptions, consume
 
     program_source = _read_program(args.program) if args.program else None
-    if args.batch_size < 1 or args.batch_ms < 1:
-        raise UsageError("--batch-size and --batch-ms must be at least 1")
     options = ConsumeOptions(args.group, args.batch_size, args.batch_ms, args.stop_when_idle)
     with _kafka_errors(), database() as conn:
         settings = KafkaSettings.from_env(args.bootstrap)
@@ -488,6 +514,7 @@ def _kafka_errors() -> Iterator[None]:
 
 # ------------------------------------------------------------------ progress
 
+
 @contextmanager
 def _progress(label: str, unit: str = "") -> Iterator[Progress]:
     from loyalty_ledger.progress import reporting
@@ -500,7 +527,7 @@ def _progress(label: str, unit: str = "") -> Iterator[Progress]:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(
+    top = _Parser(
         prog="loyalty",
         description="An event-sourced customer-loyalty ledger on PostgreSQL. Without "
         "LOYALTY_DATABASE_URL every command uses an embedded PostgreSQL in ./.loyalty/.",
@@ -511,7 +538,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="JSON Lines file, or - for standard input")
     p.add_argument("--program", help="program TOML (stored on first use; default: the stored one)")
     p.add_argument(
-        "--batch-size", type=int, default=20_000, help="inputs per transaction (20000)"
+        "--batch-size", type=_BATCH, default=20_000, help="inputs per transaction (20000)"
     )
     p.set_defaults(run=cmd_ingest)
 
@@ -542,7 +569,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("a")
     p.add_argument("b")
     p.add_argument("--json", action="store_true", help="one JSON object, for tools")
-    p.add_argument("--limit", type=int, default=20, help="customers listed that differ (20)")
+    p.add_argument("--limit", type=_LIMIT, default=20, help="customers listed that differ (20)")
     p.set_defaults(run=cmd_compare)
 
     p = sub.add_parser("verify", help="check hash chain, versions, conservation, projections")
@@ -553,10 +580,10 @@ def parser() -> argparse.ArgumentParser:
     offsets_actions = p.add_subparsers(dest="offsets_command", required=True, metavar="ACTION")
     q = offsets_actions.add_parser("reset", help="re-read from an offset or a time (idempotent)")
     q.add_argument("--group", default="loyalty", help="consumer group id (loyalty)")
-    q.add_argument("--to-offset", type=int, help="the next offset to read")
+    q.add_argument("--to-offset", type=_OFFSET, help="the next offset to read")
     q.add_argument("--to-time", help="the first input that occurred at or after this instant")
     q.add_argument("--topic", help="only this topic (default: every topic of the group)")
-    q.add_argument("--partition", type=int, help="only this partition")
+    q.add_argument("--partition", type=_PARTITION, help="only this partition")
     q.set_defaults(run=cmd_offsets)
 
     p = sub.add_parser("dlq", help="dead letters: inputs that could not be read")
@@ -566,10 +593,10 @@ def parser() -> argparse.ArgumentParser:
                    help="which ones (open)")  # fmt: skip
     q.add_argument("--reason", help="only those whose reason contains TEXT (any case)")
     q.add_argument("--source", help="only those whose source starts with TEXT")
-    q.add_argument("--limit", type=int, default=100, help="at most N (100)")
+    q.add_argument("--limit", type=_LIMIT, default=100, help="at most N (100)")
     q.set_defaults(run=cmd_dlq)
     q = dlq.add_parser("show", help="one dead letter: raw line (escaped), reason, source, status")
-    q.add_argument("id", type=int)
+    q.add_argument("id", type=_ID)
     q.set_defaults(run=cmd_dlq)
     q = dlq.add_parser(
         "redrive",
@@ -578,7 +605,7 @@ def parser() -> argparse.ArgumentParser:
         "live pipeline at its original source and position; one from Kafka is republished to "
         "its topic (header loyalty-redrive-of). Still-invalid ones stay open. Idempotent.",
     )
-    q.add_argument("ids", type=int, nargs="*", metavar="ID", help="these dead letters")
+    q.add_argument("ids", type=_ID, nargs="*", metavar="ID", help="these dead letters")
     q.add_argument("--reason", help="those whose reason contains TEXT (any case)")
     q.add_argument("--source", help="those whose source starts with TEXT")
     q.add_argument("--all", action="store_true", help="every open dead letter")
@@ -588,7 +615,7 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     q.set_defaults(run=cmd_dlq)
     q = dlq.add_parser("discard", help="give up on an open dead letter; it stays, for audit")
-    q.add_argument("id", type=int)
+    q.add_argument("id", type=_ID)
     q.add_argument("--why", required=True, help="the reason, kept with it")
     q.set_defaults(run=cmd_dlq)
 
@@ -630,7 +657,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="write the managers' HTML report (charts, self-contained)")
     p.add_argument("--out", default="report.html", help="the HTML file (report.html)")
-    p.add_argument("--top", type=int, default=20, help="most valuable customers listed (20)")
+    p.add_argument("--top", type=_LIMIT, default=20, help="most valuable customers listed (20)")
     p.add_argument("--point-value", help="money value of one point (default 0.01)")
     p.set_defaults(run=cmd_report)
 
@@ -641,15 +668,17 @@ def parser() -> argparse.ArgumentParser:
     )
     q.set_defaults(run=cmd_analytics)
 
-    bootstrap = argparse.ArgumentParser(add_help=False)
+    bootstrap = _Parser(add_help=False)
     bootstrap.add_argument(
         "--bootstrap", help="kafka bootstrap servers ($LOYALTY_KAFKA_BOOTSTRAP, 127.0.0.1:9092)"
     )
     p = sub.add_parser("topics", help="the kafka topics: inputs, internal, ledger, deadletter")
     kafka_topics = p.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
     q = kafka_topics.add_parser("create", parents=[bootstrap], help="create the four topics")
-    q.add_argument("--partitions", type=int, required=True, help="partitions of every topic")
-    q.add_argument("--replication", type=int, default=1, help="replication factor (1)")
+    q.add_argument(
+        "--partitions", type=_count(1, 10_000), required=True, help="partitions of every topic"
+    )
+    q.add_argument("--replication", type=_count(1, 100), default=1, help="replication factor (1)")
     q.set_defaults(run=cmd_topics)
     q = kafka_topics.add_parser("list", parents=[bootstrap], help="the topics and partitions")
     q.set_defaults(run=cmd_topics)
@@ -670,11 +699,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--group", default="loyalty", help="consumer group id (loyalty)")
     p.add_argument("--program", help="program TOML (stored on first use; default: the stored one)")
     p.add_argument(
-        "--batch-size", type=int, default=10_000, help="messages per transaction (10000)"
+        "--batch-size", type=_BATCH, default=10_000, help="messages per transaction (10000)"
     )
-    p.add_argument("--batch-ms", type=int, default=500, help="longest wait to fill a batch (500)")
     p.add_argument(
-        "--stop-when-idle", type=float, metavar="S", help="exit once caught up and S seconds quiet"
+        "--batch-ms",
+        type=_count(1, 3_600_000),
+        default=500,
+        help="longest wait to fill a batch (500)",
+    )
+    p.add_argument(
+        "--stop-when-idle",
+        type=_seconds,
+        metavar="S",
+        help="exit once caught up and S seconds quiet",
     )
     p.set_defaults(run=cmd_consume)
 
@@ -691,10 +728,27 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     log.configure()
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        return _fail("interrupted: the last batch was not committed; run the same command again")
+    except BrokenPipeError:
+        sys.stderr.close()  # the reader went away (e.g. `| head`): not an error
+        return 0
+    except Exception as e:  # a bug: one line here, the traceback in the log
+        log.get("cli").exception("internal error")
+        return _fail(f"internal error ({type(e).__name__}: {_first_line(e)}); this is a bug, "
+                     "please report it with the log line above", code=1)  # fmt: skip
+
+
+def _run(args: argparse.Namespace) -> int:
+    from loyalty_ledger.sources.file import SourceError
+
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
     except (
+        SourceError,
         UsageError,
         ProgramError,
         ProgramChanged,
@@ -708,22 +762,21 @@ def main(argv: list[str] | None = None) -> int:
     except GenerationChanged as e:
         return _fail(f"{e}: a promotion happened meanwhile; run the same command again")
     except psycopg.OperationalError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return _fail(
-            f"lost the database connection ({first}); nothing half-done was kept: run the "
-            "command again (for several commands at once on the embedded database, keep it "
+            f"lost the database connection ({_first_line(e)}); nothing half-done was kept: run "
+            "the command again (for several commands at once on the embedded database, keep it "
             "up with `loyalty db start`)"
         )
-    except KeyboardInterrupt:
-        return _fail("interrupted: the last batch was not committed; run the same command again")
-    except BrokenPipeError:
-        sys.stderr.close()  # the reader went away (e.g. `| head`): not an error
-        return 0
 
 
-def _fail(message: str, *_: Any) -> int:
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _fail(message: str, *, code: int = 2) -> int:
     print(f"loyalty: {message}", file=sys.stderr)
-    return 2
+    return code
 
 
 if __name__ == "__main__":

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import IO, Any
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -25,6 +21,7 @@ from loyalty_ledger.kafka_settings import (
 )
 from loyalty_ledger.ops.topics import partition_count
 from loyalty_ledger.progress import Progress
+from loyalty_ledger.sources import file as file_source
 
 MESSAGE_TIMEOUT_MS = 30_000  # a broker lost mid-way fails the command instead of hanging
 FLUSH_TIMEOUT_S = 60.0
@@ -71,10 +68,10 @@ def produce_file(settings: KafkaSettings, path: str, progress: Progress | None =
     logger = log.get("produce").bind(source=path, topic=settings.inputs)
     started = time.perf_counter()
     lines = 0
-    with _open_input(path) as (stream, size), _Sender(settings) as sender:
-        read = 0
-        for raw in stream:
-            read += len(raw)
+    with file_source.open_source(path) as source, _Sender(settings) as sender:
+        read, size = 0, source.size_bytes
+        for raw, raw_size in file_source.read_lines(source):
+            read += raw_size
             body = raw.rstrip(b"\r\n")
             if not body.strip():
                 continue  # blank lines are not inputs
@@ -195,15 +192,6 @@ def _new_producer(settings: KafkaSettings, errors: ClientErrors) -> Producer:
         return Producer({**producer_config(settings, "none"), "error_cb": errors})
     except KafkaException as e:
         raise config_error(e) from None
-
-
-@contextmanager
-def _open_input(path: str) -> Iterator[tuple[IO[bytes], int | None]]:
-    if path == "-":
-        yield sys.stdin.buffer, None
-        return
-    with open(path, "rb") as handle:
-        yield handle, os.fstat(handle.fileno()).st_size
 
 
 def _json_object(line: bytes) -> dict[str, Any] | None:

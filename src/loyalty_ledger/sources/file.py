@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from loyalty_ledger.events import MAX_LINE_BYTES
 from loyalty_ledger.pipeline import Line
 from loyalty_ledger.store.batch import Position
 
@@ -25,14 +27,15 @@ _FINGERPRINT_BYTES = 65536
 class FileSource:
     name: str  # "file:/abs/path" or "stdin:<fingerprint>"
     fingerprint: str
-    size_bytes: int | None  # None for stdin
+    size_bytes: int | None  # None for a stream (stdin, a pipe): it cannot seek
     stream: BinaryIO
+    owned: bool = True  # closed on exit (stdin is not ours to close)
 
     def __enter__(self) -> FileSource:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.size_bytes is not None:  # never close stdin
+        if self.owned:
             self.stream.close()
 
     def resume_from(self, stored: Position | None) -> Position:
@@ -45,20 +48,46 @@ class FileSource:
         return stored
 
 
+class SourceError(Exception):
+    """An input path that cannot be read as JSON Lines; one line naming the path and the fix."""
+
+
 def open_source(path: str) -> FileSource:
-    """Open `path` (or `-` for stdin); raises OSError with the path in it."""
+    """Open `path` (or `-` for stdin). A regular file resumes by byte offset; a pipe, FIFO
+    or device is read as a stream, like stdin. Raises SourceError naming the path."""
     if path == "-":
-        stream = sys.stdin.buffer
-        first = stream.peek(_FINGERPRINT_BYTES) if hasattr(stream, "peek") else b""
-        fingerprint = _fingerprint(first)
-        return FileSource(f"stdin:{fingerprint[:16]}", fingerprint, None, stream)
+        return _stream_source("stdin", sys.stdin.buffer)
     resolved = Path(path).resolve()
-    handle = open(resolved, "rb")  # noqa: SIM115 (closed by the caller's ExitStack)
-    first = handle.read(_FINGERPRINT_BYTES)
-    handle.seek(0)
+    try:
+        handle = open(resolved, "rb")  # noqa: SIM115 (closed by FileSource.__exit__)
+    except FileNotFoundError:
+        raise SourceError(f"input file {path!r} not found: pass a JSON Lines file or - "
+                          "for stdin") from None  # fmt: skip
+    except IsADirectoryError:
+        raise SourceError(f"input {path!r} is a directory: pass a JSON Lines file") from None
+    except OSError as e:
+        raise SourceError(f"cannot open input {path!r}: {e.strerror or e}") from None
+    if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        return _stream_source(f"stream:{resolved}", handle, owned=True)
+    try:
+        first = handle.read(_FINGERPRINT_BYTES)
+        handle.seek(0)
+    except OSError as e:
+        handle.close()
+        raise SourceError(f"cannot read input {path!r}: {e.strerror or e}") from None
     return FileSource(
         f"file:{resolved}", _fingerprint(first), os.fstat(handle.fileno()).st_size, handle
     )
+
+
+def _stream_source(prefix: str, stream: BinaryIO, *, owned: bool = False) -> FileSource:
+    """A source that cannot seek: known by the fingerprint of its first line."""
+    try:
+        first = stream.peek(_FINGERPRINT_BYTES) if hasattr(stream, "peek") else b""
+    except OSError as e:
+        raise SourceError(f"cannot read {prefix}: {e.strerror or e}") from None
+    fingerprint = _fingerprint(first)
+    return FileSource(f"{prefix}:{fingerprint[:16]}", fingerprint, None, stream, owned)
 
 
 def _fingerprint(head: bytes) -> str:
@@ -69,18 +98,11 @@ def batches(
     source: FileSource, start: Position, batch_size: int
 ) -> Iterator[tuple[list[Line], Position]]:
     """Batches of non-blank lines, each with the position after its last line."""
-    stream = source.stream
     line_number, offset = start.position, start.byte_offset
-    if offset:
-        if source.size_bytes is not None:
-            stream.seek(offset)
-        else:
-            for _ in range(line_number):  # stdin cannot seek
-                stream.readline()
     lines: list[Line] = []
-    for raw in stream:
+    for raw, size in read_lines(source, start):
         line_number += 1
-        offset += len(raw)
+        offset += size
         body = raw.rstrip(b"\r\n")
         if body.strip():  # blank lines are not inputs
             lines.append(Line(source.name, line_number, body))
@@ -89,3 +111,38 @@ def batches(
             lines = []
     if lines or line_number != start.position:
         yield lines, Position(source.name, line_number, offset, source.fingerprint)
+
+
+def read_lines(source: FileSource, start: Position | None = None) -> Iterator[tuple[bytes, int]]:
+    """(line, its size in bytes) from `start` on; read errors become SourceError."""
+    try:
+        stream = source.stream
+        if start is not None and start.byte_offset:
+            if source.size_bytes is not None:
+                stream.seek(start.byte_offset)
+            else:
+                for _ in _bounded(stream, start.position):  # a stream cannot seek
+                    pass
+        yield from _bounded(stream, None)
+    except OSError as e:
+        raise SourceError(f"cannot read {source.name}: {e.strerror or e}") from None
+
+
+def _bounded(stream: BinaryIO, count: int | None) -> Iterator[tuple[bytes, int]]:
+    """Lines with at most MAX_LINE_BYTES + 2 bytes kept: a longer line is read to its end but
+    only its head is kept (enough for the decoder to call it too large), so one endless
+    line cannot take all the memory."""
+    keep = MAX_LINE_BYTES + 2  # the terminator, and one more so "too large" is still seen
+    done = 0
+    while count is None or done < count:
+        raw = stream.readline(keep)
+        if not raw:
+            return
+        size = len(raw)
+        if len(raw) == keep and not raw.endswith(b"\n"):
+            while rest := stream.readline(keep):  # the rest of an over-long line: skipped
+                size += len(rest)
+                if rest.endswith(b"\n"):
+                    break
+        done += 1
+        yield raw, size
