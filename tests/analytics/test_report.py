@@ -81,9 +81,7 @@ def test_report_refuses_bad_arguments(tmp_path: Path) -> None:
         assert len(done.stderr.strip().splitlines()) == 1
 
 
-def test_a_report_of_a_handful_of_buyers_still_renders(
-    database_url: str, tmp_path: Path
-) -> None:
+def test_a_report_of_a_handful_of_buyers_still_renders(database_url: str, tmp_path: Path) -> None:
     """The sample shop's seven customers give a degenerate CLV fit: no predictions, no error."""
     from support import ingest
 

@@ -343,9 +343,7 @@ def test_ticks_to_due_customers_only_give_the_same_ledger(
         if isinstance(event, ev.Tick):
             at = event.occurred_at
             due = [
-                s
-                for s in states.values()
-                if (d := next_due_at(s, rules)) is not None and d <= at
+                s for s in states.values() if (d := next_due_at(s, rules)) is not None and d <= at
             ]
             decision = decide_tick(due, event, rules)
             for cid, state in states.items():

@@ -24,8 +24,10 @@ from support import CASES, export, ingest, median_instant
 from test_cli import LOYALTY, run
 
 CASE = CASES[4]  # tiers, expiry, returns, redemptions, ticks
-RICHER = (CASE / "program.toml").read_text().replace(
-    'points_per_unit = "0.02"', 'points_per_unit = "0.03"'
+RICHER = (
+    (CASE / "program.toml")
+    .read_text()
+    .replace('points_per_unit = "0.02"', 'points_per_unit = "0.03"')
 )
 assert (CASE / "program.toml").read_text() != RICHER
 
@@ -202,9 +204,7 @@ def test_promote_killed_at_any_instant_leaves_one_valid_live_generation(
 
 def _assert_one_valid_live(url: str) -> None:
     with connect(url) as conn:
-        statuses = conn.execute(
-            "SELECT name FROM generations WHERE status = 'live'"
-        ).fetchall()
+        statuses = conn.execute("SELECT name FROM generations WHERE status = 'live'").fetchall()
         assert len(statuses) == 1
         schema = generations.live(conn).schema_name
         shown = conn.execute("SELECT count(*), sum(balance) FROM live.customers").fetchone()

@@ -33,9 +33,7 @@ def _all_differences(url: str) -> list[Any]:
     projected = {p.name for p in projections()}
     per_generation = set(GENERATION_TABLES)
     shared = set(metadata.tables) - per_generation - projected
-    return _differences(url, schema_of(FIRST), per_generation) + _differences(
-        url, "public", shared
-    )
+    return _differences(url, schema_of(FIRST), per_generation) + _differences(url, "public", shared)
 
 
 def test_migrated_database_matches_the_schema_module(database_url: str) -> None:
