@@ -181,3 +181,35 @@ def test_start_waits_for_a_lingering_server(tmp_path: Path) -> None:
     finally:
         closer.join()
     assert "lock file" in (tmp_path / "postgres.log").read_text()
+
+
+def test_start_waits_when_the_server_found_is_shutting_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race a quick restart meets: the pid file still said "ready" when we looked, but
+    the server refuses connections because it is shutting down."""
+    embedded.start_detached(tmp_path)
+    stale = embedded.status(tmp_path)
+    assert stale is not None
+    pid = int((tmp_path / "pgdata" / "postmaster.pid").read_text().split()[0])
+    client = psycopg.connect(stale.conninfo())
+    os.kill(pid, signal.SIGTERM)  # smart shutdown: it waits for the client meanwhile
+    while embedded.status(tmp_path) is not None:
+        time.sleep(0.02)
+    real_status = embedded.status
+    looks: list[Path] = []
+
+    def status_as_it_was(root: Path = Path(".loyalty")) -> embedded.Server | None:
+        looks.append(root)
+        return stale if len(looks) == 1 else real_status(root)
+
+    monkeypatch.setattr(embedded, "status", status_as_it_was)
+    closer = threading.Timer(1.0, client.close)
+    closer.start()
+    try:
+        with embedded.running(tmp_path, fsync=False) as server:
+            assert server.process is not None
+            assert _version(server).startswith("PostgreSQL 18")
+    finally:
+        closer.join()
+    assert len(looks) >= 2

@@ -57,14 +57,34 @@ class EmbeddedError(Exception):
 
 def start(root: Path = Path(".loyalty"), *, fsync: bool = True, dbname: str = "loyalty") -> Server:
     root = root.resolve()
-    with _locked(root):
-        server = status(root) or _launch(root, fsync=fsync, detached=False)
-    try:
-        _ensure_database(server, dbname)
-    except BaseException:
-        stop(server)
-        raise
-    return Server(server.data_dir, server.socket_dir, server.port, server.process, dbname)
+    deadline = time.monotonic() + LOCK_RETRY
+    while True:
+        with _locked(root):
+            server = status(root) or _launch(root, fsync=fsync, detached=False)
+        try:
+            _ensure_database(server, dbname)
+        except psycopg.OperationalError as e:
+            stop(server)
+            _wait_if_going_away(server, e, deadline)
+            continue  # the server we found was shutting down: start our own once it is gone
+        except BaseException:
+            stop(server)
+            raise
+        return Server(server.data_dir, server.socket_dir, server.port, server.process, dbname)
+
+
+def _wait_if_going_away(server: Server, error: psycopg.OperationalError, deadline: float) -> None:
+    """A server found running may be shutting down (its pid file says "ready" a moment
+    longer): wait a little and look again; any other connection failure is raised."""
+    going_away = "shutting down" in str(error) or "starting up" in str(error)
+    if server.process is not None or not going_away:
+        raise error
+    if time.monotonic() > deadline:
+        raise EmbeddedError(
+            f"the server in {server.data_dir} is still shutting down after {LOCK_RETRY:.0f} s;"
+            " try again, or stop it with `loyalty db stop`"
+        ) from None
+    time.sleep(0.1)
 
 
 def stop(server: Server) -> None:
@@ -90,10 +110,16 @@ def running(root: Path = Path(".loyalty"), *, fsync: bool = True) -> Iterator[Se
 
 def start_detached(root: Path = Path(".loyalty")) -> Server:
     root = root.resolve()
-    with _locked(root):
-        server = status(root) or _launch(root, fsync=True, detached=True)
-    _ensure_database(server, "loyalty")
-    return server
+    deadline = time.monotonic() + LOCK_RETRY
+    while True:
+        with _locked(root):
+            server = status(root) or _launch(root, fsync=True, detached=True)
+        try:
+            _ensure_database(server, "loyalty")
+        except psycopg.OperationalError as e:
+            _wait_if_going_away(server, e, deadline)
+            continue
+        return server
 
 
 def stop_detached(root: Path = Path(".loyalty")) -> bool:
