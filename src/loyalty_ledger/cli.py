@@ -30,6 +30,7 @@ from loyalty_ledger.store.db import (
     StoreUnavailable,
     connect,
     live_schema,
+    psycopg_url,
     redact,
     use_schema,
 )
@@ -353,20 +354,20 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 def cmd_db(args: argparse.Namespace) -> int:
     if args.action == "start":
         server = embedded.start_detached(EMBEDDED_ROOT)
-        print(server.url)
+        print(psycopg_url(server.url))
     elif args.action == "stop":
         print("stopped" if embedded.stop_detached(EMBEDDED_ROOT) else "not running")
     elif args.action == "status":
         found = embedded.status(EMBEDDED_ROOT)
-        print(f"running: {found.url}" if found else "not running")
+        print(f"running: {psycopg_url(found.url)}" if found else "not running")
         return 0 if found else 3
     else:
         url = os.environ.get("LOYALTY_DATABASE_URL")
         found = embedded.status(EMBEDDED_ROOT)
-        if url:
-            print(redact(url))
+        if url:  # a libpq URL: psql "$(loyalty db url)" works
+            print(psycopg_url(redact(url)))
         elif found:
-            print(found.url)
+            print(psycopg_url(found.url))
         else:
             raise UsageError(
                 "the embedded database is not running: start it with `loyalty db start`"
