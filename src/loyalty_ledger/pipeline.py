@@ -278,11 +278,10 @@ class Pipeline:
             self._ticks.pop(stream, None)
 
     def _one(self, work: _Work, line: Line, item: Decoded) -> None:
-        raw = line.raw.decode("utf-8", errors="replace")
         why = item.reason if isinstance(item, ev.Invalid) else self._misrouted(line, item)
         if why is not None:
             work.batch.dead_letters.append(
-                store_batch.DeadLetter(line.source, line.position, raw, why)
+                store_batch.DeadLetter(line.source, line.position, line.raw, why)
             )
             work.counts.dead_lettered += 1
             return
@@ -300,7 +299,7 @@ class Pipeline:
             return
         work.seen[event_id] = reads.Known(body_hash, line.source, line.position)
         decision = self._decide(work, line, item)
-        self._record(work, line, item, decision, raw, body_hash)
+        self._record(work, line, item, decision, body_hash)
 
     def _misrouted(self, line: Line, item: ev.Event | ReferrerCredit) -> str | None:
         customer_id = _customer_of(item)
@@ -317,9 +316,11 @@ class Pipeline:
         line: Line,
         item: ev.Event | ReferrerCredit,
         decision: Decision,
-        raw: str,
         body_hash: bytes,
     ) -> None:
+        # Decoded, the input is valid JSON: UTF-8 (strict decoding raises on anything else, a
+        # bug) without a raw NUL, so the inbox's text column holds it byte for byte.
+        raw = line.raw.decode("utf-8")
         outcome = "accepted" if decision.reason is None else "rejected"
         if isinstance(item, ReferrerCredit):
             event_type, occurred_at = commands.COMMAND_TYPE, item.occurred_at

@@ -36,13 +36,13 @@ class InboxRow(NamedTuple):
     outcome: str  # accepted | rejected
     reason: str | None
     body_hash: bytes
-    raw: str
+    raw: str  # a valid input is valid JSON, hence UTF-8 without a raw NUL: text holds it exactly
 
 
 class DeadLetter(NamedTuple):
     source: str
     position: int
-    raw: str
+    raw: bytes  # as it arrived, whatever the bytes
     reason: str
 
 
@@ -235,7 +235,7 @@ _SNAPSHOTS = _Staged(
 )
 _DEAD_LETTERS = _Staged(
     "dead_letter_in",
-    (("source", "text"), ("position", "int8"), ("raw", "text"), ("reason", "text")),
+    (("source", "text"), ("position", "int8"), ("raw", "bytea"), ("reason", "text")),
     "INSERT INTO dead_letters (source, position, raw, reason) "
     "SELECT source, position, raw, reason FROM dead_letter_in "
     "ON CONFLICT (source, position) DO NOTHING",
