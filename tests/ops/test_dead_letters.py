@@ -123,8 +123,15 @@ def test_redrive_takes_the_now_valid_in_and_accounts_for_every_input(
         assert {s.id for s in result.still_invalid} == {r.id for r in bad}
         assert done[-1] == (len(held_back) + len(bad), len(held_back) + len(bad))
         assert _places(conn) == lines
-        # In the inbox (or duplicates) at their original source and position, letters marked.
+        # In the inbox (or duplicates) at their original source and position, letters marked;
+        # byte for byte.
+        original = (CASE / "events.jsonl").read_bytes().splitlines()
         for letter in held_back:
+            row = conn.execute(
+                "SELECT raw FROM inbox WHERE (source, position) = (%s, %s)",
+                (letter.source, letter.position),
+            ).fetchone()
+            assert row is None or row[0].encode() == original[letter.position - 1]
             row = conn.execute(
                 "SELECT d.status, d.resolution, coalesce(i.event_id, u.event_id) "
                 "FROM dead_letters d LEFT JOIN inbox i USING (source, position) "
@@ -325,3 +332,18 @@ def _read_one(settings: KafkaSettings) -> Message:
         consumer.close()
     assert len(got) == 1, got
     return got[0]
+
+
+def test_the_relay_publishes_a_letters_own_bytes() -> None:
+    from loyalty_ledger.ops import relay
+
+    row = (7, "file:/x", 3, "not json: \x00", ANY_BYTES[:4], len(ANY_BYTES))
+    position, key, value, headers = relay._dead_letter_message(row)
+    assert (position, key, value) == (7, "file:/x", ANY_BYTES[:4])
+    assert dict(headers) == {
+        "id": b"deadletter:7",
+        "source": b"file:/x",
+        "position": b"3",
+        "reason": b"not json: \x00",
+        "raw-bytes": str(len(ANY_BYTES)).encode(),
+    }
