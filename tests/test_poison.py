@@ -186,3 +186,32 @@ def test_a_partition_goes_past_an_input_the_database_refuses(
     assert again.inputs == 0
     with connect(database_url) as conn:
         assert ledger_dump(conn) == before
+
+
+def test_a_redriven_letter_the_database_refuses_stays_open_with_the_reason(
+    database_url: str,
+) -> None:
+    from loyalty_ledger.ops import dead_letters as dlq
+    from support import ingest as ingest_file
+
+    signup = _lines()[0]
+    event_id = json.loads(signup)["event_id"]
+    with connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO dead_letters (source, position, raw, reason) "
+            "VALUES ('file:/x', 1, %s, 'held back')",
+            (signup,),
+        )
+    path = CASE / "events.jsonl"
+    ingest_file(database_url, path, CASE / "program.toml", 20_000)  # stores the program
+    _refuse(database_url, [event_id])
+    with connect(database_url) as conn:
+        conn.execute(sql.SQL("DELETE FROM {} WHERE event_id = %s").format(
+            sql.Identifier(schema_of(FIRST), "inbox")), (event_id,))  # fmt: skip
+        result = dlq.redrive(conn, dlq.Filter(source="file:/x"), KafkaSettings("127.0.0.1:9"))
+        assert result.redriven == 0 and result.counts.dead_lettered == 1
+        letter = conn.execute(
+            "SELECT status, reason, resolved_at FROM dead_letters WHERE source = 'file:/x'"
+        ).fetchone()
+        inbox = conn.execute("SELECT count(*) FROM inbox WHERE source = 'file:/x'").fetchone()
+    assert letter == ("open", REASON, None) and inbox == (0,)
