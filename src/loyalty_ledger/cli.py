@@ -36,6 +36,7 @@ from loyalty_ledger.store.db import (
 )
 from loyalty_ledger.store.generations import GenerationError
 from loyalty_ledger.store.programs import ProgramChanged
+from loyalty_ledger.text import printable
 
 EMBEDDED_ROOT = Path(".loyalty")
 
@@ -208,8 +209,9 @@ def cmd_generations(args: argparse.Namespace) -> int:
     with database() as conn:
         for g in generations.listing(conn):
             until = f" until {g.until_at.isoformat()}" if g.until_at else ""
-            print(f"{g.name}\t{g.status}\t{(g.program_hash or '-')[:12]}\t"
-                  f"from {g.parent or '-'}{until}\tcreated {g.created_at.isoformat()}")  # fmt: skip
+            print(f"{printable(g.name)}\t{g.status}\t{(g.program_hash or '-')[:12]}\t"
+                  f"from {printable(g.parent or '-')}{until}\t"
+                  f"created {g.created_at.isoformat()}")  # fmt: skip
     return 0
 
 
@@ -238,7 +240,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         with _progress("verifying the hash chain", "entries") as progress:
             report = verify(conn, progress)
     for problem in report.problems:
-        print(f"broken: {problem}")
+        print(f"broken: {printable(problem)}")
     if report.ok:
         print(f"ok: {report.entries} entries of {report.customers} customers chain, number and "
               f"conserve; {report.projections} projections equal a rebuild")  # fmt: skip
@@ -288,11 +290,14 @@ def cmd_dlq(args: argparse.Namespace) -> int:
             if action == "list":
                 chosen = dlq.Filter(args.status, args.reason, args.source, limit=args.limit)
                 dlq.print_list(conn, chosen, sys.stdout)
+            elif action == "show" and args.raw:
+                sys.stdout.buffer.write(dlq.get(conn, args.id).raw)
+                sys.stdout.buffer.flush()
             elif action == "show":
                 dlq.print_one(dlq.get(conn, args.id), sys.stdout)
             elif action == "discard":
                 done = dlq.discard(conn, args.id, args.why)
-                print(f"discarded dead letter {done.id} ({done.source}:{done.position})")
+                print(f"discarded dead letter {done.id} ({printable(done.source)}:{done.position})")
             else:
                 chosen = dlq.Filter("open", args.reason, args.source, tuple(args.ids))
                 with _kafka_errors(), _progress("redriving", "letters") as progress:
@@ -326,7 +331,8 @@ def cmd_members(args: argparse.Namespace) -> int:
             raise UsageError(str(e)) from None
     again = (f"already erased at {done.erased_before.isoformat(timespec='seconds')}; "
              if done.erased_before else "")  # fmt: skip
-    print(f"erased {done.customer_id}: {again}member row {'deleted' if done.member else 'absent'}"
+    member = "deleted" if done.member else "absent"
+    print(f"erased {printable(done.customer_id)}: {again}member row {member}"
           f", {done.inputs} inputs, {done.states} states and {done.dead_letters} dead letters "
           "scrubbed; the ledger is unchanged")  # fmt: skip
     return 0
@@ -598,6 +604,8 @@ def parser() -> argparse.ArgumentParser:
     q.set_defaults(run=cmd_dlq)
     q = dlq.add_parser("show", help="one dead letter: raw line (escaped), reason, source, status")
     q.add_argument("id", type=_ID)
+    q.add_argument("--raw", action="store_true",
+                   help="write only the raw input to stdout, byte for byte")  # fmt: skip
     q.set_defaults(run=cmd_dlq)
     q = dlq.add_parser(
         "redrive",
@@ -776,7 +784,7 @@ def _first_line(error: BaseException) -> str:
 
 
 def _fail(message: str, *, code: int = 2) -> int:
-    print(f"loyalty: {message}", file=sys.stderr)
+    print(f"loyalty: {printable(message)}", file=sys.stderr)
     return code
 
 

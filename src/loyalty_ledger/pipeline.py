@@ -6,6 +6,13 @@ generation), so it caches their state in memory; the snapshots in
 `customer_state` are the truth on restart. Decided states stay in a batch
 overlay until the batch commits, so a failed write leaves the cache as the
 database has it.
+
+No input can stop a source (no poison pill): when the database refuses a batch
+because of one input's value (store.batch.InputRefused), the shortest refused
+prefix of the batch, each decided afresh from what committed and written in a
+transaction that is rolled back, ends at that input; it becomes a dead letter
+of the same batch with the database's reason, and the batch is decided and
+written again, with its own source position. The happy path pays nothing.
 """
 
 from __future__ import annotations
@@ -14,11 +21,11 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from loyalty_ledger import commands
+from loyalty_ledger import commands, log
 from loyalty_ledger import events as ev
 from loyalty_ledger.engine import (
     CustomerState,
@@ -33,8 +40,9 @@ from loyalty_ledger.engine.dates import next_due_at
 from loyalty_ledger.engine.state import from_snapshot, to_snapshot
 from loyalty_ledger.store import batch as store_batch
 from loyalty_ledger.store import reads
-from loyalty_ledger.store.batch import Batch, RecordPosition
+from loyalty_ledger.store.batch import Batch, InputRefused, RecordPosition
 from loyalty_ledger.store.db import Connection, sibling
+from loyalty_ledger.text import printable
 
 CACHE_CUSTOMERS_MAX = 2_000_000  # past this the cache starts over: correctness never needs it
 FILE_STREAM = "file"  # every file source is one stream: one tick reaches every customer
@@ -93,6 +101,10 @@ class Counts:
     def inputs(self) -> int:
         return self.accepted + self.rejected + self.duplicates + self.dead_lettered
 
+    def since(self, before: Counts) -> Counts:
+        """What changed from `before` to these counts (negative where they went down)."""
+        return Counts(*(getattr(self, f.name) - getattr(before, f.name) for f in fields(Counts)))
+
 
 @dataclass(slots=True)
 class _Work:
@@ -103,6 +115,16 @@ class _Work:
     overlay: dict[str, CustomerState] = field(default_factory=dict)
     due: dict[str, datetime | None] = field(default_factory=dict)  # next due of overlay states
     seen: dict[str, reads.Known] = field(default_factory=dict)  # event_id -> hash, position
+    ids: set[str] = field(default_factory=set)  # of the batch's valid inputs
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """A batch as submitted: enough to decide it again without an input the database refused."""
+
+    lines: Sequence[Line]
+    record_position: RecordPosition
+    counts: Counts  # what its decision counted
 
 
 Decoded = ev.Event | ReferrerCredit | ev.Invalid
@@ -162,6 +184,7 @@ class Pipeline:
         self._executor: ThreadPoolExecutor | None = None
         self._writer_conn: Connection | None = None
         self._in_flight: Future[None] | None = None
+        self._sent: _Sent | None = None  # the batch in flight
         self._in_flight_seen: dict[str, reads.Known] = {}
         self._projector: ThreadPoolExecutor | None = None
         self._projector_conn: Connection | None = None
@@ -176,7 +199,7 @@ class Pipeline:
         commit with the effects, or neither does.
         """
         counts = self.submit(lines, record_position)
-        self.wait()
+        counts.add(self.wait())
         return counts
 
     def submit(self, lines: Sequence[Line], record_position: RecordPosition) -> Counts:
@@ -185,46 +208,63 @@ class Pipeline:
         The batch's states join the cache before it commits, so the next batch
         is decided on top of them; if a write fails, `wait` (or the next
         `submit`) raises, the cache is dropped and nothing after that batch
-        is written. One batch at most is in flight.
+        is written. One batch at most is in flight. The counts returned
+        include any correction of the batch before (see `wait`).
         """
-        work = _Work(Batch(record_position, "candidate" if self.replay else "live"))
-        self._forget_erased()
-        decoded = [(line, _decode(line)) for line in lines]
-        ids = {_id_of(d) for _, d in decoded if not isinstance(d, ev.Invalid)}
-        # The batch in flight may not have committed yet: its ids are known all the same.
-        work.seen = {**reads.known_event_ids(self.conn, ids), **self._in_flight_seen}
-        self._preload(d for _, d in decoded)
         try:
-            for line, item in decoded:
-                self._one(work, line, item)
-            self._snapshot(work)
-            self._wait_write()
+            work = self._decide_batch(lines, record_position)
+            late = self._wait_write()
+            if late is not None:  # decided on states of the batch before that did not commit
+                work = self._decide_batch(lines, record_position)
         except BaseException:
             self.forget()  # catch-ups touched cached states in place: start over from the database
             raise
         self._merge(work)
-        self._in_flight_seen = {k: v for k, v in work.seen.items() if k in ids}
+        self._in_flight_seen = {k: v for k, v in work.seen.items() if k in work.ids}
+        self._sent = _Sent(lines, record_position, work.counts)
         self._in_flight = self._writer().submit(self._write, work.batch)
-        return work.counts
+        counts = Counts()
+        counts.add(work.counts)
+        if late is not None:
+            counts.add(late)
+        return counts
 
-    def wait(self) -> None:
+    def wait(self) -> Counts:
         """Until the batch in flight is committed and the projections have caught up with it;
-        raises what its write or the catch-up raised."""
-        self._wait_write()
+        raises what its write or the catch-up raised. Returns the correction to the counts of
+        that batch when an input was refused and dead-lettered (zero counts otherwise)."""
+        late = self._wait_write()
         projecting, self._projecting = self._projecting, None  # the writer is idle now
         if projecting is not None:
             projecting.result()
+        return late or Counts()
 
-    def _wait_write(self) -> None:
+    def _wait_write(self) -> Counts | None:
+        """None, or the batch in flight was refused for an input and is now written without
+        it (the cache is empty then): the correction to its counts."""
         in_flight, self._in_flight = self._in_flight, None
+        sent, self._sent = self._sent, None
         if in_flight is None:
-            return
+            return None
         try:
             in_flight.result()
+            return None
+        except InputRefused as e:
+            if self.replay:  # a re-run's inputs are in the live inbox: a dead letter would
+                self._in_flight_seen = {}  # count one twice, so it fails as it always did
+                self.forget()
+                raise e.__cause__ or e from None
+            refused = e
         except BaseException:
             self._in_flight_seen = {}
             self.forget()
             raise
+        assert sent is not None
+        self._in_flight_seen = {}
+        try:
+            return self._rewrite(sent, refused)
+        finally:
+            self.forget()  # every trial decided on the cache: start over from the database
 
     def close(self) -> None:
         try:
@@ -236,6 +276,74 @@ class Pipeline:
             for conn in (self._writer_conn, self._projector_conn):
                 if conn is not None:
                     conn.close()
+
+    def _decide_batch(
+        self, lines: Sequence[Line], record_position: RecordPosition,
+        refused: Mapping[int, str] | None = None,
+    ) -> _Work:  # fmt: skip
+        """The batch's rows; `refused` inputs (by index) become dead letters with that reason."""
+        work = _Work(Batch(record_position, "candidate" if self.replay else "live"))
+        self._forget_erased()
+        decoded = [(line, _decode(line)) for line in lines]
+        if refused:
+            decoded = [(line, ev.Invalid(refused[i]) if i in refused else item)
+                       for i, (line, item) in enumerate(decoded)]  # fmt: skip
+        work.ids = {_id_of(d) for _, d in decoded if not isinstance(d, ev.Invalid)}
+        # The batch in flight may not have committed yet: its ids are known all the same.
+        known = reads.known_event_ids(self.conn, _findable(work.ids))
+        work.seen = {**known, **self._in_flight_seen}
+        self._preload(d for _, d in decoded)
+        for line, item in decoded:
+            self._one(work, line, item)
+        self._snapshot(work)
+        return work
+
+    def _rewrite(self, sent: _Sent, refused: InputRefused) -> Counts:
+        """Write a batch refused for one of its inputs' values without that input (and any
+        other found so), dead-lettered with the database's reason; returns the correction to
+        the batch's counts. Raises what is not an input's doing."""
+        conn = self._writer_conn
+        assert conn is not None
+        culprits: dict[int, str] = {}
+        while True:
+            at, refused = self._culprit(conn, sent, culprits, refused)
+            culprits[at] = refused.reason
+            line = sent.lines[at]
+            log.get("pipeline").warning("input_refused", source=line.source,
+                                        position=line.position, reason=refused.reason)  # fmt: skip
+            self.forget()
+            work = self._decide_batch(sent.lines, sent.record_position, culprits)
+            try:
+                store_batch.write(conn, work.batch)
+                break
+            except InputRefused as again:  # another input: find it the same way
+                refused = again
+        if self.after_commit is not None:
+            self._project(self.after_commit)
+        return work.counts.since(sent.counts)
+
+    def _culprit(
+        self, conn: Connection, sent: _Sent, culprits: Mapping[int, str], refused: InputRefused
+    ) -> tuple[int, InputRefused]:
+        """The input ending the shortest refused prefix of the batch (earlier culprits
+        dead-lettered), and what refused that prefix. By bisection: decisions depend on order,
+        so each prefix is decided afresh; the empty one is taken, the whole batch is not."""
+        taken, not_taken = 0, len(sent.lines)
+        while not_taken - taken > 1:
+            middle = (taken + not_taken) // 2
+            self.forget()
+            work = self._decide_batch(sent.lines[:middle], sent.record_position, culprits)
+            found = store_batch.trial(conn, work.batch)
+            if found is None:
+                taken = middle
+            else:
+                not_taken, refused = middle, found
+        at = not_taken - 1
+        empty = Batch(sent.record_position, "candidate" if self.replay else "live")
+        if at in culprits or (at == 0 and store_batch.trial(conn, empty) is not None):
+            # Refused whatever the inputs: not an input's doing, so as any other failure.
+            raise refused.__cause__ or refused
+        return at, refused
 
     def _writer(self) -> ThreadPoolExecutor:
         if self._executor is None:
@@ -278,11 +386,11 @@ class Pipeline:
             self._ticks.pop(stream, None)
 
     def _one(self, work: _Work, line: Line, item: Decoded) -> None:
-        raw = line.raw.decode("utf-8", errors="replace")
         why = item.reason if isinstance(item, ev.Invalid) else self._misrouted(line, item)
         if why is not None:
+            # Escaped: a reason may quote the input (a NUL or a lone surrogate would be refused).
             work.batch.dead_letters.append(
-                store_batch.DeadLetter(line.source, line.position, raw, why)
+                store_batch.DeadLetter(line.source, line.position, line.raw, printable(why))
             )
             work.counts.dead_lettered += 1
             return
@@ -300,7 +408,7 @@ class Pipeline:
             return
         work.seen[event_id] = reads.Known(body_hash, line.source, line.position)
         decision = self._decide(work, line, item)
-        self._record(work, line, item, decision, raw, body_hash)
+        self._record(work, line, item, decision, body_hash)
 
     def _misrouted(self, line: Line, item: ev.Event | ReferrerCredit) -> str | None:
         customer_id = _customer_of(item)
@@ -317,9 +425,11 @@ class Pipeline:
         line: Line,
         item: ev.Event | ReferrerCredit,
         decision: Decision,
-        raw: str,
         body_hash: bytes,
     ) -> None:
+        # Decoded, the input is valid JSON: UTF-8 (strict decoding raises on anything else, a
+        # bug) without a raw NUL, so the inbox's text column holds it byte for byte.
+        raw = line.raw.decode("utf-8")
         outcome = "accepted" if decision.reason is None else "rejected"
         if isinstance(item, ReferrerCredit):
             event_type, occurred_at = commands.COMMAND_TYPE, item.occurred_at
@@ -388,7 +498,7 @@ class Pipeline:
         for item in items:
             wanted.update(_named_in(item))
         # Only owned customers are cached: another owner may change the others meanwhile.
-        wanted = {c for c in wanted if self.routing.owns(c)}
+        wanted = {c for c in _findable(wanted) if self.routing.owns(c)}
         self._load(wanted - self.cache.keys())
         referrers = {
             s.referrer_id for c in wanted
@@ -457,6 +567,24 @@ class Pipeline:
             self.due.clear()
         self.cache.update(work.overlay)
         self.due.update(work.due)
+
+
+def _findable(ids: set[str]) -> set[str]:
+    """The ids the database can hold. One with a NUL or a lone surrogate was never stored
+    (the driver refuses to send it), so it is not looked up; the write refuses its row, and
+    it becomes a dead letter. One scan of them all when none is such (nearly always)."""
+    joined = "".join(ids)
+    if "\x00" not in joined and (joined.isascii() or _encodes(joined)):
+        return ids
+    return {i for i in ids if "\x00" not in i and _encodes(i)}
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _decode(line: Line) -> Decoded:

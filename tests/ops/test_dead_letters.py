@@ -94,7 +94,7 @@ def test_show_gives_the_raw_line_exactly(ingested: str) -> None:
         conn.execute(
             "INSERT INTO dead_letters (source, position, raw, reason) "
             "VALUES ('stdin:x', 7, %s, 'not json')",
-            ('{"a": "tab\there", "nul": "\x01", "é": 1\r',),
+            ('{"a": "tab\there", "nul": "\x01", "é": 1\r'.encode(),),
         )
         letter_id = dlq.listing(conn, dlq.Filter(source="stdin:"))[0].id
         out = io.StringIO()
@@ -123,8 +123,15 @@ def test_redrive_takes_the_now_valid_in_and_accounts_for_every_input(
         assert {s.id for s in result.still_invalid} == {r.id for r in bad}
         assert done[-1] == (len(held_back) + len(bad), len(held_back) + len(bad))
         assert _places(conn) == lines
-        # In the inbox (or duplicates) at their original source and position, letters marked.
+        # In the inbox (or duplicates) at their original source and position, letters marked;
+        # byte for byte.
+        original = (CASE / "events.jsonl").read_bytes().splitlines()
         for letter in held_back:
+            row = conn.execute(
+                "SELECT raw FROM inbox WHERE (source, position) = (%s, %s)",
+                (letter.source, letter.position),
+            ).fetchone()
+            assert row is None or row[0].encode() == original[letter.position - 1]
             row = conn.execute(
                 "SELECT d.status, d.resolution, coalesce(i.event_id, u.event_id) "
                 "FROM dead_letters d LEFT JOIN inbox i USING (source, position) "
@@ -155,17 +162,63 @@ def test_redrive_takes_the_now_valid_in_and_accounts_for_every_input(
         assert rows == export(fresh)[0]
 
 
-def test_a_line_that_was_not_utf8_is_not_redriven(database_url: str, tmp_path: Path) -> None:
+LATIN1 = (
+    b'{"event_id": "e1", "type": "signup", "occurred_at": "2020-01-01T00:00:00Z", '
+    b'"customer_id": "c1", "email": "a@b.org", "name": "Ren\xe9"}'
+)
+
+
+def test_a_line_that_is_not_utf8_is_kept_byte_for_byte(database_url: str, tmp_path: Path) -> None:
     path = tmp_path / "latin1.jsonl"
-    path.write_bytes(
-        b'{"event_id": "e1", "type": "signup", "occurred_at": "2020-01-01T00:00:00Z", '
-        b'"customer_id": "c1", "email": "a@b.org", "name": "Ren\xe9"}\n'
-    )
+    path.write_bytes(LATIN1 + b"\n")
     assert ingest(database_url, path, CASE / "program.toml").dead_lettered == 1
     with connect(database_url) as conn:
+        (letter,) = dlq.listing(conn, dlq.Filter())
+        assert dlq.get(conn, letter.id).raw == LATIN1
+        result = dlq.redrive(conn, dlq.Filter(), NO_KAFKA)
+        assert [s.reason for s in result.still_invalid] == [letter.reason]
+        assert "unicode" in letter.reason and _places(conn) == 1
+
+
+def test_a_letter_stored_lossily_before_bytes_is_not_redriven(database_url: str) -> None:
+    # As migration 0004 leaves a letter stored as text: U+FFFD where the byte was not UTF-8.
+    lossy = LATIN1.replace(b"\xe9", "\ufffd".encode())
+    with connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO dead_letters (source, position, raw, reason) VALUES ('file:/x', 1, %s, "
+            "'not json: invalid unicode code point at line 1 column 130')",
+            (lossy,),
+        )
         result = dlq.redrive(conn, dlq.Filter(), NO_KAFKA)
         assert [s.reason for s in result.still_invalid] == [dlq.LOSSY]
         assert _places(conn) == 1
+
+
+ANY_BYTES = b"\x00\x1b[2J\t\xff\xfe \xed\xa0\x80 \xc3\xa9 end"
+
+
+def test_any_bytes_and_a_full_size_line_are_stored_whole(database_url: str, tmp_path: Path) -> None:
+    full = b'{"pad": "' + b"x" * (events.MAX_LINE_BYTES - 11) + b'"}'
+    assert len(full) == events.MAX_LINE_BYTES
+    lines = [ANY_BYTES, full, full + b" ", b"\x00" * 10]
+    path = tmp_path / "hostile.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    assert ingest(database_url, path, CASE / "program.toml", batch_size=2).dead_lettered == 4
+    assert ingest(database_url, path, CASE / "program.toml").dead_lettered == 0  # once
+    with connect(database_url) as conn:
+        letters = dlq.listing(conn, dlq.Filter())
+        assert [dlq.get(conn, r.id).raw for r in letters] == lines
+        assert "too large" in letters[2].reason and "too large" not in letters[1].reason
+        out = io.StringIO()
+        dlq.print_list(conn, dlq.Filter(), out)
+        dlq.print_one(dlq.get(conn, letters[0].id), out)
+    shown = out.getvalue()
+    assert "\x00" not in shown and "\x1b" not in shown and shown.count("\t") == 4 * 4
+    assert f"({len(ANY_BYTES)} bytes, not utf-8, escaped) {ANY_BYTES!r}" in shown
+    env = {**os.environ, "LOYALTY_DATABASE_URL": database_url}
+    raw = subprocess.run([LOYALTY, "dlq", "show", str(letters[0].id), "--raw"], env=env,
+                         capture_output=True, timeout=120, check=True)  # fmt: skip
+    assert raw.stdout == ANY_BYTES
 
 
 def test_discard_keeps_the_input_counted_for_audit(ingested: str) -> None:
@@ -247,7 +300,7 @@ def test_a_kafka_letter_is_republished_to_its_topic(
         conn.execute(
             "INSERT INTO dead_letters (source, position, raw, reason) VALUES "
             "(%s, 17, %s, 'misrouted: ...'), (%s, 18, '{\"type\": 1}', 'missing field type')",
-            (source, valid.decode(), source),
+            (source, valid, source),
         )
         result = dlq.redrive(conn, dlq.Filter(source="kafka:"), kafka_settings)
         assert result.republished == 1 and len(result.still_invalid) == 1
@@ -279,3 +332,18 @@ def _read_one(settings: KafkaSettings) -> Message:
         consumer.close()
     assert len(got) == 1, got
     return got[0]
+
+
+def test_the_relay_publishes_a_letters_own_bytes() -> None:
+    from loyalty_ledger.ops import relay
+
+    row = (7, "file:/x", 3, "not json: \x00", ANY_BYTES[:4], len(ANY_BYTES))
+    position, key, value, headers = relay._dead_letter_message(row)
+    assert (position, key, value) == (7, "file:/x", ANY_BYTES[:4])
+    assert dict(headers) == {
+        "id": b"deadletter:7",
+        "source": b"file:/x",
+        "position": b"3",
+        "reason": b"not json: \x00",
+        "raw-bytes": str(len(ANY_BYTES)).encode(),
+    }

@@ -44,6 +44,10 @@ def _found(conn: Connection, values: list[str]) -> list[tuple[str, str, str, str
                         "(SELECT 1 FROM {} WHERE strpos({}::text, v) > 0)").format(
             sql.Identifier(schema, table), sql.Identifier(column))  # fmt: skip
         hits += [(schema, table, column, v) for (v,) in conn.execute(query, (values,))]
+    # Raw bytes (dead letters): searched as the values' UTF-8.
+    query = sql.SQL("SELECT v FROM unnest(%s::text[]) v WHERE EXISTS (SELECT 1 FROM "
+                    "dead_letters WHERE position(convert_to(v, 'UTF8') IN raw) > 0)")  # fmt: skip
+    hits += [("public", "dead_letters", "raw", v) for (v,) in conn.execute(query, (values,))]
     return hits
 
 
@@ -155,3 +159,24 @@ def test_an_unknown_customer_is_one_line(
     assert code == 0 and out.startswith("erased c0015: member row deleted")
     code, out, _ = cli_in_process(["members", "erase", "c0015"], capsys)
     assert code == 0 and out.startswith("erased c0015: already erased at ")
+
+
+def test_a_letter_that_is_not_utf8_loses_the_member_strings_and_keeps_its_other_bytes(
+    ingested: str,
+) -> None:
+    raw = (b'{"event_id": "x1", "type": "signup", "customer_id": "c0015", "name": "\xff", '
+           b'"email": "c0015@example.org"}')  # fmt: skip
+    stranger = b"\x00 someone else, \xfe, wrote c0015@example.org \x1b"
+    with connect(ingested) as conn:
+        conn.execute(
+            "INSERT INTO dead_letters (source, position, raw, reason) "
+            "VALUES ('file:/x', 1, %s, 'not json'), ('file:/x', 2, %s, 'not json')",
+            (raw, stranger),
+        )
+        done = erasure.erase(conn, "c0015")
+        rows = [bytes(r) for (r,) in conn.execute(
+            "SELECT raw FROM dead_letters WHERE source = 'file:/x' ORDER BY position")]  # fmt: skip
+    assert done.dead_letters == 2
+    assert b"c0015@example.org" not in rows[0] and b'"name": null' in rows[0]
+    assert b'"customer_id": "c0015"' in rows[0]  # its identity stays
+    assert rows[1] == b"\x00 someone else, \xfe, wrote [erased] \x1b"

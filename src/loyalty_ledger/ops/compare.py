@@ -11,6 +11,7 @@ from psycopg import sql
 from loyalty_ledger.store import generations
 from loyalty_ledger.store.db import Connection
 from loyalty_ledger.store.generations import Generation
+from loyalty_ledger.text import printable
 
 DIFFERENT_MAX = 20  # customers listed whose balance or tier differs, the largest first
 
@@ -169,6 +170,7 @@ def _n(value: int | None) -> str:
 
 
 def _table(rows: list[tuple[str, str, str, str]], out: TextIO) -> None:
+    rows = [(printable(w), printable(x), printable(y), printable(z)) for w, x, y, z in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         out.write(

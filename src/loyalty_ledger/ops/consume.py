@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from types import FrameType
 
@@ -104,6 +104,7 @@ def consume(
                 total.add(counts)
                 logger.info("batch", **_fields(counts))
             loop.settle()
+            total.add(loop.late)
     finally:
         loop.pipeline.close()
         source.close()
@@ -145,6 +146,7 @@ class _Loop:
     pipeline: Pipeline
     producer: Producer
     in_flight: dict[tuple[str, int], int] | None = None  # offsets of the batch being written
+    late: Counts = field(default_factory=Counts)  # corrections found by `settle` (pipeline.wait)
 
     def step(self, options: ConsumeOptions) -> Counts | None:
         """One batch; None when nothing came (then everything in flight is settled)."""
@@ -167,7 +169,7 @@ class _Loop:
     def settle(self) -> None:
         """Wait for the batch in flight, then tell Kafka and relay what committed."""
         try:
-            self.pipeline.wait()
+            self.late.add(self.pipeline.wait())
         except GenerationChanged:
             self.in_flight = None
             raise

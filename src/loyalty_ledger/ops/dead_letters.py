@@ -27,8 +27,10 @@ from loyalty_ledger.progress import Progress
 from loyalty_ledger.projectors import runner
 from loyalty_ledger.store import generations, programs
 from loyalty_ledger.store.db import Connection
+from loyalty_ledger.text import printable
 
 RAW_PREFIX_CHARS = 60
+RAW_PREFIX_BYTES = 4 * (RAW_PREFIX_CHARS + 1)  # enough for that many characters of UTF-8
 STATUSES = ("open", "redriven", "discarded")
 REDRIVE_BATCH = 5_000  # letters per transaction
 REDRIVE_HEADER = "loyalty-redrive-of"  # on a republished message: the letter's source:position
@@ -45,7 +47,7 @@ class DeadLetterRow:
     source: str
     position: int
     reason: str
-    raw: str
+    raw: bytes  # the first bytes only: RAW_PREFIX_BYTES
     status: str
     received_at: datetime
 
@@ -55,7 +57,7 @@ class DeadLetter:
     id: int
     source: str
     position: int
-    raw: str
+    raw: bytes  # as it arrived
     reason: str
     status: str
     received_at: datetime
@@ -95,11 +97,12 @@ def _where(chosen: Filter) -> tuple[sql.Composable, dict[str, Any]]:
 def listing(conn: Connection, chosen: Filter) -> list[DeadLetterRow]:
     where, params = _where(chosen)
     query = sql.SQL(
-        "SELECT id, source, position, reason, left(raw, %(chars)s) AS raw, status, received_at "
+        "SELECT id, source, position, reason, substring(raw FROM 1 FOR %(bytes)s) AS raw, "
+        "status, received_at "
         "FROM dead_letters WHERE {} ORDER BY id LIMIT %(limit)s"
     ).format(where)
     with conn.cursor(row_factory=class_row(DeadLetterRow)) as cur:
-        cur.execute(query, {**params, "chars": RAW_PREFIX_CHARS + 1, "limit": chosen.limit})
+        cur.execute(query, {**params, "bytes": RAW_PREFIX_BYTES, "limit": chosen.limit})
         return cur.fetchall()
 
 
@@ -110,8 +113,11 @@ def print_list(conn: Connection, chosen: Filter, out: TextIO) -> None:
                   f"no {chosen.status} dead letters\n")  # fmt: skip
         return
     for row in rows:
-        raw = row.raw if len(row.raw) <= RAW_PREFIX_CHARS else row.raw[:RAW_PREFIX_CHARS] + "…"
-        out.write(f"{row.id}\t{row.source}:{row.position}\t{row.status}\t{row.reason}\t{raw}\n")
+        # Cut before escaping, so a cut never splits an escape; invalid bytes show as \xNN.
+        text = row.raw.decode("utf-8", errors="backslashreplace")
+        raw = printable(text[:RAW_PREFIX_CHARS]) + ("…" if len(text) > RAW_PREFIX_CHARS else "")
+        out.write(f"{row.id}\t{printable(row.source)}:{row.position}\t{printable(row.status)}\t"
+                  f"{printable(row.reason)}\t{raw}\n")  # fmt: skip
 
 
 def get(conn: Connection, letter_id: int) -> DeadLetter:
@@ -134,8 +140,6 @@ def _when(value: datetime | None) -> str:
 
 
 def print_one(letter: DeadLetter, out: TextIO) -> None:
-    # The raw line as a JSON string literal: every byte visible, control characters escaped.
-    size = len(letter.raw.encode("utf-8"))
     fields = (
         ("id", str(letter.id)),
         ("source", f"{letter.source}:{letter.position}"),
@@ -144,10 +148,20 @@ def print_one(letter: DeadLetter, out: TextIO) -> None:
         ("received", _when(letter.received_at)),
         ("resolved", _when(letter.resolved_at)),
         ("resolution", letter.resolution or "-"),
-        ("raw", f"({size} bytes, escaped) {json.dumps(letter.raw, ensure_ascii=True)}"),
     )
     for name, value in fields:
-        out.write(f"{name:<11}{value}\n")
+        out.write(f"{name:<11}{printable(value)}\n")
+    out.write(f"{'raw':<11}{escaped_raw(letter.raw)}\n")
+
+
+def escaped_raw(raw: bytes) -> str:
+    """Every byte visible, in ASCII: a JSON string literal of UTF-8, else a Python bytes literal
+    (`loyalty dlq show ID --raw` writes the bytes themselves)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"({len(raw)} bytes, not utf-8, escaped) {raw!r}"
+    return f"({len(raw)} bytes, escaped) {json.dumps(text, ensure_ascii=True)}"
 
 
 # ------------------------------------------------------------------ discard
@@ -265,7 +279,7 @@ def _redrive_batch(letters: Sequence[DeadLetter], targets: _Targets, result: Red
     to_pipeline: list[tuple[DeadLetter, str]] = []  # (letter, event id)
     to_kafka: list[tuple[DeadLetter, _KafkaSource, str | None]] = []  # (letter, origin, key)
     for letter in letters:
-        raw = letter.raw.encode("utf-8")
+        raw = letter.raw
         kafka = _KafkaSource.parse(letter.source, targets.kafka)
         decoded = commands.decode(raw) if kafka and kafka.command else events.decode(raw)
         if _lossy(letter):
@@ -282,8 +296,9 @@ def _redrive_batch(letters: Sequence[DeadLetter], targets: _Targets, result: Red
             assert not isinstance(decoded, ReferrerCredit)  # files carry no commands
             to_pipeline.append((letter, decoded.event_id))
     if to_pipeline:
-        result.counts.add(targets.into_pipeline(to_pipeline))
-        result.redriven += len(to_pipeline)
+        counts = targets.into_pipeline(to_pipeline)
+        result.counts.add(counts)
+        result.redriven += len(to_pipeline) - counts.dead_lettered
     if to_kafka:
         result.republished += targets.republish(to_kafka)
 
@@ -295,10 +310,11 @@ LOSSY = (
 
 
 def _lossy(letter: DeadLetter) -> bool:
-    """Stored text is not the input when its bytes were not UTF-8: redriving it would take
-    in replacement characters (U+FFFD) the sender never sent."""
+    """Letters stored before raw became bytes (migration 0004) lost their bytes that were not
+    UTF-8: redriving one would take in replacement characters (U+FFFD) the sender never sent.
+    (A letter stored since keeps its bytes; if they are still not UTF-8, it stays invalid.)"""
     unreadable = "unicode" in letter.reason or "utf-8" in letter.reason
-    return unreadable and "\ufffd" in letter.raw
+    return unreadable and "\ufffd".encode() in letter.raw
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,14 +362,12 @@ class _Targets:
     def into_pipeline(self, letters: Sequence[tuple[DeadLetter, str]]) -> Counts:
         """One transaction: the inputs' effects, and their letters marked redriven."""
         pipeline = self._live_pipeline()
-        lines = [Line(letter.source, letter.position, letter.raw.encode("utf-8"))
-                 for letter, _ in letters]  # fmt: skip
+        lines = [Line(letter.source, letter.position, letter.raw) for letter, _ in letters]
         marks = [(letter.id, f"redriven into the inbox of generation {self._generation} "
                              f"as event {event_id}") for letter, event_id in letters]  # fmt: skip
-        counts = pipeline.process(lines, partial(_mark_redriven, marks=marks))
-        # Decoded as above, so none can be dead-lettered again (its row would be lost).
-        assert counts.dead_lettered == 0, counts
-        return counts
+        # Decoded as above, a letter is dead-lettered again only when the database refuses its
+        # input: then it stays open, with that reason (see store.batch's dead letter merge).
+        return pipeline.process(lines, partial(_mark_redriven, marks=marks))
 
     def _live_pipeline(self) -> Pipeline:
         if self._pipeline is None:
@@ -401,7 +415,7 @@ class _Targets:
         }
         while True:
             try:
-                producer.produce(topic, letter.raw.encode("utf-8"), key, partition,
+                producer.produce(topic, letter.raw, key, partition,
                                  on_delivery=report, headers=headers)  # fmt: skip
                 break
             except BufferError:  # the local queue is full: let deliveries drain it
@@ -458,6 +472,7 @@ def print_redrive(result: RedriveResult, out: TextIO) -> None:
         out.write(f"republished to kafka: {result.republished}\n")
     out.write(f"still invalid, left open: {len(result.still_invalid)}\n")
     for letter in result.still_invalid:
-        out.write(f"  {letter.id}\t{letter.source}:{letter.position}\t{letter.reason}\n")
+        out.write(f"  {letter.id}\t{printable(letter.source)}:{letter.position}\t"
+                  f"{printable(letter.reason)}\n")  # fmt: skip
     for letter_id, status in result.not_open:
         out.write(f"  {letter_id}\t{status} already: left as it is\n")

@@ -4,7 +4,9 @@ In one transaction: the members row goes; the member's inputs in the inbox of
 every generation keep their fields but lose email (set to "erased", so a
 re-run still decodes the signup), name, phone and birth date (null); the
 snapshots forget the birth date; dead letters lose the same fields and any
-copy of the member's strings; an `erasures` row records it. The ledger holds
+copy of the member's strings, whatever their other bytes (a letter that is not
+UTF-8 or not JSON is searched and scrubbed byte for byte); an `erasures` row
+records it. The ledger holds
 no PII and is not changed (it refuses changes anyway).
 """
 
@@ -66,7 +68,7 @@ def erase(conn: Connection, customer_id: str) -> Erasure:
         schemas = _generation_schemas(conn)
         inputs = {s: _inputs(conn, s, customer_id) for s in schemas}
         letters = _letters_naming(conn, customer_id)
-        own = {i: raw for i, raw in letters if _owner(raw) == customer_id}
+        own = {i: raw for i, raw in letters if _owner(_text(raw)) == customer_id}
         known = member or before or any(inputs.values()) or letters
         if not known and not _has_state(conn, schemas, customer_id):
             raise ErasureError(
@@ -74,7 +76,7 @@ def erase(conn: Connection, customer_id: str) -> Erasure:
                 "id (ids are case-sensitive)"
             )
         rows = [raw for found in inputs.values() for _, raw in found]
-        pii = _collect(member, [*rows, *own.values()])
+        pii = _collect(member, [*rows, *map(_text, own.values())])
         done = Erasure(
             customer_id, member is not None,
             sum(_scrub_inbox(conn, s, found, pii) for s, found in inputs.items()),
@@ -116,12 +118,12 @@ def _inputs(conn: Connection, schema: str, customer_id: str) -> list[tuple[str, 
     return [(str(e), str(r)) for e, r in conn.execute(query, (customer_id,))]
 
 
-def _letters_naming(conn: Connection, customer_id: str) -> list[tuple[int, str]]:
+def _letters_naming(conn: Connection, customer_id: str) -> list[tuple[int, bytes]]:
     rows = conn.execute(
-        "SELECT id, raw FROM dead_letters WHERE strpos(raw, %s) > 0 ORDER BY id FOR UPDATE",
-        (customer_id,),
+        "SELECT id, raw FROM dead_letters WHERE position(%s IN raw) > 0 ORDER BY id FOR UPDATE",
+        (_bytes(customer_id),),
     )
-    return [(int(i), str(r)) for i, r in rows]
+    return [(int(i), bytes(r)) for i, r in rows]
 
 
 def _has_state(conn: Connection, schemas: Sequence[str], customer_id: str) -> bool:
@@ -135,6 +137,19 @@ def _has_state(conn: Connection, schemas: Sequence[str], customer_id: str) -> bo
 
 
 # ------------------------------------------------------------------ pure: finding and scrubbing
+
+
+def _text(raw: bytes) -> str:
+    """A dead letter's bytes as text, losslessly: a byte that is not UTF-8 becomes a lone
+    surrogate (surrogateescape), which `_bytes` turns back into that byte."""
+    return raw.decode("utf-8", errors="surrogateescape")
+
+
+def _bytes(text: str) -> bytes:
+    try:
+        return text.encode("utf-8", errors="surrogateescape")
+    except UnicodeEncodeError:  # a surrogate from a JSON escape ("\ud800"): written as one
+        return text.encode("utf-8", errors="backslashreplace")
 
 
 def _json_object(raw: str) -> dict[str, Any] | None:
@@ -240,22 +255,23 @@ def _forget_birth_date(conn: Connection, schema: str, customer_id: str) -> int:
     return cur.rowcount
 
 
-def _scrub_letters(conn: Connection, customer_id: str, own: dict[int, str], pii: _Pii) -> int:
+def _scrub_letters(conn: Connection, customer_id: str, own: dict[int, bytes], pii: _Pii) -> int:
     """The member's own letters lose the PII fields; any letter loses the member's strings."""
     rows = conn.execute(
-        "SELECT id, raw FROM dead_letters d WHERE EXISTS (SELECT 1 FROM unnest(%s::text[]) v "
-        "WHERE strpos(d.raw, v) > 0) OR id = ANY(%s) OR strpos(raw, %s) > 0 FOR UPDATE",
-        (sorted(pii.texts), list(own), customer_id),
+        "SELECT id, raw FROM dead_letters d WHERE EXISTS (SELECT 1 FROM unnest(%s::bytea[]) v "
+        "WHERE position(v IN d.raw) > 0) OR id = ANY(%s) OR position(%s IN raw) > 0 FOR UPDATE",
+        ([_bytes(t) for t in sorted(pii.texts)], list(own), _bytes(customer_id)),
     ).fetchall()
     changes = []
-    for letter_id, raw in rows:
+    for letter_id, stored in rows:
+        raw = _text(bytes(stored))
         new = scrub_json(raw, pii) if letter_id in own else None
         # A bare date in a letter that is not the member's is most likely someone else's.
         bare = customer_id in raw and _json_object(raw) is None
         values = pii.texts | pii.dates if bare else pii.texts
         new = scrub_text(new if new is not None else raw, values) or new
         if new is not None:
-            changes.append((new, letter_id))
+            changes.append((_bytes(new), letter_id))
     if changes:
         with conn.cursor() as cur:
             cur.executemany("UPDATE dead_letters SET raw = %s WHERE id = %s", changes)

@@ -60,6 +60,7 @@ def ingest_file(
                 total.add(counts)
                 if progress:
                     progress(position.byte_offset, source.size_bytes)
+            total.add(pipeline.wait())  # the last batch: corrected if an input was refused
         finally:
             pipeline.close()
     elapsed_s = time.perf_counter() - started

@@ -5,7 +5,8 @@ which commit in order (see store.batch's append lock). A checkpoint moves only
 after the broker acknowledged every message up to it, so a crash between
 commit and publish republishes, never loses; each message carries a stable
 `id` header for downstream dedupe. Ledger entries are keyed by customer, so
-they stay in order per customer.
+they stay in order per customer. A dead letter's message is its input's bytes
+as they arrived (cut at RAW_BYTES_MAX), with what is known of it in headers.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from loyalty_ledger.kafka_settings import ClientValue, KafkaSettings, KafkaUnava
 from loyalty_ledger.ledger import COLUMNS
 from loyalty_ledger.store.db import Connection
 
-RAW_CHARS_MAX = 65_536  # of a dead letter's raw line in its message; the table keeps it whole
+# Of a dead letter's raw bytes in its message; the table keeps them whole. A 1 MiB line would
+# pass the broker's default message limit and block the stream for good.
+RAW_BYTES_MAX = 65_536
 RELAY_ROWS_MAX = 20_000  # per stream and call: bounds memory and the checkpoint's lock time
 FLUSH_TIMEOUT_S = 30.0
 
@@ -36,7 +39,11 @@ class Stream:
     name: str  # relay_checkpoints.name
     query: sql.Composed | sql.SQL  # rows after a position, in position order
     topic: Callable[[KafkaSettings], str]
-    message: Callable[[Row], tuple[int, str | None, bytes, str]]  # position, key, value, id
+    message: Callable[[Row], Outgoing]
+
+
+Headers = list[tuple[str, str | bytes | None]]
+Outgoing = tuple[int, str | None, bytes, Headers]  # position, key, value, headers (`id` first)
 
 
 def _json(value: Any) -> Any:
@@ -47,22 +54,34 @@ def _json(value: Any) -> Any:
     return value
 
 
-def _ledger_message(row: Row) -> tuple[int, str | None, bytes, str]:
+def _utf8(text: str) -> bytes:
+    # A lone surrogate (an id's JSON escape, quoted in a reason) must not stop the stream.
+    return text.encode("utf-8", errors="backslashreplace")
+
+
+def _id(value: str) -> Headers:
+    return [("id", _utf8(value))]
+
+
+def _ledger_message(row: Row) -> Outgoing:
     seq, *values = row
     body = {"seq": seq, **{c: _json(v) for c, v in zip(COLUMNS, values, strict=True)}}
     customer_id, version = body["customer_id"], body["version"]
-    return seq, customer_id, json.dumps(body).encode(), f"{customer_id}:{version}"
+    return seq, customer_id, json.dumps(body).encode(), _id(f"{customer_id}:{version}")
 
 
-def _dead_letter_message(row: Row) -> tuple[int, str | None, bytes, str]:
-    dead_id, source, position, reason, raw = row
-    body = {"id": dead_id, "source": source, "position": position, "reason": reason, "raw": raw}
-    return dead_id, source, json.dumps(body).encode(), f"deadletter:{dead_id}"
+def _dead_letter_message(row: Row) -> Outgoing:
+    """The input's own bytes, any bytes: a JSON body could not carry them as they are."""
+    dead_id, source, position, reason, raw, size = row
+    headers = [*_id(f"deadletter:{dead_id}"), ("source", _utf8(source)),
+               ("position", str(position).encode()), ("reason", _utf8(reason)),
+               ("raw-bytes", str(size).encode())]  # fmt: skip
+    return dead_id, source, bytes(raw), headers
 
 
-def _outbox_message(row: Row) -> tuple[int, str | None, bytes, str]:
+def _outbox_message(row: Row) -> Outgoing:
     outbox_id, key, payload = row
-    return outbox_id, key, payload.encode(), f"outbox:{outbox_id}"
+    return outbox_id, key, payload.encode(), _id(f"outbox:{outbox_id}")
 
 
 STREAMS = (
@@ -83,7 +102,8 @@ STREAMS = (
     Stream(
         "deadletter",
         sql.SQL(
-            "SELECT id, source, position, reason, left(raw, %s) FROM dead_letters "
+            "SELECT id, source, position, reason, substring(raw FROM 1 FOR %s), length(raw) "
+            "FROM dead_letters "
             "WHERE id > %s ORDER BY id LIMIT %s"
         ),
         lambda s: s.deadletter,
@@ -126,16 +146,15 @@ def _relay_stream(
             return 0
         params: tuple[int, ...] = (found[0], RELAY_ROWS_MAX)
         if stream.name == "deadletter":
-            params = (RAW_CHARS_MAX, *params)  # a 1 MB garbage line must not block the stream
+            params = (RAW_BYTES_MAX, *params)
         rows = conn.execute(stream.query, params).fetchall()
         if not rows:
             return 0
         topic = stream.topic(settings)
         last = found[0]
         for row in rows:
-            last, key, value, message_id = stream.message(row)
-            producer.produce(topic, value=value, key=key, headers=[("id", message_id.encode())],
-                             on_delivery=delivered)  # fmt: skip
+            last, key, value, headers = stream.message(row)
+            producer.produce(topic, value=value, key=key, headers=headers, on_delivery=delivered)
             producer.poll(0)
         if producer.flush(FLUSH_TIMEOUT_S) or failures:
             why = failures[0] if failures else "timed out"

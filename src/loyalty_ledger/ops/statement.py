@@ -19,6 +19,7 @@ from loyalty_ledger.engine.state import from_snapshot
 from loyalty_ledger.ledger import BALANCE_SIGN, Kind
 from loyalty_ledger.store import generations
 from loyalty_ledger.store.db import Connection
+from loyalty_ledger.text import printable
 
 
 class StatementError(Exception):
@@ -224,7 +225,9 @@ def _cells(entry: Entry) -> tuple[str, ...]:
 
 
 def aligned(headings: Sequence[str], rows: Sequence[Sequence[str]], right: set[str]) -> list[str]:
-    """Rows as text columns, two spaces apart; columns named in `right` align right."""
+    """Rows as text columns, two spaces apart; columns named in `right` align right; every
+    cell escaped (ids, refs and reasons come from inputs)."""
+    rows = [[printable(c) for c in r] for r in rows]
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headings)]
 
     def line(cells: Sequence[str]) -> str:
@@ -238,8 +241,8 @@ def aligned(headings: Sequence[str], rows: Sequence[Sequence[str]], right: set[s
 
 
 def write_text(done: Statement, out: TextIO) -> None:
-    out.write(f"statement of {done.customer_id} (generation {done.generation})\n")
-    out.write(f"balance {done.balance}, debt {done.debt}, tier {done.tier or '-'}\n\n")
+    out.write(f"statement of {printable(done.customer_id)} (generation {done.generation})\n")
+    out.write(f"balance {done.balance}, debt {done.debt}, tier {printable(done.tier or '-')}\n\n")
     for text in aligned(_HEADINGS, [_cells(e) for e in done.entries], _RIGHT):
         out.write(text + "\n")
     out.write("\nopen lots\n")

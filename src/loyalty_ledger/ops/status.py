@@ -10,6 +10,7 @@ from loyalty_ledger.kafka_settings import ClientValue, KafkaSettings
 from loyalty_ledger.ops.topics import partition_count
 from loyalty_ledger.store import offsets
 from loyalty_ledger.store.db import Connection
+from loyalty_ledger.text import printable
 
 WATERMARK_TIMEOUT_S = 5.0
 
@@ -48,4 +49,5 @@ def print_status(conn: Connection, settings: KafkaSettings, group: str, out: Tex
             lag = "?" if end is None else str(max(0, end - offset))
             last = row.updated_at.isoformat(timespec="seconds") if row else "-"
             owner = row.owner if row else "-"
-            out.write(f"{topic}\t{partition}\t{offset}\t{lag}\t{last}\t{owner}\n")
+            out.write(f"{printable(topic)}\t{partition}\t{offset}\t{lag}\t{last}\t"
+                      f"{printable(owner)}\n")  # fmt: skip

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import NamedTuple
 
-from psycopg import sql
+import psycopg
+from psycopg import errors, sql
 
 from loyalty_ledger.ledger import COLUMN_TYPES, COLUMNS, GENESIS, Entry, chain
 from loyalty_ledger.store.db import Connection
@@ -22,6 +23,44 @@ APPEND_LOCK_SPACE = 0x6C656467  # the append locks' key space: (this, hashtext(s
 
 class GenerationChanged(Exception):
     """The writer's generation is no longer what it writes for: a promotion happened."""
+
+
+REFUSED_CHARS_MAX = 300  # of the database's message in a dead letter's reason
+
+
+class InputRefused(Exception):
+    """A value of the batch was refused for what it is, so one of its inputs is to blame: a
+    data exception (SQLSTATE class 22), an integrity violation other than a unique one (23;
+    a unique violation means another writer got there first), a program limit (54), or a
+    value the driver could not format for COPY. The batch rolled back; `reason` says why in
+    one line. Anything else (a lost connection, a fence, a serialization failure) is not an
+    input's doing and propagates as it is."""
+
+    @property
+    def reason(self) -> str:
+        cause = self.__cause__
+        if isinstance(cause, psycopg.Error) and cause.sqlstate:
+            said = cause.diag.message_primary or str(cause)
+            where = "the database"
+        else:
+            said = f"{type(cause).__name__}: {cause}"
+            where = "the database driver"
+        line = " ".join(said.split())  # one line: the message may quote the value
+        if len(line) > REFUSED_CHARS_MAX:
+            line = line[:REFUSED_CHARS_MAX] + "…"
+        return f"refused by {where}: {line}"
+
+
+def _input_tied(error: BaseException) -> bool:
+    if isinstance(error, psycopg.Error):
+        state = error.sqlstate
+        if state is None:  # raised by the driver while dumping a value
+            return isinstance(error, psycopg.DataError)
+        return state[:2] in ("22", "54") or (
+            state[:2] == "23" and not isinstance(error, errors.UniqueViolation)
+        )
+    # Formatting a row for COPY: an int past int8, a decimal past numeric, a lone surrogate.
+    return isinstance(error, OverflowError | ValueError)
 
 
 class InboxRow(NamedTuple):
@@ -36,13 +75,13 @@ class InboxRow(NamedTuple):
     outcome: str  # accepted | rejected
     reason: str | None
     body_hash: bytes
-    raw: str
+    raw: str  # a valid input is valid JSON, hence UTF-8 without a raw NUL: text holds it exactly
 
 
 class DeadLetter(NamedTuple):
     source: str
     position: int
-    raw: str
+    raw: bytes  # as it arrived, whatever the bytes
     reason: str
 
 
@@ -154,7 +193,28 @@ _LEDGER_TYPES = (*COLUMN_TYPES, "bytea")
 
 
 def write(conn: Connection, batch: Batch) -> None:
-    """Write the whole batch in one transaction; raises if any part is refused."""
+    """Write the whole batch in one transaction; raises if any part is refused (InputRefused
+    when an input's value is to blame)."""
+    try:
+        _write(conn, batch)
+    except Exception as e:
+        if _input_tied(e):
+            raise InputRefused(str(e)) from e
+        raise
+
+
+def trial(conn: Connection, batch: Batch) -> InputRefused | None:
+    """Write the batch and roll it back: would the database take it?"""
+    try:
+        with conn.transaction() as outer:
+            write(conn, batch)  # a savepoint inside `outer`
+            raise psycopg.Rollback(outer)
+    except InputRefused as refused:
+        return refused
+    return None
+
+
+def _write(conn: Connection, batch: Batch) -> None:
     with conn.transaction():
         batch.record_position(conn)  # first: a fenced writer fails before any work
         conn.execute(_APPEND_LOCK)
@@ -162,7 +222,7 @@ def write(conn: Connection, batch: Batch) -> None:
         _copy(conn, "inbox", InboxRow._fields, _INBOX_TYPES, batch.inbox)
         _copy_ledger(conn, batch.entries)
         _SNAPSHOTS.write(conn, batch.snapshots)
-        _DEAD_LETTERS.write(conn, batch.dead_letters)
+        _DEAD_LETTERS.write(conn, _first_per_position(batch.dead_letters))
         _DUPLICATES.write(conn, batch.duplicates)
         _MEMBERS.write(conn, batch.members)
         _write_small(conn, batch)
@@ -235,10 +295,15 @@ _SNAPSHOTS = _Staged(
 )
 _DEAD_LETTERS = _Staged(
     "dead_letter_in",
-    (("source", "text"), ("position", "int8"), ("raw", "text"), ("reason", "text")),
+    (("source", "text"), ("position", "int8"), ("raw", "bytea"), ("reason", "text")),
     "INSERT INTO dead_letters (source, position, raw, reason) "
     "SELECT source, position, raw, reason FROM dead_letter_in "
-    "ON CONFLICT (source, position) DO NOTHING",
+    # A letter being redriven in this very transaction (resolved_at is its start, now())
+    # whose input the database refused again stays open, with the new reason; any other
+    # letter at this position is the same input read again.
+    "ON CONFLICT (source, position) DO UPDATE SET status = 'open', resolved_at = NULL, "
+    "resolution = NULL, reason = excluded.reason "
+    "WHERE dead_letters.status = 'redriven' AND dead_letters.resolved_at = now()",
 )
 _DUPLICATES = _Staged(
     "duplicate_in",
@@ -263,6 +328,15 @@ _MEMBERS = _Staged(
     "ON CONFLICT (customer_id) DO UPDATE SET email = excluded.email, name = excluded.name, "
     "phone = excluded.phone, birth_date = excluded.birth_date, updated_at = now()",
 )
+
+
+def _first_per_position(letters: list[DeadLetter]) -> list[DeadLetter]:
+    """One letter per source position (a message read twice in a batch): the merge below
+    updates on conflict, which PostgreSQL refuses for two rows of one INSERT."""
+    first: dict[tuple[str, int], DeadLetter] = {}
+    for letter in letters:
+        first.setdefault((letter.source, letter.position), letter)
+    return letters if len(first) == len(letters) else list(first.values())
 
 
 def _write_small(conn: Connection, batch: Batch) -> None:

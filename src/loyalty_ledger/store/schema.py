@@ -129,7 +129,7 @@ dead_letters = Table(
     Column("id", BigInteger, Identity(always=False), primary_key=True),
     Column("source", Text, nullable=False),
     Column("position", BigInteger, nullable=False),
-    Column("raw", Text, nullable=False),
+    Column("raw", LargeBinary, nullable=False),  # the input's bytes as they arrived, any bytes
     Column("reason", Text, nullable=False),
     Column("status", Text, nullable=False, server_default="open"),
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=_now),
