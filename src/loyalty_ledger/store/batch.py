@@ -14,7 +14,10 @@ from typing import NamedTuple
 
 from psycopg import sql
 
-from loyalty_ledger.ledger import COLUMN_TYPES, COLUMNS, GENESIS, Entry, chain
+from loyalty_ledger import anchors, ledger_key
+from loyalty_ledger.ledger import COLUMN_TYPES, COLUMNS, Entry, keyed_chain
+from loyalty_ledger.ledger_key import LedgerKey
+from loyalty_ledger.store import chain
 from loyalty_ledger.store.db import Connection
 
 APPEND_LOCK_SPACE = 0x6C656467  # the append locks' key space: (this, hashtext(schema))
@@ -154,18 +157,22 @@ _LEDGER_TYPES = (*COLUMN_TYPES, "bytea")
 
 
 def write(conn: Connection, batch: Batch) -> None:
-    """Write the whole batch in one transaction; raises if any part is refused."""
+    """Write the whole batch in one transaction, then anchor the chain's new head outside the
+    database; raises if any part is refused."""
+    key = ledger_key.current() if batch.entries else None  # a bad key fails before any work
     with conn.transaction():
         batch.record_position(conn)  # first: a fenced writer fails before any work
         conn.execute(_APPEND_LOCK)
         _check_generation(conn, batch.generation_status)
         _copy(conn, "inbox", InboxRow._fields, _INBOX_TYPES, batch.inbox)
-        _copy_ledger(conn, batch.entries)
+        head = _copy_ledger(conn, batch.entries, key)
         _SNAPSHOTS.write(conn, batch.snapshots)
         _DEAD_LETTERS.write(conn, batch.dead_letters)
         _DUPLICATES.write(conn, batch.duplicates)
         _MEMBERS.write(conn, batch.members)
         _write_small(conn, batch)
+    if head is not None and key is not None:
+        anchors.append(ledger_key.anchor_file(), head, key)
 
 
 def _check_generation(conn: Connection, expected: str) -> None:
@@ -177,13 +184,15 @@ def _check_generation(conn: Connection, expected: str) -> None:
         raise GenerationChanged(f"generation {row[0]} is {row[1]} now, not {expected}")
 
 
-def _copy_ledger(conn: Connection, entries: Sequence[Entry]) -> None:
-    if not entries:
-        return
-    row = conn.execute("SELECT hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
-    hashes = chain(GENESIS if row is None else bytes(row[0]), entries)
+def _copy_ledger(
+    conn: Connection, entries: Sequence[Entry], key: LedgerKey | None
+) -> anchors.Anchor | None:
+    if not entries or key is None:
+        return None
+    hashes = keyed_chain(key.secret, chain.head_hash(conn, key), entries)
     rows = [(*entry, digest) for entry, digest in zip(entries, hashes, strict=True)]
     _copy(conn, "ledger", _LEDGER_COLUMNS, _LEDGER_TYPES, rows)
+    return chain.advance(conn, len(entries), key)
 
 
 @dataclass(frozen=True, slots=True)
