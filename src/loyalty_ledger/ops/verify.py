@@ -127,7 +127,8 @@ def _chain(
     if progress:
         progress(n, total)
     missed += [(seq, _missing(f, last, n)) for seq, fs in pending.items() for f in fs]
-    missed += [(0, p) for f in mine if (p := _keyed_from(f, record.keyed_from))]
+    # after the rows': a changed record shows as rows that differ from their anchors too
+    missed += [(last + 1, p) for f in mine if (p := _keyed_from(f, record.keyed_from))]
     return n, ([found] if found else []) + _first(missed)
 
 
