@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from loyalty_ledger import anchors, ledger_key
+from loyalty_ledger.kafka_settings import KafkaSettings
 from loyalty_ledger.ledger import (
     COLUMNS,
     GENESIS,
@@ -333,3 +336,52 @@ def test_anchor_lines_round_trip(tmp_path: Path) -> None:
     assert [f.anchor for f in good] == [anchor, anchor]
     assert bad == [f"{path}:3: not a JSON anchor line"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+# ------------------------------------------------------------------ the ledger topic
+
+
+def test_the_relay_ends_each_pass_with_an_anchor(
+    ledger_url: str, kafka_settings: KafkaSettings, tmp_path: Path, anchor_file: Path
+) -> None:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    from loyalty_ledger.kafka_settings import client_logger
+    from loyalty_ledger.ops import relay
+    from loyalty_ledger.ops.topics import create_topics
+
+    create_topics(kafka_settings, 1, 1)
+    with connect(ledger_url) as conn:
+        entries = _one_seq(conn, "SELECT count(*) FROM ledger")
+        passes = -(-entries // relay.RELAY_ROWS_MAX)
+        producer = relay.producer(kafka_settings)
+        while relay.relay(conn, producer, kafka_settings):
+            pass
+    consumer = Consumer({
+        **kafka_settings.client(), "group.id": f"{kafka_settings.prefix}-reader",
+        "enable.auto.commit": False, "logger": client_logger(),
+    })  # fmt: skip
+    consumer.assign([TopicPartition(kafka_settings.ledger, 0, OFFSET_BEGINNING)])
+    got: list[Any] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(got) < entries + passes and time.monotonic() < deadline:
+            got += [m for m in consumer.consume(1000, 0.5) if not m.error()]
+    finally:
+        consumer.close()
+    marked = [m for m in got if dict(m.headers() or ()).get(relay.ANCHOR_HEADER)]
+    assert len(got) == entries + passes and len(marked) == passes
+    assert got[-1] is marked[-1]
+    filed = tmp_path / "from-kafka.jsonl"
+    filed.write_bytes(marked[-1].value())
+    assert json.loads(marked[-1].value())["entries"] == entries
+    anchor_file.unlink()  # the owner wipes the local anchors: the topic's copy remains
+    with connect(ledger_url) as conn:
+        last = _one_seq(conn, "SELECT max(seq) FROM ledger")
+        _as_owner(conn, f"DELETE FROM ledger WHERE seq = {last}")
+        report = verify(conn, anchor_files=[filed])
+    assert any(
+        str(p).startswith(f"anchor: entries after seq {last - 1} were deleted: ")
+        and str(filed) in str(p)
+        for p in report.problems
+    ), report.problems
