@@ -127,10 +127,10 @@ def _canonical(value: object) -> str:
 def _field(value: object) -> str:
     """One column, length-prefixed: `<chars>:<text>`, or `-` for NULL (no length starts so);
     no text a column holds can move a boundary between two columns."""
+    if value is None:  # first: most of an entry's columns are NULL
+        return "-"
     if type(value) is str:
         return f"{len(value)}:{value}"
-    if value is None:
-        return "-"
     text = _canonical(value)
     return f"{len(text)}:{text}"
 
