@@ -25,6 +25,19 @@ from loyalty_ledger import embedded
 from loyalty_ledger.kafka_settings import ENV_CONFIG, KafkaSettings, client_logger, parse_config
 
 TEMPLATE = "loyalty_template"
+# One ledger key for every test, so no test depends on (or writes) a ./.loyalty/ledger.key;
+# tests of the key itself set or unset it. Subprocesses inherit it with os.environ.
+TEST_LEDGER_KEY = "5a" * 32
+os.environ.setdefault("LOYALTY_LEDGER_KEY", TEST_LEDGER_KEY)
+
+
+@pytest.fixture(autouse=True)
+def anchor_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's anchors in a file of its own: databases of other tests share generation
+    names (main), and their anchors must not meet."""
+    path = tmp_path / "anchors.jsonl"
+    monkeypatch.setenv("LOYALTY_ANCHOR_FILE", str(path))
+    return path
 
 
 @dataclass(frozen=True)

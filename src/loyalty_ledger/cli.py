@@ -21,6 +21,7 @@ import psycopg
 
 from loyalty_ledger import embedded, log
 from loyalty_ledger.kafka_settings import KafkaSettings, KafkaUnavailable
+from loyalty_ledger.ledger_key import LedgerKeyError
 from loyalty_ledger.ops.offsets import ResetError
 from loyalty_ledger.program import ProgramError
 from loyalty_ledger.progress import Progress
@@ -238,7 +239,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             _use_generation(conn, args.generation)
         runner.catch_up(conn)
         with _progress("verifying the hash chain", "entries") as progress:
-            report = verify(conn, progress)
+            report = verify(conn, progress, [Path(a) for a in args.anchor or ()])
     for problem in report.problems:
         print(f"broken: {printable(problem)}")
     if report.ok:
@@ -246,6 +247,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
               f"conserve; {report.projections} projections equal a rebuild")  # fmt: skip
         return 0
     return 1
+
+
+def cmd_ledger(args: argparse.Namespace) -> int:
+    from loyalty_ledger import ledger_key
+    from loyalty_ledger.store import chain
+
+    key = ledger_key.current()
+    with database() as conn:
+        if args.generation:
+            _use_generation(conn, args.generation)
+        head = chain.current_head(conn, key)
+    sys.stdout.write(head.line(key))
+    return 0
 
 
 def _use_generation(conn: Connection, name: str) -> None:
@@ -581,7 +595,21 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="check hash chain, versions, conservation, projections")
     p.add_argument("--generation", help="another generation than the live one")
+    p.add_argument("--anchor", action="append", metavar="FILE",
+                   help="also check the anchors in FILE (lines of `loyalty ledger anchor`; "
+                   "repeatable); the anchor file is always checked")  # fmt: skip
     p.set_defaults(run=cmd_verify)
+
+    p = sub.add_parser("ledger", help="the ledger's hash chain")
+    ledger = p.add_subparsers(dest="ledger_command", required=True, metavar="ACTION")
+    q = ledger.add_parser(
+        "anchor", help="print the chain's head, signed with the ledger key, to file elsewhere",
+        description="Print one JSON line: the generation's last seq, its entry count and hash, "
+        "MACed with the ledger key. Keep it away from the database; `loyalty verify --anchor "
+        "FILE` then fails if the ledger no longer holds that head (a deleted tail, a rewrite).",
+    )  # fmt: skip
+    q.add_argument("--generation", help="another generation than the live one")
+    q.set_defaults(run=cmd_ledger)
 
     p = sub.add_parser("offsets", help="the consumer group's offsets, kept in PostgreSQL")
     offsets_actions = p.add_subparsers(dest="offsets_command", required=True, metavar="ACTION")
@@ -766,6 +794,7 @@ def _run(args: argparse.Namespace) -> int:
         KafkaUnavailable,
         GenerationError,
         ResetError,
+        LedgerKeyError,
     ) as e:
         return _fail(str(e))
     except GenerationChanged as e:

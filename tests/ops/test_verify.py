@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from loyalty_ledger.ledger import GENESIS, chain
+from loyalty_ledger.ledger import GENESIS, keyed_chain
+from loyalty_ledger.ledger_key import current
 from loyalty_ledger.ops.verify import verify
 from loyalty_ledger.projectors import runner
 from loyalty_ledger.store.db import Connection, connect
@@ -43,7 +44,8 @@ def test_the_chain_is_the_hashes_of_the_entries_in_seq_order(ledger_url: str) ->
         rows = conn.execute(
             "SELECT hash, " + ", ".join(COLUMNS) + " FROM ledger ORDER BY seq"
         ).fetchall()
-    assert [bytes(r[0]) for r in rows] == chain(GENESIS, [tuple(r[1:]) for r in rows])
+    hashes = keyed_chain(current().secret, GENESIS, [tuple(r[1:]) for r in rows])
+    assert [bytes(r[0]) for r in rows] == hashes
 
 
 def test_an_update_behind_its_back_is_caught_at_its_row(ledger_url: str) -> None:

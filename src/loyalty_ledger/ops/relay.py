@@ -5,8 +5,11 @@ which commit in order (see store.batch's append lock). A checkpoint moves only
 after the broker acknowledged every message up to it, so a crash between
 commit and publish republishes, never loses; each message carries a stable
 `id` header for downstream dedupe. Ledger entries are keyed by customer, so
-they stay in order per customer. A dead letter's message is its input's bytes
-as they arrived (cut at RAW_BYTES_MAX), with what is known of it in headers.
+they stay in order per customer; each pass over the ledger ends with an anchor (header
+`loyalty-anchor`, key `anchor:<generation>`): the chain's head up to the last entry sent,
+MACed with the ledger key, a copy of the anchor file's kind that the database's owner
+cannot reach. A dead letter's message is its input's bytes as they arrived (cut at
+RAW_BYTES_MAX), with what is known of it in headers.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 from psycopg import sql
 
+from loyalty_ledger import ledger_key
 from loyalty_ledger.kafka_settings import ClientValue, KafkaSettings, KafkaUnavailable
 from loyalty_ledger.ledger import COLUMNS
+from loyalty_ledger.store import chain
 from loyalty_ledger.store.db import Connection
 
 # Of a dead letter's raw bytes in its message; the table keeps them whole. A 1 MiB line would
@@ -30,6 +35,7 @@ from loyalty_ledger.store.db import Connection
 RAW_BYTES_MAX = 65_536
 RELAY_ROWS_MAX = 20_000  # per stream and call: bounds memory and the checkpoint's lock time
 FLUSH_TIMEOUT_S = 30.0
+ANCHOR_HEADER = "loyalty-anchor"  # marks the ledger topic's anchors among its entries
 
 Row = tuple[Any, ...]
 
@@ -112,6 +118,22 @@ STREAMS = (
 )
 
 
+def _anchor(
+    conn: Connection,
+    producer: Producer,
+    topic: str,
+    last: int,
+    delivered: Callable[[KafkaError | None, Message], None],
+) -> None:
+    key = ledger_key.current()
+    head = chain.head_at(conn, last, key)
+    producer.produce(
+        topic, value=head.line(key).encode(), key=f"anchor:{head.generation}",
+        headers=[("id", f"anchor:{head.generation}:{last}".encode()), (ANCHOR_HEADER, b"1")],
+        on_delivery=delivered,
+    )  # fmt: skip
+
+
 def producer(settings: KafkaSettings) -> Producer:
     config: dict[str, ClientValue] = {
         "enable.idempotence": True,  # no reordering or doubling on retries: order per customer
@@ -156,6 +178,8 @@ def _relay_stream(
             last, key, value, headers = stream.message(row)
             producer.produce(topic, value=value, key=key, headers=headers, on_delivery=delivered)
             producer.poll(0)
+        if stream.name == "ledger":
+            _anchor(conn, producer, topic, last, delivered)
         if producer.flush(FLUSH_TIMEOUT_S) or failures:
             why = failures[0] if failures else "timed out"
             raise KafkaUnavailable(f"cannot publish to {topic} at {settings.bootstrap}: {why}")

@@ -1,16 +1,23 @@
-"""`loyalty verify`: hash chain, versions, conservation, and projections against a rebuild."""
+"""`loyalty verify`: keyed hash chain and its anchors, versions, conservation, and projections
+against a rebuild."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
-from loyalty_ledger.ledger import COLUMNS, GENESIS, chain_hash
+from loyalty_ledger import anchors, ledger_key
+from loyalty_ledger.anchors import Filed
+from loyalty_ledger.ledger import COLUMNS, GENESIS, keyed_hasher, legacy_chain_hash
+from loyalty_ledger.ledger_key import LedgerKey
 from loyalty_ledger.progress import Progress
 from loyalty_ledger.projectors import runner
+from loyalty_ledger.store import chain
 from loyalty_ledger.store.db import Connection
 
 CHAIN_FETCH_ROWS = 10_000
@@ -18,7 +25,7 @@ CHAIN_FETCH_ROWS = 10_000
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    check: str  # chain | versions | conservation | projection
+    check: str  # chain | anchor | versions | conservation | projection
     where: str  # the first broken row
     detail: str
 
@@ -38,40 +45,149 @@ class Report:
         return not self.problems
 
 
-def verify(conn: Connection, progress: Progress | None = None) -> Report:
-    """Every check, each reporting its first broken row; the database is left as it was."""
-    entries, chain = _chain(conn, progress)
-    problems = [p for p in (chain, _versions(conn), _conservation(conn)) if p is not None]
+def verify(
+    conn: Connection, progress: Progress | None = None, anchor_files: Sequence[Path] = ()
+) -> Report:
+    """Every check, each reporting its first broken row; the database is left as it was.
+
+    The chain is checked against the ledger key and the anchors in the anchor file (if it
+    exists) and in `anchor_files` (lines of `loyalty ledger anchor`).
+    """
+    key = ledger_key.current()
+    filed, problems = _anchors(key, anchor_files)
+    entries, chained = _chain(conn, key, filed, progress)
+    problems = chained + problems
+    problems += [p for p in (_versions(conn), _conservation(conn)) if p is not None]
     projected = runner.tables()
     problems += _projections(conn)
     row = conn.execute("SELECT count(DISTINCT customer_id) FROM ledger").fetchone()
     return Report(entries, int(row[0]) if row else 0, len(projected), problems)
 
 
-def _chain(conn: Connection, progress: Progress | None) -> tuple[int, Problem | None]:
-    """Each entry's hash must follow from its content and the stored hash of the one before:
-    an entry changed, removed or inserted behind the ledger's back breaks it there."""
+def _anchors(key: LedgerKey, files: Sequence[Path]) -> tuple[list[Filed], list[Problem]]:
+    """The anchors whose MAC checks; a line that does not check is a problem of its own."""
+    good: list[Filed] = []
+    problems: list[Problem] = []
+    for path, missing_ok in [(ledger_key.anchor_file(), True), *((f, False) for f in files)]:
+        found, bad = anchors.read(path, key, missing_ok=missing_ok)
+        good += found
+        for item in bad:
+            if isinstance(item, str):
+                where, _, why = item.rpartition(": ")
+                problems.append(Problem("anchor", where, why))
+            else:
+                problems.append(Problem(
+                    "anchor", item.where, f"signed with another key (id {item.anchor.key_id}), "
+                    f"not the one in {key.origin} (id {key.key_id})",
+                ))  # fmt: skip
+    return good, problems[:1] + (
+        [Problem("anchor", f"{len(problems) - 1} more lines", "do not check either")]
+        if len(problems) > 1 else []
+    )  # fmt: skip
+
+
+def _chain(
+    conn: Connection, key: LedgerKey, filed: list[Filed], progress: Progress | None
+) -> tuple[int, list[Problem]]:
+    """Each entry's hash must follow from its content and the stored hash of the one before,
+    keyed from the generation's first keyed seq on; and the ledger must hold every anchored
+    head as anchored. An entry changed, removed or inserted behind the ledger's back breaks
+    the chain there; a deleted tail or a chain recomputed without the key misses an anchor."""
     total_row = conn.execute("SELECT count(*) FROM ledger").fetchone()
     total = int(total_row[0]) if total_row else 0
+    record = chain.record(conn)
+    why = chain.another_key(record, key)
+    if why is not None:
+        return total, [Problem("chain", f"generation {record.generation}", why)]
+    mine = [f for f in filed if f.anchor.generation == record.generation]
+    pending: dict[int, list[Filed]] = {}
+    for f in mine:
+        if f.anchor.seq > 0:
+            pending.setdefault(f.anchor.seq, []).append(f)
+    keyed, keyed_from = keyed_hasher(key.secret), record.keyed_from
     columns = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
-    prev, n, found = GENESIS, 0, None
+    prev, n, last, found = GENESIS, 0, 0, None
+    missed: list[tuple[int, Problem]] = []
     with conn.transaction(), conn.cursor(name="verify_chain") as cur:
         cur.itersize = CHAIN_FETCH_ROWS
         cur.execute(sql.SQL("SELECT seq, hash, {} FROM ledger ORDER BY seq").format(columns))
-        for seq, digest, *values in cur:
+        for seq, stored, *values in cur:
             n += 1
-            if found is None and chain_hash(prev, tuple(values)) != bytes(digest):
-                found = Problem(
-                    "chain", f"ledger seq {seq} (customer {values[0]}, version {values[1]})",
-                    "does not follow from its content and the entry before it: "
-                    "the ledger was changed behind its back at or just before this entry",
-                )  # fmt: skip
-            prev = bytes(digest)
+            digest = bytes(stored)
+            if found is None:
+                entry = tuple(values)
+                hashed = keyed(prev, entry) if seq >= keyed_from else legacy_chain_hash(prev, entry)
+                if hashed != digest:
+                    found = _broken(seq, values, seq >= keyed_from)
+            if seq in pending:
+                missed += [(seq, p) for f in pending.pop(seq) if (p := _at(f, seq, digest, n))]
+            prev, last = digest, seq
             if progress and n % CHAIN_FETCH_ROWS == 0:
                 progress(n, total)
     if progress:
         progress(n, total)
-    return n, found
+    missed += [(seq, _missing(f, last, n)) for seq, fs in pending.items() for f in fs]
+    # after the rows': a changed record shows as rows that differ from their anchors too
+    missed += [(last + 1, p) for f in mine if (p := _keyed_from(f, record.keyed_from))]
+    return n, ([found] if found else []) + _first(missed)
+
+
+def _broken(seq: int, values: list[object], keyed: bool) -> Problem:
+    return Problem(
+        "chain", f"ledger seq {seq} (customer {values[0]}, version {values[1]})",
+        "does not follow from its content and the entry before it"
+        f"{' under the ledger key' if keyed else ''}: the ledger was changed behind its back "
+        "at or just before this entry",
+    )  # fmt: skip
+
+
+def _at(filed: Filed, seq: int, digest: bytes, entries: int) -> Problem | None:
+    """The ledger's row at an anchored seq, against its anchor."""
+    anchor = filed.anchor
+    if digest.hex() != anchor.hash:
+        return Problem(
+            "anchor", f"ledger seq {seq}", f"differs from its anchor of {anchor.at} "
+            f"({filed.where}): an entry up to it was changed, or the chain recomputed",
+        )  # fmt: skip
+    if entries != anchor.entries:
+        what = "deleted" if entries < anchor.entries else "inserted"
+        return Problem(
+            "anchor", f"ledger seq {seq}", f"has {entries} entries up to it, its anchor of "
+            f"{anchor.at} ({filed.where}) {anchor.entries}: entries before it were {what}",
+        )  # fmt: skip
+    return None
+
+
+def _missing(filed: Filed, last: int, entries: int) -> Problem:
+    """An anchored seq the ledger does not hold."""
+    anchor = filed.anchor
+    told = (f"anchor of {anchor.at} ({filed.where}): {anchor.entries} entries up to seq "
+            f"{anchor.seq}, the ledger has {entries}")  # fmt: skip
+    if anchor.seq > last:
+        return Problem("anchor", f"entries after seq {last} were deleted", told)
+    return Problem("anchor", f"ledger seq {anchor.seq} was deleted", told)
+
+
+def _keyed_from(filed: Filed, keyed_from: int) -> Problem | None:
+    anchor = filed.anchor
+    if anchor.keyed_from == keyed_from:
+        return None
+    return Problem(
+        "anchor", f"generation {anchor.generation}", f"its keyed chain starts at seq "
+        f"{keyed_from}, its anchor of {anchor.at} ({filed.where}) says {anchor.keyed_from}: "
+        "the generation's chain record was changed",
+    )  # fmt: skip
+
+
+def _first(missed: list[tuple[int, Problem]]) -> list[Problem]:
+    """The anchor problem at the lowest seq, and how many more there are."""
+    if not missed:
+        return []
+    missed.sort(key=lambda m: m[0])
+    more = len(missed) - 1
+    return [missed[0][1]] + (
+        [Problem("anchor", f"{more} more anchors", "disagree with the ledger too")] if more else []
+    )
 
 
 _VERSION_GAP = """

@@ -15,7 +15,10 @@ from typing import NamedTuple
 import psycopg
 from psycopg import errors, sql
 
-from loyalty_ledger.ledger import COLUMN_TYPES, COLUMNS, GENESIS, Entry, chain
+from loyalty_ledger import anchors, ledger_key
+from loyalty_ledger.ledger import COLUMN_TYPES, COLUMNS, Entry, keyed_chain
+from loyalty_ledger.ledger_key import LedgerKey
+from loyalty_ledger.store import chain
 from loyalty_ledger.store.db import Connection
 
 APPEND_LOCK_SPACE = 0x6C656467  # the append locks' key space: (this, hashtext(schema))
@@ -193,39 +196,49 @@ _LEDGER_TYPES = (*COLUMN_TYPES, "bytea")
 
 
 def write(conn: Connection, batch: Batch) -> None:
-    """Write the whole batch in one transaction; raises if any part is refused (InputRefused
-    when an input's value is to blame)."""
-    try:
-        _write(conn, batch)
-    except Exception as e:
-        if _input_tied(e):
-            raise InputRefused(str(e)) from e
-        raise
+    """Write the whole batch in one transaction, then anchor the chain's new head outside the
+    database; raises if any part is refused (InputRefused when an input's value is to blame)."""
+    key = ledger_key.current() if batch.entries else None  # a bad key fails before any work
+    head = _refusing(conn, batch, key)
+    if head is not None and key is not None:
+        anchors.append(ledger_key.anchor_file(), head, key)
 
 
 def trial(conn: Connection, batch: Batch) -> InputRefused | None:
-    """Write the batch and roll it back: would the database take it?"""
+    """Write the batch and roll it back: would the database take it? Anchors nothing."""
+    key = ledger_key.current() if batch.entries else None
     try:
         with conn.transaction() as outer:
-            write(conn, batch)  # a savepoint inside `outer`
+            _refusing(conn, batch, key)  # a savepoint inside `outer`
             raise psycopg.Rollback(outer)
     except InputRefused as refused:
         return refused
     return None
 
 
-def _write(conn: Connection, batch: Batch) -> None:
+def _refusing(conn: Connection, batch: Batch, key: LedgerKey | None) -> anchors.Anchor | None:
+    try:
+        return _write(conn, batch, key)
+    except Exception as e:
+        if _input_tied(e):
+            raise InputRefused(str(e)) from e
+        raise
+
+
+def _write(conn: Connection, batch: Batch, key: LedgerKey | None) -> anchors.Anchor | None:
+    """The batch in one transaction (a savepoint inside a caller's); the chain's new head."""
     with conn.transaction():
         batch.record_position(conn)  # first: a fenced writer fails before any work
         conn.execute(_APPEND_LOCK)
         _check_generation(conn, batch.generation_status)
         _copy(conn, "inbox", InboxRow._fields, _INBOX_TYPES, batch.inbox)
-        _copy_ledger(conn, batch.entries)
+        head = _copy_ledger(conn, batch.entries, key)
         _SNAPSHOTS.write(conn, batch.snapshots)
         _DEAD_LETTERS.write(conn, _first_per_position(batch.dead_letters))
         _DUPLICATES.write(conn, batch.duplicates)
         _MEMBERS.write(conn, batch.members)
         _write_small(conn, batch)
+    return head
 
 
 def _check_generation(conn: Connection, expected: str) -> None:
@@ -237,13 +250,15 @@ def _check_generation(conn: Connection, expected: str) -> None:
         raise GenerationChanged(f"generation {row[0]} is {row[1]} now, not {expected}")
 
 
-def _copy_ledger(conn: Connection, entries: Sequence[Entry]) -> None:
-    if not entries:
-        return
-    row = conn.execute("SELECT hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
-    hashes = chain(GENESIS if row is None else bytes(row[0]), entries)
+def _copy_ledger(
+    conn: Connection, entries: Sequence[Entry], key: LedgerKey | None
+) -> anchors.Anchor | None:
+    if not entries or key is None:
+        return None
+    hashes = keyed_chain(key.secret, chain.head_hash(conn, key), entries)
     rows = [(*entry, digest) for entry, digest in zip(entries, hashes, strict=True)]
     _copy(conn, "ledger", _LEDGER_COLUMNS, _LEDGER_TYPES, rows)
+    return chain.advance(conn, len(entries), key)
 
 
 @dataclass(frozen=True, slots=True)

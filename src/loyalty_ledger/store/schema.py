@@ -104,7 +104,7 @@ ledger = Table(
     Column("tier_to", Text),
     Column("reason", Text),
     Column("expires_at", DateTime(timezone=True)),
-    Column("hash", LargeBinary, nullable=False),  # ledger.chain_hash over the entry before
+    Column("hash", LargeBinary, nullable=False),  # ledger.keyed_chain over the entry before
     UniqueConstraint("customer_id", "version", name="ledger_customer_version"),
     # Paired with the assertions in ledger.Entry.
     CheckConstraint("points >= 0", name="ledger_points"),
@@ -152,7 +152,13 @@ generations = Table(
     Column("until_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=_now),
     Column("promoted_at", DateTime(timezone=True)),
+    # the hash chain (store/chain.py): its key's id, its first keyed seq, its entries
+    Column("chain_key_id", Text),
+    Column("chain_keyed_from", BigInteger, nullable=False, server_default="1"),
+    Column("chain_entries", BigInteger, nullable=False, server_default="0"),
     CheckConstraint("status IN ('candidate', 'live', 'retired')", name="generations_status"),
+    CheckConstraint("chain_keyed_from >= 1", name="generations_chain_keyed_from"),
+    CheckConstraint("chain_entries >= 0", name="generations_chain_entries"),
     Index("generations_one_live", text("(true)"), unique=True,
           postgresql_where=text("status = 'live'")),
 )  # fmt: skip

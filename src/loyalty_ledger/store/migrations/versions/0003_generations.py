@@ -11,7 +11,8 @@ Revises: 0002
 from alembic import op
 from psycopg import sql
 
-from loyalty_ledger.ledger import COLUMNS, GENESIS, chain_hash
+from loyalty_ledger.ledger import COLUMNS, GENESIS
+from loyalty_ledger.ledger import legacy_chain_hash as chain_hash
 from loyalty_ledger.projectors.sql import projections
 from loyalty_ledger.store import generations
 from loyalty_ledger.store.db import Connection
