@@ -1085,7 +1085,7 @@ def test_a_referrer_credit_command_is_cut_to_the_limit() -> None:
 def test_a_decision_beyond_the_limit_is_a_bug() -> None:
     state = Book(rules()).run([signup()]).states["c1"].clone()
     state.earned = LIMIT + 1
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match="c1"):
         Decision((), {"c1": state}, None)
 
 

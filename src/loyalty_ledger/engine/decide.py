@@ -55,9 +55,10 @@ class Decision:
     commands: tuple[ReferrerCredit, ...] = ()
 
     def __post_init__(self) -> None:
-        # Paired with CHECK (points <= 10^15) on the ledger and the balance projection's CHECKs.
+        # Paired with CHECK (points <= 10^15) on the ledger and the balance projection's CHECK.
+        # `earned` bounds every other total (state.py); they are asserted where they grow.
         for state in self.states.values():
-            assert state.within_limit(), (state.customer_id, POINTS_LIMIT)
+            assert state.earned <= POINTS_LIMIT, (state.customer_id, state.earned)
 
 
 def _owns_everyone(_customer_id: str) -> bool:
@@ -126,7 +127,8 @@ def _decide(
     at = event.occurred_at
     _advance(state, at, ctx)
     reason = _RULES[event.type](state, event, ctx)
-    if reason is None and not state.within_limit():
+    # `earned` bounds every other total (state.py): it alone is checked here.
+    if reason is None and state.earned > POINTS_LIMIT:
         # The rule's effects on every customer, and its commands, are dropped: decided
         # again from the book with steps 2 and 4 only. Rare, so the usual path copies nothing.
         ctx = _Context(rules, _Recorder(event.event_id), book, {}, owns)
@@ -172,6 +174,7 @@ def _advance(state: CustomerState, at: datetime, ctx: _Context) -> None:
     state.clock = clock
     for lot in lots.expire(state, clock):
         state.expired += lot.remaining
+        assert state.expired <= POINTS_LIMIT, state.customer_id
         ctx.rec.add(state, Kind.expiry, clock, points=lot.remaining, expires_at=lot.expires_at)
     _evaluate_tier(state, ctx)
 
@@ -371,6 +374,7 @@ def _return(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason | No
     if reversed_now:
         lots.debit(state, reversed_now)
         state.reversed += reversed_now
+        assert state.reversed <= POINTS_LIMIT, state.customer_id
         ctx.rec.add(state, Kind.reversal, at, points=reversed_now, ref=event.order_id)
     state.own_orders()[event.order_id] = Order(
         order.total, refunded, order.points_earned, order.points_reversed + reversed_now
@@ -419,6 +423,7 @@ def _redemption(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason 
     debt = lots.debit(state, cost)
     assert debt == 0, "a redemption never creates debt"
     state.redeemed += cost
+    assert state.redeemed <= POINTS_LIMIT, state.customer_id
     state.own_redemption_ids().add(event.redemption_id)
     ctx.rec.add(
         state,

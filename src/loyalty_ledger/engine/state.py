@@ -54,7 +54,9 @@ class CustomerState:
     lots_made: int = 0
     referrals_qualified: int = 0
     # Lifetime point totals, the sums of the ledger's credit, redemption, reversal and
-    # expiry entries: what the points limit is checked on.
+    # expiry entries: what the points limit is checked on. `earned` bounds the others
+    # (nothing takes more points than were credited) and the balance (between -reversed
+    # and earned): while it is within the limit, every total is.
     earned: int = 0
     redeemed: int = 0
     reversed: int = 0
@@ -72,22 +74,11 @@ class CustomerState:
     def balance(self) -> int:
         return sum(lot.remaining for lot in self.lots) - self.debt
 
-    def within_limit(self) -> bool:
-        """Every point total (the balance from the lifetime totals, which equal it) is
-        within [-POINTS_LIMIT, POINTS_LIMIT]."""
-        balance = self.earned - self.redeemed - self.reversed - self.expired
-        return (
-            abs(balance) <= POINTS_LIMIT
-            and abs(self.earned) <= POINTS_LIMIT
-            and abs(self.redeemed) <= POINTS_LIMIT
-            and abs(self.reversed) <= POINTS_LIMIT
-            and abs(self.expired) <= POINTS_LIMIT
-        )
-
     def credit_room(self) -> int:
-        """The most points a credit may add before a total would pass POINTS_LIMIT."""
-        balance = self.earned - self.redeemed - self.reversed - self.expired
-        return max(0, POINTS_LIMIT - max(self.earned, balance))
+        """The most points a credit may add before a total would pass POINTS_LIMIT.
+
+        Only `earned` can: a credit adds as much to the balance, which is never above it."""
+        return max(0, POINTS_LIMIT - self.earned)
 
     def clone(self) -> CustomerState:
         """A copy the engine may change. Lots and spend (small, changed by most events) are
