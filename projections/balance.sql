@@ -1,6 +1,7 @@
 -- balance: available points and lifetime totals per customer, from credit,
 -- redemption, reversal and expiry entries. Conservation is a CHECK, paired
 -- with the engine's assertions: balance = earned - redeemed - reversed - expired.
+-- So is the points limit of PROGRAM.md "Bounds": no total beyond 10^15 in absolute value.
 
 -- create
 CREATE TABLE balance (
@@ -10,7 +11,11 @@ CREATE TABLE balance (
     redeemed    bigint NOT NULL CHECK (redeemed >= 0),
     reversed    bigint NOT NULL CHECK (reversed >= 0),
     expired     bigint NOT NULL CHECK (expired >= 0),
-    CONSTRAINT balance_conservation CHECK (balance = earned - redeemed - reversed - expired)
+    CONSTRAINT balance_conservation CHECK (balance = earned - redeemed - reversed - expired),
+    CONSTRAINT balance_points_limit CHECK (
+        abs(balance) <= 1000000000000000 AND earned <= 1000000000000000
+        AND redeemed <= 1000000000000000 AND reversed <= 1000000000000000
+        AND expired <= 1000000000000000)
 );
 
 -- apply

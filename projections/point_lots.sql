@@ -12,7 +12,8 @@ CREATE TABLE point_lots (
     earned_at   timestamptz,
     expires_at  timestamptz,
     remaining   bigint NOT NULL CHECK (remaining > 0),
-    PRIMARY KEY (customer_id, lot_seq)
+    PRIMARY KEY (customer_id, lot_seq),
+    CONSTRAINT point_lots_points_limit CHECK (remaining <= 1000000000000000)  -- PROGRAM.md "Bounds"
 );
 CREATE INDEX point_lots_expires_at ON point_lots (expires_at);
 

@@ -2,6 +2,7 @@
 -- it, the outstanding points whose lots expire in it, the running breakage (expired /
 -- earned so far), and their money value at the point value the analyst sets:
 --   SET loyalty.point_value = '0.005';         (default 0.01 of the currency a point)
+-- Sums over customers are numeric: the points limit bounds each customer, not their sum.
 
 -- create
 CREATE VIEW points_liability AS
@@ -10,15 +11,15 @@ WITH setting AS (
                AS point_value
 ), flows AS (
     SELECT month,
-           sum(points_earned)::bigint AS points_earned,
-           sum(points_redeemed)::bigint AS points_redeemed,
-           sum(points_reversed)::bigint AS points_reversed,
-           sum(points_expired)::bigint AS points_expired
+           sum(points_earned)::numeric AS points_earned,
+           sum(points_redeemed)::numeric AS points_redeemed,
+           sum(points_reversed)::numeric AS points_reversed,
+           sum(points_expired)::numeric AS points_expired
     FROM customer_months
     GROUP BY month
 ), expiring AS (
     SELECT date_trunc('month', expires_at AT TIME ZONE 'UTC')::date AS month,
-           sum(remaining)::bigint AS points_expiring
+           sum(remaining)::numeric AS points_expiring
     FROM point_lots
     WHERE lot_seq > 0 AND expires_at IS NOT NULL
     GROUP BY 1

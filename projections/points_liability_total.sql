@@ -1,6 +1,7 @@
 -- points_liability_total: one row: the points the program owes now (open lots), split by
 -- whether they expire, customers' debt, lifetime flows, breakage (expired / earned) and
 -- the liability's money value at loyalty.point_value (see points_liability).
+-- Sums over customers are numeric: the points limit bounds each customer, not their sum.
 
 -- create
 CREATE VIEW points_liability_total AS
@@ -8,18 +9,18 @@ WITH setting AS (
     SELECT coalesce(nullif(current_setting('loyalty.point_value', true), '')::numeric, 0.01)
                AS point_value
 ), lots AS (
-    SELECT coalesce(sum(remaining) FILTER (WHERE lot_seq > 0), 0)::bigint AS outstanding_points,
-           coalesce(sum(remaining) FILTER (WHERE lot_seq > 0 AND expires_at IS NOT NULL), 0)::bigint
+    SELECT coalesce(sum(remaining) FILTER (WHERE lot_seq > 0), 0)::numeric AS outstanding_points,
+           coalesce(sum(remaining) FILTER (WHERE lot_seq > 0 AND expires_at IS NOT NULL), 0)::numeric
                AS expiring_points,
-           coalesce(sum(remaining) FILTER (WHERE lot_seq > 0 AND expires_at IS NULL), 0)::bigint
+           coalesce(sum(remaining) FILTER (WHERE lot_seq > 0 AND expires_at IS NULL), 0)::numeric
                AS never_expiring_points,
-           coalesce(sum(remaining) FILTER (WHERE lot_seq = 0), 0)::bigint AS debt_points
+           coalesce(sum(remaining) FILTER (WHERE lot_seq = 0), 0)::numeric AS debt_points
     FROM point_lots
 ), totals AS (
-    SELECT coalesce(sum(earned), 0)::bigint AS points_earned,
-           coalesce(sum(redeemed), 0)::bigint AS points_redeemed,
-           coalesce(sum(reversed), 0)::bigint AS points_reversed,
-           coalesce(sum(expired), 0)::bigint AS points_expired
+    SELECT coalesce(sum(earned), 0)::numeric AS points_earned,
+           coalesce(sum(redeemed), 0)::numeric AS points_redeemed,
+           coalesce(sum(reversed), 0)::numeric AS points_reversed,
+           coalesce(sum(expired), 0)::numeric AS points_expired
     FROM balance
 )
 SELECT (SELECT as_of FROM ledger_clock) AS as_of,

@@ -473,7 +473,276 @@ def test_schemas_cover_every_type() -> None:
     assert sorted(json_schemas()) == sorted([f"{t}.json" for t in EVENT_TYPES] + ["event.json"])
     total = json_schemas()["purchase.json"]["properties"]["total"]
     assert total["type"] == "string"
-    assert total["pattern"] == r"^-?[0-9]+(\.[0-9]+)?$"
+    assert total["pattern"] == r"^-?[0-9]{1,12}(\.[0-9]{1,6})?$"
+
+
+# --- bounds (PROGRAM.md "Bounds"): each limit, and one past it -------------------------------
+
+MONEY_DIGITS = "must have at most 12 digits before the point and 6 after"
+LONG = "x" * 1000
+IN_BOUNDS: list[tuple[str, str]] = [
+    # (case, line on the limit: valid)
+    ("total 12 digits", line("purchase", total="999999999999")),
+    ("total 12 and 6 digits", line("purchase", total="999999999999.999999")),
+    ("total 6 decimals", line("purchase", total="0.000001")),
+    ("unit_price 12 and 6", line("purchase", items=[{**ITEM, "unit_price": "1" * 12 + ".5"}])),
+    ("amount 12 and 6 digits", line("return", amount="999999999999.999999")),
+    ("quantity 1", line("purchase", items=[{**ITEM, "quantity": 1}])),
+    ("quantity 1000000", line("purchase", items=[{**ITEM, "quantity": 1_000_000}])),
+    ("1000 items", line("purchase", items=[ITEM] * 1000)),
+    ("points 1", line("redemption", reward_id=..., points=1)),
+    ("points 1000000000", line("redemption", reward_id=..., points=1_000_000_000)),
+    ("id 1 character", line("purchase", customer_id="c")),
+    ("id 128 characters", line("purchase", event_id="e" * 128, order_id="o" * 128)),
+    ("email 1000 characters", line("signup", email=LONG, name=LONG, phone=LONG)),
+    ("currency 1000 characters", line("purchase", currency=LONG)),
+    ("sku 1000 characters", line("purchase", items=[{**ITEM, "sku": LONG, "category": LONG}])),
+    ("action 1000 characters", line("action", action=LONG)),
+    ("first instant", line("tick", occurred_at="1970-01-01T00:00:00Z")),
+    ("first instant by offset", line("tick", occurred_at="1970-01-01T01:00:00+01:00")),
+    ("last instant", line("tick", occurred_at="2999-12-31T23:59:59Z")),
+    ("last instant by offset", line("tick", occurred_at="2999-12-31T22:59:59-01:00")),
+    ("first birth_date", line("signup", birth_date="1900-01-01")),
+    ("last birth_date", line("signup", birth_date="2999-12-31")),
+    ("escaped backslash-u0000 is no nul", line("signup", name="a\\u0000")),
+]
+
+
+@pytest.mark.parametrize("raw", [row[1] for row in IN_BOUNDS], ids=[row[0] for row in IN_BOUNDS])
+def test_values_on_the_bounds_are_valid(raw: str) -> None:
+    decoded(raw)
+
+
+BEYOND: list[tuple[str, str | bytes, str]] = [
+    # (case, line one past a limit, expected reason)
+    ("total 13 digits", line("purchase", total="1000000000000"), f"purchase.total: {MONEY_DIGITS}"),
+    ("total 7 decimals", line("purchase", total="0.0000001"), f"purchase.total: {MONEY_DIGITS}"),
+    (
+        "total 13 digits by a leading zero",
+        line("purchase", total="0999999999999"),
+        f"purchase.total: {MONEY_DIGITS}",
+    ),
+    (
+        "total 20000 decimals",
+        line("purchase", total="1." + "1" * 20_000),
+        f"purchase.total: {MONEY_DIGITS}",
+    ),
+    (
+        "total 140000 digits",
+        line("purchase", total="9" * 140_000),
+        f"purchase.total: {MONEY_DIGITS}",
+    ),
+    (
+        "negative total 13 digits",
+        line("purchase", total="-1000000000000"),
+        f"purchase.total: {MONEY_DIGITS}",
+    ),
+    (
+        "unit_price 7 decimals",
+        line("purchase", items=[ITEM, {**ITEM, "unit_price": "1.0000001"}]),
+        f"purchase.items[1].unit_price: {MONEY_DIGITS}",
+    ),
+    (
+        "amount 13 digits",
+        line("return", amount="9999999999999"),
+        f"return.amount: {MONEY_DIGITS}",
+    ),
+    (
+        "quantity 1000001",
+        line("purchase", items=[{**ITEM, "quantity": 1_000_001}]),
+        "purchase.items[0].quantity: must be <= 1000000",
+    ),
+    (
+        "quantity 1e30 digits",
+        line("purchase", items=[{**ITEM, "quantity": 10**30}]),
+        "purchase.items[0].quantity: must be <= 1000000",
+    ),
+    (
+        "quantity 10000 digits",
+        '{"type": "purchase", "items": [{"quantity": ' + "9" * 10_000 + "}]}",
+        "not json: number out of range",
+    ),
+    ("1001 items", line("purchase", items=[ITEM] * 1001), "purchase.items: must have at most 1000"),
+    ("points 0", line("redemption", reward_id=..., points=0), "redemption.points: must be > 0"),
+    (
+        "points 1000000001",
+        line("redemption", reward_id=..., points=1_000_000_001),
+        "redemption.points: must be <= 1000000000",
+    ),
+    (
+        "points 2^63",
+        line("redemption", reward_id=..., points=2**63),
+        "redemption.points: must be <= 1000000000",
+    ),
+    (
+        "negative points",
+        line("redemption", reward_id=..., points=-(2**63)),
+        "redemption.points: must be > 0",
+    ),
+    ("empty id", line("purchase", order_id=""), "purchase.order_id: must not be empty"),
+    (
+        "id 129 characters",
+        line("purchase", order_id="o" * 129),
+        "purchase.order_id: must be at most 128 characters",
+    ),
+    (
+        "email 1001 characters",
+        line("signup", email=LONG + "x"),
+        "signup.email: must be at most 1000 characters",
+    ),
+    (
+        "phone 1001 characters",
+        line("signup", phone=LONG + "x"),
+        "signup.phone: must be at most 1000 characters",
+    ),
+    (
+        "currency 1001 characters",
+        line("purchase", currency=LONG + "x"),
+        "purchase.currency: must be at most 1000 characters",
+    ),
+    (
+        "category 1001 characters",
+        line("purchase", items=[{**ITEM, "category": LONG + "x"}]),
+        "purchase.items[0].category: must be at most 1000 characters",
+    ),
+    (
+        "action 1001 characters",
+        line("action", action=LONG + "x"),
+        "action.action: must be at most 1000 characters",
+    ),
+    (
+        "nul in customer_id",
+        line("purchase", customer_id="c\u0000"),
+        "purchase.customer_id: must not contain U+0000",
+    ),
+    ("nul in event_id", line("tick", event_id="\u0000"), "tick.event_id: must not contain U+0000"),
+    ("nul in email", line("signup", email="a\u0000@b"), "signup.email: must not contain U+0000"),
+    ("nul in name", line("signup", name="\u0000"), "signup.name: must not contain U+0000"),
+    ("nul in phone", line("signup", phone="1\u0000"), "signup.phone: must not contain U+0000"),
+    (
+        "nul in referred_by",
+        line("signup", referred_by="c\u0000"),
+        "signup.referred_by: must not contain U+0000",
+    ),
+    ("nul in currency", line("purchase", currency="EUR\u0000"), "purchase.currency: must not"),
+    (
+        "nul in sku",
+        line("purchase", items=[ITEM, {**ITEM, "sku": "\u0000"}]),
+        "purchase.items[1].sku: must not contain U+0000",
+    ),
+    (
+        "nul in category",
+        line("purchase", items=[{**ITEM, "category": "shoes\u0000"}]),
+        "purchase.items[0].category: must not contain U+0000",
+    ),
+    ("nul in action", line("action", action="x\u0000"), "action.action: must not contain U+0000"),
+    (
+        "nul in reward_id",
+        line("redemption", reward_id="v\u0000"),
+        "redemption.reward_id: must not contain U+0000",
+    ),
+    ("raw nul byte", line("tick", event_id="e\u0000").replace("\\u0000", "\x00"), "not json:"),
+    (
+        "before 1970",
+        line("tick", occurred_at="1969-12-31T23:59:59Z"),
+        "tick.occurred_at: must be from 1970-01-01T00:00:00Z to 2999-12-31T23:59:59Z",
+    ),
+    (
+        "before 1970 by offset",
+        line("tick", occurred_at="1970-01-01T00:59:59+01:00"),
+        "tick.occurred_at: must be from 1970-01-01T00:00:00Z",
+    ),
+    (
+        "after 2999",
+        line("tick", occurred_at="3000-01-01T00:00:00Z"),
+        "tick.occurred_at: must be from 1970-01-01T00:00:00Z to 2999-12-31T23:59:59Z",
+    ),
+    (
+        "after 2999 by a fraction",
+        line("tick", occurred_at="2999-12-31T23:59:59.000001Z"),
+        "tick.occurred_at: must be from",
+    ),
+    (
+        "after 2999 by offset",
+        line("tick", occurred_at="2999-12-31T23:00:00-01:00"),
+        "tick.occurred_at: must be from",
+    ),
+    ("year 9999", line("tick", occurred_at="9999-12-31T00:00:00Z"), "tick.occurred_at: must be"),
+    ("year 0001", line("tick", occurred_at="0001-01-01T00:00:00Z"), "tick.occurred_at: must be"),
+    (
+        "birth_date 1899",
+        line("signup", birth_date="1899-12-31"),
+        "signup.birth_date: must be from 1900-01-01 to 2999-12-31",
+    ),
+    (
+        "birth_date 3000",
+        line("signup", birth_date="3000-01-01"),
+        "signup.birth_date: must be from 1900-01-01 to 2999-12-31",
+    ),
+    ("deep arrays", "[" * 100_000, "not json: recursion limit exceeded"),
+    (
+        "deep objects in an event",
+        '{"type": "tick", "x": ' + '{"a": ' * 100_000 + "1" + "}" * 100_000 + "}",
+        "not json: recursion limit exceeded",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [row[1:] for row in BEYOND], ids=[row[0] for row in BEYOND]
+)
+def test_values_beyond_the_bounds_say_which_field(raw: str | bytes, expected: str) -> None:
+    assert reason(raw).startswith(expected)
+    assert reason(raw.encode() if isinstance(raw, str) else raw).startswith(expected)
+
+
+@pytest.mark.parametrize("bom", [b"\xef\xbb\xbf", "\ufeff"])
+def test_a_bom_before_a_line_is_dropped(bom: bytes | str) -> None:
+    raw = line("tick")
+    assert decoded(bom + (raw.encode() if isinstance(bom, bytes) else raw)) == decoded(raw)
+
+
+def test_a_bom_inside_a_line_is_not_dropped() -> None:
+    assert reason(" \ufeff" + line("tick")).startswith("not json")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("total", Decimal("1E+12")),
+        ("total", Decimal("0.0000001")),
+        ("occurred_at", datetime(3000, 1, 1, tzinfo=UTC)),
+        ("occurred_at", datetime(1969, 12, 31, 23, 59, tzinfo=UTC)),
+    ],
+)
+def test_python_values_keep_the_bounds(field: str, value: Any) -> None:
+    fields: dict[str, Any] = {
+        "type": "purchase",
+        "event_id": "e1",
+        "occurred_at": datetime(2026, 3, 1, tzinfo=UTC),
+        "customer_id": "c1",
+        "order_id": "o1",
+        "currency": "EUR",
+        "total": Decimal("1"),
+        field: value,
+    }
+    with pytest.raises(ValueError, match=field):
+        Purchase.model_validate(fields)
+
+
+def test_schemas_carry_the_bounds() -> None:
+    schemas = json_schemas()
+    purchase = schemas["purchase.json"]
+    item = purchase["$defs"]["Item"]["properties"]
+    assert (item["quantity"]["minimum"], item["quantity"]["maximum"]) == (1, 1_000_000)
+    assert purchase["properties"]["items"]["anyOf"][0]["maxItems"] == 1000
+    assert purchase["properties"]["customer_id"]["maxLength"] == 128
+    assert purchase["properties"]["currency"]["maxLength"] == 1000
+    assert purchase["properties"]["currency"]["pattern"] == r"^[^\x00]*$"
+    points = schemas["redemption.json"]["properties"]["points"]["anyOf"][0]
+    assert points["maximum"] == 1_000_000_000
+    birth_date = schemas["signup.json"]["properties"]["birth_date"]["anyOf"][0]
+    assert "1900-01-01 to 2999-12-31" in birth_date["description"]
 
 
 # --- properties -----------------------------------------------------------------------------
@@ -537,7 +806,9 @@ def test_decode_never_raises_on_near_miss_events(type_: Any, changes: dict[str, 
         assert result.type == type_
 
 
-@given(st.decimals(min_value=0, max_value=10**12, places=2, allow_nan=False, allow_infinity=False))
+@given(
+    st.decimals(min_value=0, max_value=10**12 - 1, places=2, allow_nan=False, allow_infinity=False)
+)
 def test_plain_decimal_money_round_trips(amount: Decimal) -> None:
     event = decoded(line("purchase", total=f"{amount:f}"))
     assert isinstance(event, Purchase)

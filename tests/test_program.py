@@ -439,6 +439,271 @@ def test_bad_programs_are_refused_naming_the_key(text: str, expected: str) -> No
     assert refused(text).startswith("program.toml: " + expected)
 
 
+# --- bounds (PROGRAM.md "Bounds"): each limit, and one past it -------------------------------
+
+BILLION = 1_000_000_000
+MONEY_DIGITS = "must have at most 12 digits before the point and 6 after"
+LONG = "x" * 1000
+ON_THE_BOUNDS: list[tuple[str, str]] = [
+    ("signup bonus 10^9", edit("bonus = 100", f"bonus = {BILLION}")),
+    ("birthday bonus 0", edit("bonus = 250", "bonus = 0")),
+    ("referrer bonus 10^9", edit("referrer_bonus = 500", f"referrer_bonus = {BILLION}")),
+    ("referee bonus 10^9", edit("referee_bonus = 0", f"referee_bonus = {BILLION}")),
+    ("action points 10^9", edit("points = 50", f"points = {BILLION}")),
+    ("max_per_customer 10^9", edit("max_per_customer = 1 ", f"max_per_customer = {BILLION} ")),
+    ("cost 10^9", edit("cost = 500", f"cost = {BILLION}")),
+    ("every 10^9", edit("every = 10", f"every = {BILLION}")),
+    ("ladder count 10^9", edit("count = 10", f"count = {BILLION}")),
+    ("min_points 10^9", edit("min_points = 100", f"min_points = {BILLION}")),
+    ("points_per_unit 1000", edit('points_per_unit = "1"', 'points_per_unit = "1000"')),
+    ("points_per_unit 0.000001", edit('points_per_unit = "1"', 'points_per_unit = "0.000001"')),
+    ("points_per_unit 1000 as integer", edit('points_per_unit = "1"', "points_per_unit = 1000")),
+    ("category multiplier 1000", edit('shoes = "2"', 'shoes = "1000.000000"')),
+    ("channel multiplier 0", edit('app = "1.5"', 'app = "0"')),
+    ("tier multiplier 999.999999", edit('multiplier = "1.5"', 'multiplier = "999.999999"')),
+    ("min_spend 12 and 6 digits", edit('min_spend = "2000"', 'min_spend = "999999999999.999999"')),
+    ("min_total 12 digits integer", edit('min_total = "3.00"', "min_total = 999999999999")),
+    ("min_first_purchase 6 decimals", edit('"20"', '"20.000001"')),
+    ("expiry 1200 months", edit("months = 24", "months = 1200")),
+    ("window 3660 days", edit("window_days = 365", "window_days = 3660")),
+    ("name 1000 characters", edit('"Diamond Club"', f'"{LONG}"')),
+    ("category key 1000 characters", edit('shoes = "2"', f'{LONG} = "2"')),
+    ("reward 1000 characters", edit('reward = "razor"', f'reward = "{LONG}"')),
+]
+
+
+@pytest.mark.parametrize(
+    "text", [row[1] for row in ON_THE_BOUNDS], ids=[row[0] for row in ON_THE_BOUNDS]
+)
+def test_programs_on_the_bounds_load(text: str) -> None:
+    assert isinstance(parse_program(text), Program)
+
+
+BEYOND: list[tuple[str, str, str]] = [
+    # (case, program text, expected message after "program.toml: ")
+    (
+        "signup bonus 10^9 + 1",
+        edit("bonus = 100", f"bonus = {BILLION + 1}"),
+        "[signup].bonus: must be 1000000000 or less",
+    ),
+    (
+        "signup bonus 2^63 - 1",
+        edit("bonus = 100", "bonus = 9223372036854775807"),
+        "[signup].bonus: must be 1000000000 or less",
+    ),
+    (
+        "birthday bonus beyond 2^63",
+        edit("bonus = 250", f"bonus = {2**64}"),
+        "[birthday].bonus: must be 1000000000 or less",
+    ),
+    (
+        "referrer bonus",
+        edit("referrer_bonus = 500", f"referrer_bonus = {BILLION + 1}"),
+        "[referral].referrer_bonus: must be 1000000000 or less",
+    ),
+    (
+        "referee bonus",
+        edit("referee_bonus = 0", f"referee_bonus = {BILLION + 1}"),
+        "[referral].referee_bonus: must be 1000000000 or less",
+    ),
+    (
+        "action points",
+        edit("points = 50", f"points = {BILLION + 1}"),
+        "[actions][1].points: must be 1000000000 or less",
+    ),
+    (
+        "max_per_customer",
+        edit("max_per_customer = 1 ", f"max_per_customer = {BILLION + 1} "),
+        "[actions][1].max_per_customer: must be 1000000000 or less",
+    ),
+    (
+        "cost",
+        edit("cost = 500", f"cost = {BILLION + 1}"),
+        "[rewards][1].cost: must be 1000000000 or less",
+    ),
+    (
+        "every",
+        edit("every = 10", f"every = {BILLION + 1}"),
+        "[stamp_cards][1].every: must be 1000000000 or less",
+    ),
+    (
+        "ladder count",
+        edit("count = 10", f"count = {BILLION + 1}"),
+        "[referral.ladder][2].count: must be 1000000000 or less",
+    ),
+    (
+        "min_points",
+        edit("min_points = 100", f"min_points = {BILLION + 1}"),
+        "[redemption].min_points: must be 1000000000 or less",
+    ),
+    (
+        "points_per_unit 1000.000001",
+        edit('points_per_unit = "1"', 'points_per_unit = "1000.000001"'),
+        "[earn].points_per_unit: must be 1000 or less",
+    ),
+    (
+        "points_per_unit huge",
+        edit('points_per_unit = "1"', f'points_per_unit = "{"9" * 5000}"'),
+        "[earn].points_per_unit: must be 1000 or less",
+    ),
+    (
+        "points_per_unit 1001 as integer",
+        edit('points_per_unit = "1"', "points_per_unit = 1001"),
+        "[earn].points_per_unit: must be 1000 or less",
+    ),
+    (
+        "points_per_unit 7 decimals",
+        edit('points_per_unit = "1"', 'points_per_unit = "0.0000001"'),
+        "[earn].points_per_unit: must have at most 6 decimals",
+    ),
+    (
+        "category multiplier",
+        edit('shoes = "2"', 'shoes = "1001"'),
+        "[earn].category_multipliers.shoes: must be 1000 or less",
+    ),
+    (
+        "channel multiplier 7 decimals",
+        edit('app = "1.5"', 'app = "1.5000000"'),
+        "[earn].channel_multipliers.app: must have at most 6 decimals",
+    ),
+    (
+        "tier multiplier",
+        edit('multiplier = "1.5"', 'multiplier = "1000.1"'),
+        "[tiers.levels][3].multiplier: must be 1000 or less",
+    ),
+    (
+        "min_spend 13 digits",
+        edit('min_spend = "2000"', 'min_spend = "1000000000000"'),
+        f"[tiers.levels][3].min_spend: {MONEY_DIGITS}",
+    ),
+    (
+        "min_spend 7 decimals",
+        edit('min_spend = "2000"', 'min_spend = "2000.0000001"'),
+        f"[tiers.levels][3].min_spend: {MONEY_DIGITS}",
+    ),
+    (
+        "min_total 13 digits integer",
+        edit('min_total = "3.00"', "min_total = 1000000000000"),
+        f"[stamp_cards][1].min_total: {MONEY_DIGITS}",
+    ),
+    (
+        "min_first_purchase 20000 decimals",
+        edit('"20"', f'"20.{"1" * 20_000}"'),
+        f"[referral].min_first_purchase: {MONEY_DIGITS}",
+    ),
+    (
+        "expiry 1201 months",
+        edit("months = 24", "months = 1201"),
+        "[expiry].months: must be 1200 or less",
+    ),
+    (
+        "expiry 200000 months",
+        edit("months = 24", "months = 200000"),
+        "[expiry].months: must be 1200 or less",
+    ),
+    (
+        "window 3661 days",
+        edit("window_days = 365", "window_days = 3661"),
+        "[tiers].window_days: must be 3660 or less",
+    ),
+    (
+        "window 3000000 days",
+        edit("window_days = 365", "window_days = 3000000"),
+        "[tiers].window_days: must be 3660 or less",
+    ),
+    (
+        "name 1001 characters",
+        edit('"Diamond Club"', f'"{LONG}x"'),
+        "[program].name: must be at most 1000 characters",
+    ),
+    (
+        "reward 1001 characters",
+        edit('reward = "razor"', f'reward = "{LONG}x"'),
+        "[referral.ladder][2].reward: must be at most 1000 characters",
+    ),
+    (
+        "category 1001 characters",
+        edit('categories = ["coffee"]', f'categories = ["coffee", "{LONG}x"]'),
+        "[stamp_cards][1].categories[2]: must be at most 1000 characters",
+    ),
+    (
+        "category key 1001 characters",
+        edit('shoes = "2"', f'{LONG}x = "2"'),
+        "[earn].category_multipliers: a key must be at most 1000 characters",
+    ),
+    (
+        "nul in name",
+        edit('"Diamond Club"', '"D\\u0000"'),
+        "[program].name: must not contain U+0000",
+    ),
+    (
+        "nul in a category key",
+        edit('shoes = "2"', '"sh\\u0000oes" = "2"'),
+        "[earn].category_multipliers: a key must not contain U+0000",
+    ),
+    (
+        "nul in an action name",
+        edit('name = "review_written"', 'name = "review\\u0000"'),
+        "[actions][2].name: must not contain U+0000",
+    ),
+    (
+        "nul in a reward id",
+        edit('id = "voucher-5"', 'id = "\\u0000"'),
+        "[rewards][1].id: must not contain U+0000",
+    ),
+    (
+        "an integer of 5000 digits",
+        edit("bonus = 100", f"bonus = {'9' * 5000}"),
+        "not valid toml: an integer has more than 4300 digits",
+    ),
+    (
+        "deeply nested arrays",
+        edit('categories = ["coffee"]', f"categories = {'[' * 100_000}{']' * 100_000}"),
+        "not valid toml: arrays or inline tables nested too deeply",
+    ),
+    (
+        "deeply nested inline tables",
+        edit("[redemption]\n", f"[redemption]\nx = {'{a=' * 10_000}1{'}' * 10_000}\n"),
+        "not valid toml: arrays or inline tables nested too deeply",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [row[1:] for row in BEYOND], ids=[row[0] for row in BEYOND]
+)
+def test_programs_beyond_the_bounds_are_refused_naming_the_key(text: str, expected: str) -> None:
+    assert refused(text) == "program.toml: " + expected
+
+
+def test_a_program_over_1_mib_is_refused(tmp_path: Path) -> None:
+    limit = 1024 * 1024
+    at_limit = EXAMPLE + "#" * (limit - len(EXAMPLE.encode()) - 1) + "\n"
+    assert len(at_limit.encode()) == limit
+    assert isinstance(parse_program(at_limit), Program)
+    over = at_limit + "\n"
+    message = "too large; a program file is at most 1048576 bytes (1 MiB)"
+    assert refused(over) == f"program.toml: {message}"
+    path = tmp_path / "program.toml"
+    path.write_text(over, encoding="utf-8")
+    with pytest.raises(ProgramError, match=r"program\.toml: too large; "):
+        load_program(path)
+    path.write_text(at_limit, encoding="utf-8")
+    assert isinstance(load_program(path), Program)
+
+
+def test_a_device_that_never_ends_is_refused() -> None:
+    with pytest.raises(ProgramError, match="too large"):
+        load_program(Path("/dev/zero"))
+
+
+def test_programs_built_in_python_keep_the_bounds() -> None:
+    with pytest.raises(ValueError, match="min_spend"):
+        TierLevel(name="gold", min_spend=Decimal("1E+12"), multiplier=Decimal(1))
+    with pytest.raises(ValueError, match="multiplier"):
+        TierLevel(name="gold", min_spend=Decimal(0), multiplier=Decimal("1000.5"))
+
+
 # --- loading --------------------------------------------------------------------------------
 
 

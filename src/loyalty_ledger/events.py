@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Final, Literal
 
-from annotated_types import Ge, Gt
+from annotated_types import Ge, Gt, Le, MaxLen
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -50,7 +50,21 @@ __all__ = [
 ]
 
 MAX_LINE_BYTES: Final = 1024 * 1024
-MONEY_PATTERN: Final = r"^-?[0-9]+(\.[0-9]+)?$"
+# PROGRAM.md "Bounds": every figure has a limit, so no input can crash a consumer or
+# overflow a read model; what is outside them is a dead letter whose reason names the field.
+MONEY_PATTERN: Final = r"^-?[0-9]{1,12}(\.[0-9]{1,6})?$"
+MONEY_DIGITS: Final = "must have at most 12 digits before the point and 6 after"
+# PostgreSQL text cannot hold U+0000: a string with it could never be stored.
+NO_NUL_PATTERN: Final = r"^[^\x00]*$"
+TEXT_LENGTH_MAX: Final = 1000
+QUANTITY_MAX: Final = 1_000_000
+ITEMS_MAX: Final = 1000
+POINTS_MAX: Final = 1_000_000_000
+FIRST_INSTANT: Final = datetime(1970, 1, 1, tzinfo=UTC)
+LAST_INSTANT: Final = datetime(2999, 12, 31, 23, 59, 59, tzinfo=UTC)
+FIRST_BIRTH_DATE: Final = date(1900, 1, 1)
+LAST_BIRTH_DATE: Final = date(2999, 12, 31)
+_BOM: Final = b"\xef\xbb\xbf"
 INSTANT_PATTERN: Final = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
     r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
@@ -58,6 +72,7 @@ INSTANT_PATTERN: Final = (
 DATE_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 
 _MONEY_RE: Final = re.compile(MONEY_PATTERN)
+_ANY_MONEY_RE: Final = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 _INSTANT_RE: Final = re.compile(INSTANT_PATTERN)
 _DATE_RE: Final = re.compile(DATE_PATTERN)
 
@@ -84,15 +99,21 @@ class _MoneyRule:
         return {
             "type": "string",
             "pattern": MONEY_PATTERN,
-            "description": f"a decimal amount {bound}, as a string",
+            "maxLength": 20,
+            "description": f"a decimal amount {bound}, as a string; "
+            "at most 12 digits before the point and 6 after",
         }
 
     def _validate(self, value: object) -> Decimal:
         # A Decimal never comes off the wire: it is the engine building an event in Python.
         if type(value) is Decimal and value.is_finite():
-            amount = value
-        elif type(value) is str and _MONEY_RE.fullmatch(value) is not None:
+            value = f"{value:f}"  # held to the wire's rules
+        if type(value) is not str:
+            raise PydanticCustomError("money_format", _MONEY_FORMAT)
+        if _MONEY_RE.fullmatch(value) is not None:
             amount = Decimal(value)
+        elif _ANY_MONEY_RE.fullmatch(value) is not None:
+            raise PydanticCustomError("money_digits", MONEY_DIGITS)
         else:
             raise PydanticCustomError("money_format", _MONEY_FORMAT)
         if amount.is_signed():
@@ -117,20 +138,32 @@ class _InstantRule:
     def __get_pydantic_json_schema__(
         cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
-        return {"type": "string", "format": "date-time", "pattern": INSTANT_PATTERN}
+        return {
+            "type": "string",
+            "format": "date-time",
+            "pattern": INSTANT_PATTERN,
+            "description": f"an instant from {_INSTANT_RANGE}, as an RFC 3339 string",
+        }
 
     @staticmethod
     def _validate(value: object) -> datetime:
         # A datetime never comes off the wire: it is the engine building an event in Python.
         if isinstance(value, datetime) and value.utcoffset() is not None:
-            return _in_utc(value)
-        if type(value) is not str or _INSTANT_RE.fullmatch(value) is None:
+            instant = _in_utc(value)
+        elif type(value) is not str or _INSTANT_RE.fullmatch(value) is None:
             raise PydanticCustomError("instant_format", _INSTANT_FORMAT)
-        try:
-            # fromisoformat takes "Z" but not "z"; digits are unaffected by upper().
-            return _in_utc(datetime.fromisoformat(value.upper()))
-        except ValueError:
-            raise _not_an_instant() from None
+        else:
+            try:
+                # fromisoformat takes "Z" but not "z"; digits are unaffected by upper().
+                instant = _in_utc(datetime.fromisoformat(value.upper()))
+            except ValueError:
+                raise _not_an_instant() from None
+        if not FIRST_INSTANT <= instant <= LAST_INSTANT:
+            raise PydanticCustomError("instant_bounds", f"must be from {_INSTANT_RANGE}")
+        return instant
+
+
+_INSTANT_RANGE: Final = "1970-01-01T00:00:00Z to 2999-12-31T23:59:59Z"
 
 
 def _in_utc(instant: datetime) -> datetime:
@@ -159,18 +192,30 @@ class _DateRule:
     def __get_pydantic_json_schema__(
         cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
-        return {"type": "string", "format": "date", "pattern": DATE_PATTERN}
+        return {
+            "type": "string",
+            "format": "date",
+            "pattern": DATE_PATTERN,
+            "description": f"a date from {_DATE_RANGE}",
+        }
 
     @staticmethod
     def _validate(value: object) -> date:
         if type(value) is date:  # built in Python, not off the wire
-            return value
-        if type(value) is not str or _DATE_RE.fullmatch(value) is None:
+            day = value
+        elif type(value) is not str or _DATE_RE.fullmatch(value) is None:
             raise PydanticCustomError("date_format", _DATE_FORMAT)
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            raise PydanticCustomError("date_range", "is not a real calendar date") from None
+        else:
+            try:
+                day = date.fromisoformat(value)
+            except ValueError:
+                raise PydanticCustomError("date_range", "is not a real calendar date") from None
+        if not FIRST_BIRTH_DATE <= day <= LAST_BIRTH_DATE:
+            raise PydanticCustomError("date_bounds", f"must be from {_DATE_RANGE}")
+        return day
+
+
+_DATE_RANGE: Final = "1900-01-01 to 2999-12-31"
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,9 +235,28 @@ class _NullIsDefault:
         return self.default if value is None else value
 
 
-Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128)]
-NonEmptyStr = Annotated[str, StringConstraints(strict=True, min_length=1)]
-Text = Annotated[str, StringConstraints(strict=True)]
+class _NoNul:
+    """A pydantic annotation for JSON Schema only: the string holds no U+0000.
+
+    `decode` enforces it (see `_nul_in`): a pattern per string field would cost a
+    regex run on each, and a NUL can only come off the wire as the escape \\u0000.
+    """
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema["pattern"] = NO_NUL_PATTERN
+        return json_schema
+
+
+# Lengths are native pydantic-core constraints: checked in Rust with the type itself.
+Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128), _NoNul]
+NonEmptyStr = Annotated[
+    str, StringConstraints(strict=True, min_length=1, max_length=TEXT_LENGTH_MAX), _NoNul
+]
+Text = Annotated[str, StringConstraints(strict=True, max_length=TEXT_LENGTH_MAX), _NoNul]
 Money = Annotated[Decimal, _MoneyRule(positive=False)]
 PositiveMoney = Annotated[Decimal, _MoneyRule(positive=True)]
 Instant = Annotated[datetime, _InstantRule]
@@ -206,7 +270,7 @@ class _Wire(BaseModel):
 class Item(_Wire):
     sku: Text
     category: Text
-    quantity: Annotated[int, Strict(), Ge(1)]
+    quantity: Annotated[int, Strict(), Ge(1), Le(QUANTITY_MAX)]
     unit_price: Money
 
 
@@ -233,7 +297,7 @@ class Purchase(_Common):
     order_id: Id
     currency: Text
     total: Money
-    items: Annotated[tuple[Item, ...], _NullIsDefault(())] = ()
+    items: Annotated[tuple[Item, ...], MaxLen(ITEMS_MAX), _NullIsDefault(())] = ()
 
 
 class Return(_Common):
@@ -263,7 +327,7 @@ class Redemption(_Common):
     customer_id: Id
     redemption_id: Id
     reward_id: Id | None = None
-    points: Annotated[int, Strict(), Gt(0)] | None = None
+    points: Annotated[int, Strict(), Gt(0), Le(POINTS_MAX)] | None = None
 
     @model_validator(mode="after")
     def _one_of_reward_or_points(self) -> Redemption:
@@ -324,15 +388,43 @@ def decode(raw: bytes | str) -> Event | Invalid:
             raw = raw.encode()
         except UnicodeEncodeError as e:
             return Invalid(f"not utf-8: {e.reason} at character {e.start}")
+    if raw[:3] == _BOM:  # as JSON readers do: a BOM is no part of the text
+        raw = raw[3:]
     if raw.endswith(b"\n"):
         # A line's own terminator: without it, a cut-off line reads as "EOF while parsing".
         raw = raw.rstrip(b"\r\n")
     if len(raw) > MAX_LINE_BYTES:
         return Invalid(f"too large: {len(raw)} bytes, the limit is {MAX_LINE_BYTES}")
     try:
-        return _EVENT.validate_json(raw)
+        event = _EVENT.validate_json(raw)
     except ValidationError as e:
         return Invalid(_reason(e))
+    # JSON has no raw control characters in strings: a NUL can only be the escape \u0000.
+    # A backslash is rare, and looking for one byte is a tenth of the cost of six.
+    if _BACKSLASH in raw and _NUL_ESCAPE in raw:
+        where = _nul_in(event, event.type)
+        if where is not None:
+            return Invalid(f"{where}: must not contain U+0000")
+    return event
+
+
+_BACKSLASH: Final = ord("\\")
+_NUL_ESCAPE: Final = b"\\u0000"
+
+
+def _nul_in(model: BaseModel, path: str) -> str | None:
+    """The path of the first string of `model` (items included) that holds a U+0000."""
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if type(value) is str:
+            if "\x00" in value:
+                return f"{path}.{name}"
+        elif type(value) is tuple:
+            for index, item in enumerate(value):
+                found = _nul_in(item, f"{path}.{name}[{index}]")
+                if found is not None:
+                    return found
+    return None
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:
@@ -377,11 +469,13 @@ _MESSAGES: Final[dict[str, str]] = {
     "string_type": "must be a string",
     "string_too_short": "must not be empty",
     "string_too_long": "must be at most {max_length} characters",
+    "too_long": "must have at most {max_length} entries",
     "int_type": "must be an integer",
     "int_from_float": "must be an integer",
     "finite_number": "must be an integer",
     "greater_than_equal": "must be >= {ge}",
     "greater_than": "must be > {gt}",
+    "less_than_equal": "must be <= {le}",
     "bool_type": "must be true or false",
     "tuple_type": "must be a list",
     "model_type": "must be an object",

@@ -7,11 +7,12 @@ import json
 import re
 import tomllib
 import zoneinfo
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, get_args, get_origin
 
-from annotated_types import Ge
+from annotated_types import Ge, Le
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -69,44 +70,84 @@ ISO_4217_CODES: Final = frozenset(
 
 _PLAIN_DECIMAL: Final = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 
+# PROGRAM.md "Bounds": a program outside them is refused at load, so no figure of a valid
+# program can overflow the engine's dates or the database's columns.
+PROGRAM_BYTES_MAX: Final = 1024 * 1024
+COUNT_MAX: Final = 1_000_000_000  # bonuses, points, costs, counts, `every`
+FACTOR_MAX: Final = Decimal(1000)  # multipliers and points_per_unit
+DECIMALS_MAX: Final = 6
+MONEY_DIGITS_MAX: Final = 12  # before the point, as money on the wire
+EXPIRY_MONTHS_MAX: Final = 1200
+WINDOW_DAYS_MAX: Final = 3660
+TEXT_LENGTH_MAX: Final = 1000
+NO_NUL_PATTERN: Final = r"^[^\x00]*$"  # PostgreSQL text cannot hold U+0000
 
+
+@dataclass(frozen=True, slots=True)
 class _AmountRule:
-    """A pydantic annotation: a TOML integer or plain decimal string, >= 0, as `Decimal`."""
+    """A pydantic annotation: a TOML integer or plain decimal string, >= 0, as `Decimal`.
 
-    @classmethod
+    At most 6 decimals; a factor (`most` given) is at most `most`, money has at most 12
+    digits before the point.
+    """
+
+    most: Decimal | None = None
+
     def __get_pydantic_core_schema__(
-        cls, source: Any, handler: GetCoreSchemaHandler
+        self, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
         return core_schema.no_info_plain_validator_function(
-            cls._validate,
+            self._validate,
             json_schema_input_schema=core_schema.union_schema(
                 [core_schema.str_schema(pattern=_PLAIN_DECIMAL.pattern), core_schema.int_schema()]
             ),
         )
 
-    @staticmethod
-    def _validate(value: object) -> Decimal:
-        if type(value) is Decimal and value.is_finite():
-            value = f"{value:f}"  # a program built in Python: held to the same rules
-        if isinstance(value, float):
-            raise PydanticCustomError(
-                "amount_float",
-                "is a float; write it as a string, like {example} (floats are inexact)",
-                {"example": _float_example(value)},
-            )
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise PydanticCustomError(
-                "amount_type", 'must be a decimal string like "1.25" or an integer'
-            )
-        if isinstance(value, str) and _PLAIN_DECIMAL.fullmatch(value) is None:
-            raise PydanticCustomError(
-                "amount_format",
-                'must be a plain decimal like "1.25" (no exponent, "+" sign or spaces)',
-            )
-        amount = Decimal(value)
-        if amount < 0:
+    def _validate(self, value: object) -> Decimal:
+        text = _plain_decimal(value)
+        whole, _, fraction = text.lstrip("-").partition(".")
+        if text.startswith("-") and whole.strip("0") + fraction.strip("0"):
             raise PydanticCustomError("amount_negative", "must not be negative; use 0 or more")
-        return amount.copy_abs()  # "-0" is 0
+        if self.most is None and (len(whole) > MONEY_DIGITS_MAX or len(fraction) > DECIMALS_MAX):
+            raise PydanticCustomError(
+                "amount_digits",
+                "must have at most {whole} digits before the point and {fraction} after",
+                {"whole": MONEY_DIGITS_MAX, "fraction": DECIMALS_MAX},
+            )
+        amount = Decimal(text).copy_abs()  # "-0" is 0
+        if self.most is not None and amount > self.most:
+            raise PydanticCustomError(
+                "amount_most", "must be {most} or less", {"most": f"{self.most:f}"}
+            )
+        if len(fraction) > DECIMALS_MAX:
+            raise PydanticCustomError(
+                "amount_decimals", "must have at most {most} decimals", {"most": DECIMALS_MAX}
+            )
+        return amount
+
+
+def _plain_decimal(value: object) -> str:
+    """`value`, a TOML integer or plain decimal string, as plain decimal text."""
+    if type(value) is Decimal and value.is_finite():
+        value = f"{value:f}"  # a program built in Python: held to the same rules
+    if isinstance(value, float):
+        raise PydanticCustomError(
+            "amount_float",
+            "is a float; write it as a string, like {example} (floats are inexact)",
+            {"example": _float_example(value)},
+        )
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise PydanticCustomError(
+            "amount_type", 'must be a decimal string like "1.25" or an integer'
+        )
+    if isinstance(value, int):
+        return str(value)  # tomllib reads at most 4300 digits
+    if _PLAIN_DECIMAL.fullmatch(value) is None:
+        raise PydanticCustomError(
+            "amount_format",
+            'must be a plain decimal like "1.25" (no exponent, "+" sign or spaces)',
+        )
+    return value
 
 
 def _float_example(value: float) -> str:
@@ -114,11 +155,19 @@ def _float_example(value: float) -> str:
     return f'"{exact:f}"' if exact.is_finite() else '"1.25"'
 
 
-Amount = Annotated[Decimal, _AmountRule]
-Count = Annotated[int, Strict(), Ge(0)]
-PositiveCount = Annotated[int, Strict(), Ge(1)]
-Name = Annotated[str, StringConstraints(strict=True, min_length=1)]
-Text = Annotated[str, StringConstraints(strict=True)]
+Money = Annotated[Decimal, _AmountRule()]
+Factor = Annotated[Decimal, _AmountRule(most=FACTOR_MAX)]
+Count = Annotated[int, Strict(), Ge(0), Le(COUNT_MAX)]
+PositiveCount = Annotated[int, Strict(), Ge(1), Le(COUNT_MAX)]
+Name = Annotated[
+    str,
+    StringConstraints(
+        strict=True, min_length=1, max_length=TEXT_LENGTH_MAX, pattern=NO_NUL_PATTERN
+    ),
+]
+Text = Annotated[
+    str, StringConstraints(strict=True, max_length=TEXT_LENGTH_MAX, pattern=NO_NUL_PATTERN)
+]
 
 
 class _Section(BaseModel):
@@ -188,23 +237,23 @@ def _zone_loads(key: str) -> bool:
 
 
 class EarnSection(_Section):
-    points_per_unit: Amount
-    category_multipliers: dict[str, Amount] = Field(default_factory=dict)
-    channel_multipliers: dict[Channel, Amount] = Field(default_factory=dict)
+    points_per_unit: Factor
+    category_multipliers: dict[Text, Factor] = Field(default_factory=dict)
+    channel_multipliers: dict[Channel, Factor] = Field(default_factory=dict)
 
 
 class ExpirySection(_Section):
-    months: Count = 0
+    months: Annotated[int, Strict(), Ge(0), Le(EXPIRY_MONTHS_MAX)] = 0
 
 
 class TierLevel(_Section):
     name: Name
-    min_spend: Amount
-    multiplier: Amount
+    min_spend: Money
+    multiplier: Factor
 
 
 class TiersSection(_Section):
-    window_days: PositiveCount = 365
+    window_days: Annotated[int, Strict(), Ge(1), Le(WINDOW_DAYS_MAX)] = 365
     levels: Annotated[tuple[TierLevel, ...], Field(min_length=1)]
 
     @field_validator("levels")
@@ -245,7 +294,7 @@ class LadderStep(_Section):
 class ReferralSection(_Section):
     referrer_bonus: Count = 0
     referee_bonus: Count = 0
-    min_first_purchase: Amount = Decimal(0)
+    min_first_purchase: Money = Decimal(0)
     ladder: tuple[LadderStep, ...] = ()
 
     @field_validator("ladder")
@@ -264,7 +313,7 @@ class Action(_Section):
 class StampCard(_Section):
     id: Name
     every: PositiveCount
-    min_total: Amount = Decimal(0)
+    min_total: Money = Decimal(0)
     categories: tuple[Text, ...] = ()
     reward: Name
 
@@ -319,24 +368,41 @@ def parse_program(text: str, source: str = "program") -> Program:
 
     Array elements in messages are counted from 1, as the `[[...]]` blocks appear in the file.
     """
+    if len(text) > PROGRAM_BYTES_MAX or len(text.encode()) > PROGRAM_BYTES_MAX:
+        raise ProgramError(_too_large(source))
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ProgramError(f"{source}: not valid toml: {_lower_first(str(e))}") from None
+    except RecursionError:
+        raise ProgramError(
+            f"{source}: not valid toml: arrays or inline tables nested too deeply"
+        ) from None
+    except ValueError:  # int() refuses more than 4300 digits, far beyond any bound
+        raise ProgramError(
+            f"{source}: not valid toml: an integer has more than 4300 digits"
+        ) from None
     try:
         return Program.model_validate(data)
     except ValidationError as e:
         raise ProgramError(f"{source}: {_describe(e)}") from None
 
 
+def _too_large(source: object) -> str:
+    return f"{source}: too large; a program file is at most {PROGRAM_BYTES_MAX} bytes (1 MiB)"
+
+
 def load_program(path: Path) -> Program:
     """Read and validate the program file at `path`."""
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as file:
+            raw = file.read(PROGRAM_BYTES_MAX + 1)  # a device may never end
     except FileNotFoundError:
         raise ProgramError(f"{path}: no such file; check the program path") from None
     except OSError as e:
         raise ProgramError(f"{path}: cannot read: {e.strerror or e}") from None
+    if len(raw) > PROGRAM_BYTES_MAX:
+        raise ProgramError(_too_large(path))
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -370,9 +436,12 @@ def _canonical(value: Any) -> Any:
 _MESSAGES: Final[dict[str, str]] = {
     "string_type": "must be a string",
     "string_too_short": "must not be empty",
+    "string_too_long": "must be at most {max_length} characters",
+    "string_pattern_mismatch": "must not contain U+0000",  # the only pattern: NO_NUL_PATTERN
     "int_type": "must be an integer",
     "bool_type": "must be true or false",
     "greater_than_equal": "must be {ge} or more",
+    "less_than_equal": "must be {le} or less",
     "too_short": "must have at least {min_length} entry; add one",
     "model_type": "must be a table",
     "model_attributes_type": "must be a table",
@@ -400,9 +469,12 @@ def _describe(error: ValidationError) -> str:
         message = "missing; add it"
     elif kind == "tuple_type" and _is_table_array(loc):
         message = f"must be an array of tables; write each as [[{'.'.join(map(str, loc))}]]"
-    elif loc and loc[-1] == "[key]":
+    elif loc and loc[-1] == "[key]" and kind == "literal_error":
         loc = loc[:-1]
         message = f"unknown key; use one of {ctx.get('expected', 'the known keys')}"
+    elif loc and loc[-1] == "[key]":  # the key itself is not shown: it may be long or hold NUL
+        loc = loc[:-2]
+        message = "a key " + _MESSAGES.get(kind, str(first["msg"])).format(**ctx)
     elif kind in _MESSAGES:
         message = _MESSAGES[kind].format(**ctx)
     else:

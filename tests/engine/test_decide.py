@@ -32,7 +32,7 @@ from helpers import (
 )
 
 from loyalty_ledger import events as ev
-from loyalty_ledger.engine import decide, decide_tick
+from loyalty_ledger.engine import Decision, decide, decide_command, decide_tick
 from loyalty_ledger.engine.reasons import Reason
 from loyalty_ledger.engine.state import Lot
 from loyalty_ledger.ledger import Kind
@@ -48,6 +48,11 @@ LADDER_ONE = (
     '[[referral.ladder]]\ncount = 1\nreward = "razor"\n'
 )
 ANY_CARD = '[[stamp_cards]]\nid = "any-card"\nevery = 2\nreward = "mug"\n'
+# 1000 points per unit: the largest purchase earns 999999999999999 points, 1 below the limit.
+BIG_EARN = '[earn]\npoints_per_unit = "1000"\ncategory_multipliers = { shoes = "2" }\n'
+BIG: dict[str, str | None] = {"earn": BIG_EARN, "tiers": None, "signup": None}
+TOP = "999999999999.999999"  # the largest total on the wire
+LIMIT = 10**15
 
 
 def coffee(n: int, total: str = "3.00", category: str = "coffee") -> ev.Purchase:
@@ -858,6 +863,128 @@ ROWS: list[Row] = [
         ["c9 rejected not_enrolled"],
         state={"c9": {"enrolled": False, "clock": T0 + DAY, "version": 1, "tier": "bronze"}},
     ),
+    # -------------------------------------------- points limit (PROGRAM.md "Bounds")
+    Row(
+        "limit/purchase-up-to-the-limit-is-accepted",
+        purchase(order="o2", total="1"),
+        ["c1 order_placed o2 1", "c1 credit 1000 purchase o2"],
+        given=(purchase(total="999999999999"),),
+        program=BIG,
+        balances={"c1": LIMIT},
+        state={"c1": {"earned": LIMIT}},
+    ),
+    Row(
+        "limit/purchase-past-the-limit-points_limit",
+        purchase(order="o2", total="1.001"),
+        ["c1 rejected points_limit"],
+        given=(purchase(total="999999999999"),),
+        program=BIG,
+        balances={"c1": LIMIT - 1000},
+        state={"c1": {"earned": LIMIT - 1000, "version": 4}},
+    ),
+    Row(
+        "limit/one-purchase-past-the-limit",
+        purchase(total=TOP, items=[("shoes", 1, TOP)]),
+        ["c1 rejected points_limit"],
+        program=BIG,
+        balances={"c1": 0},
+        state={"c1": {"orders": {}, "enrolled": False, "earned": 0}},
+    ),
+    Row(
+        "limit/steps-2-and-4-still-run",
+        purchase(order="o2", total="1.001", at=T24),
+        ["c1 expiry 999999999999000", "c1 rejected points_limit"],
+        given=(purchase(total="999999999999"),),
+        program=BIG,
+        balances={"c1": 0},
+        state={"c1": {"clock": T24, "expired": LIMIT - 1000, "earned": LIMIT - 1000}},
+    ),
+    Row(
+        "limit/signup-bonus-past-the-limit",
+        signup(at=T0 + DAY),
+        ["c1 rejected points_limit"],
+        given=(purchase(total=TOP),),
+        program={**BIG, "signup": SECTIONS["signup"]},
+        balances={"c1": LIMIT - 1},
+        state={"c1": {"signed_up_on": None}},
+    ),
+    Row(
+        "limit/action-past-the-limit",
+        action(at=T0 + DAY),
+        ["c1 rejected points_limit"],
+        given=(signup(), purchase(total=TOP)),
+        program=BIG,
+        balances={"c1": LIMIT - 1},
+        state={"c1": {"actions": {}}},
+    ),
+    Row(
+        "limit/referee-past-the-limit-referrer-untouched",
+        purchase("c2", "o9", TOP, items=[("shoes", 1, TOP)], at=T0 + DAY),
+        ["c2 rejected points_limit"],
+        given=(signup("c1"), signup("c2", referred_by="c1")),
+        program=BIG,
+        balances={"c1": 0, "c2": 0},
+        state={
+            "c1": {"referrals_qualified": 0, "version": 2},
+            "c2": {"referral_settled": False, "orders": {}},
+        },
+    ),
+    Row(
+        "limit/referrer-bonus-cut-to-the-limit",
+        purchase("c2", "o9", "20", at=T0 + DAY),
+        [
+            "c2 order_placed o9 20",
+            "c2 credit 20000 purchase o9",
+            "c2 referral_settled c1 qualified",
+            "c1 referral_qualified c2",
+            "c1 credit 1 referrer c2",
+        ],
+        given=(purchase(total=TOP), signup("c2", referred_by="c1")),
+        program=BIG,
+        balances={"c1": LIMIT, "c2": 20000},
+        state={"c1": {"earned": LIMIT, "referrals_qualified": 1}},
+    ),
+    Row(
+        "limit/referrer-at-the-limit-qualifies-without-points",
+        purchase("c2", "o9", "20", at=T0 + DAY),
+        [
+            "c2 order_placed o9 20",
+            "c2 credit 20000 purchase o9",
+            "c2 referral_settled c1 qualified",
+            "c1 referral_qualified c2",
+            "c1 reward_issued razor referral_ladder 1",
+            "c2 credit 30 referee c1",
+        ],
+        given=(
+            purchase(total="999999999999"),
+            purchase(order="o2", total="1"),
+            signup("c2", referred_by="c1"),
+        ),
+        program={**BIG, "referral": LADDER_ONE},
+        balances={"c1": LIMIT, "c2": 20030},
+        state={"c1": {"earned": LIMIT, "referrals_qualified": 1}},
+    ),
+    Row(
+        "limit/birthday-bonus-cut-to-the-limit",
+        tick("2026-06-20T12:00:00Z"),
+        ["c1 credit 1 birthday 2026"],
+        given=(signup(birth_date="1990-06-15"), purchase(total=TOP)),
+        program=BIG,
+        balances={"c1": LIMIT},
+    ),
+    Row(
+        "limit/birthday-at-the-limit-granted-without-points",
+        tick("2026-06-20T12:00:00Z"),
+        [],
+        given=(
+            signup(birth_date="1990-06-15"),
+            purchase(total="999999999999"),
+            purchase(order="o2", total="1"),
+        ),
+        program=BIG,
+        balances={"c1": LIMIT},
+        state={"c1": {"birthday_years": [2026]}},
+    ),
     # ------------------------------------------------------------ late arrival
     Row(
         "late/clock-stays-points-dated-at-the-event",
@@ -927,6 +1054,54 @@ def test_ids_are_unique() -> None:
 def test_every_reason_has_a_row() -> None:
     covered = {line.split()[2] for row in ROWS for line in row.expect if " rejected " in line}
     assert covered == {reason.value for reason in Reason}
+
+
+# ------------------------------------------------------------------ the points limit
+
+
+def test_points_limit_drops_the_referrer_command_too() -> None:
+    book = Book(rules(**BIG)).run([signup("c2", referred_by="c1")])
+    big = purchase("c2", "o9", TOP, items=[("shoes", 1, TOP)], at=T0 + DAY)
+    decision = decide(book.states, big, book.rules, owns=lambda customer: customer == "c2")
+    assert (decision.reason, decision.commands, set(decision.states)) == (
+        Reason.points_limit,
+        (),
+        {"c2"},
+    )
+    small = purchase("c2", "o9", "20", at=T0 + DAY)
+    decision = decide(book.states, small, book.rules, owns=lambda customer: customer == "c2")
+    assert decision.reason is None and len(decision.commands) == 1
+
+
+def test_a_referrer_credit_command_is_cut_to_the_limit() -> None:
+    book = Book(rules(**BIG)).run([purchase(total=TOP), signup("c2", referred_by="c1")])
+    decision = decide(book.states, purchase("c2", "o9", "20"), book.rules, owns=lambda c: c == "c2")
+    (command,) = decision.commands
+    credited = decide_command(book.states, command, book.rules)
+    assert briefs(credited.entries) == ["c1 referral_qualified c2", "c1 credit 1 referrer c2"]
+    assert credited.states["c1"].balance == credited.states["c1"].earned == LIMIT
+
+
+def test_a_decision_beyond_the_limit_is_a_bug() -> None:
+    state = Book(rules()).run([signup()]).states["c1"].clone()
+    state.earned = LIMIT + 1
+    with pytest.raises(AssertionError, match="c1"):
+        Decision((), {"c1": state}, None)
+
+
+def test_lifetime_totals_follow_the_ledger() -> None:
+    book = Book(rules(tiers=None)).run(
+        [
+            signup(),
+            purchase(total="400"),
+            refund(amount="100", at=T0 + DAY),
+            redeem(points=150, at=T0 + 2 * DAY),
+            tick(T24),
+        ]
+    )
+    state = book.states["c1"]
+    assert (state.earned, state.reversed, state.redeemed, state.expired) == (500, 100, 150, 250)
+    assert state.balance == 0
 
 
 # ---------------------------------------------------------------- details of entries
@@ -1044,20 +1219,27 @@ def test_redemption_id_is_used_up_only_when_accepted() -> None:
 
 
 def test_item_lines_are_exact_beyond_28_digits() -> None:
-    # floor(1 * 0.99999999999999999999999999999) = 0; rounded to 28 digits it is 1.
-    event = purchase(total="1", items=[("socks", 1, "0.99999999999999999999999999999")])
-    decision = decide({}, event, rules(tiers=None))
-    assert briefs(decision.entries) == ["c1 enrolled purchase", "c1 order_placed o1 1"]
+    # 3191 * 1304896279.811911 * 0.186009 * 0.129111 = 10^11 - 10^-18 (29 digits):
+    # floor 99999999999; rounded to 28 digits it is 10^11.
+    earn = '[earn]\npoints_per_unit = "0.129111"\ncategory_multipliers = { socks = "0.186009" }\n'
+    event = purchase(total="1", items=[("socks", 3191, "1304896279.811911")])
+    decision = decide({}, event, rules(earn=earn, tiers=None))
+    assert briefs(decision.entries) == [
+        "c1 enrolled purchase",
+        "c1 order_placed o1 1",
+        "c1 credit 99999999999 purchase o1",
+    ]
 
 
 def test_refunds_are_exact_beyond_28_digits() -> None:
-    total = "10000000000000000000000000000.01"  # 31 significant digits
-    book = Book(rules(tiers=None)).run(
-        [
-            purchase(total=total),
-            refund(amount="10000000000000000000000000000", at=T0 + DAY),
-            refund(amount="1", at=T0 + 2 * DAY),  # applies the last 0.01
-        ]
-    )
+    # floor(999999999999999 * 896690070210.631894 / 999999999999.999997) = 896690070210630;
+    # with the product rounded to 28 digits it is 896690070210631.
+    total = "999999999999.999997"
+    book = Book(rules(earn=BIG_EARN, tiers=None)).run([purchase(total=total)])
+    assert book.states["c1"].earned == 999999999999999
+    decision = book.apply(refund(amount="896690070210.631894", at=T0 + DAY))
+    assert briefs(decision.entries)[-1] == "c1 reversal 896690070210630 o1"
+    book.apply(refund(amount=total, at=T0 + 2 * DAY))  # applies the rest
     assert book.states["c1"].orders["o1"].refunded == Decimal(total)
+    assert book.states["c1"].reversed == 999999999999999
     assert book.apply(refund(amount="1", at=T0 + 3 * DAY)).reason == Reason.already_refunded

@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from loyalty_ledger import events as ev
 from loyalty_ledger.engine import Decision, Rules, compile_rules, decide, decide_tick
 from loyalty_ledger.engine.dates import ANY_TICK, next_due_at
-from loyalty_ledger.engine.state import CustomerState, from_snapshot, to_snapshot
+from loyalty_ledger.engine.reasons import Reason
+from loyalty_ledger.engine.state import POINTS_LIMIT, CustomerState, from_snapshot, to_snapshot
 from loyalty_ledger.ledger import Entry, Kind
 from loyalty_ledger.program import parse_program
 
@@ -39,10 +40,11 @@ SETTINGS = settings(
 
 
 @st.composite
-def programs(draw: st.DrawFn) -> Rules:
+def programs(draw: st.DrawFn, units: tuple[str, ...] = ("1", "0.5", "2", "1.25", "1000")) -> Rules:
     """The example program's features, each on or off or with other figures."""
     zone = draw(st.sampled_from(["UTC", "Europe/Berlin", "Asia/Tokyo", "America/Los_Angeles"]))
-    unit = draw(st.sampled_from(["1", "0.5", "2", "1.25"]))
+    # 1000 points per unit: a few of the largest purchases reach the points limit.
+    unit = draw(st.sampled_from(units))
     shoes = draw(st.sampled_from(["1", "2", "0.5"]))
     parts = [
         f'[program]\nname = "p"\ncurrency = "EUR"\ntimezone = "{zone}"\n',
@@ -105,6 +107,9 @@ KINDS = [
 ]
 
 
+TOP = Decimal("999999999999.999999")  # the largest amount on the wire
+
+
 def _money(draw: st.DrawFn, most_cents: int) -> str:
     cents = draw(st.integers(0, most_cents))
     return f"{cents // 100}.{cents % 100:02d}"
@@ -160,6 +165,8 @@ def _fields(
         ]
         if items and draw(st.booleans()):
             total = str(sum(Decimal(i["unit_price"]) * i["quantity"] for i in items))
+        elif not draw(st.integers(0, 2)):  # near the largest total on the wire
+            total = draw(st.sampled_from([str(TOP), "999999999999", "400000000000"]))
         else:
             total = _money(draw, 60000)
         order = f"o{n}" if not orders or draw(st.integers(0, 9)) else orders[-1][1]
@@ -180,7 +187,7 @@ def _fields(
             return {
                 "customer_id": owner,
                 "order_id": order,
-                "amount": str(max(amount, Decimal("0.01"))),
+                "amount": str(min(max(amount, Decimal("0.01")), TOP)),
             }
         return {"order_id": f"o-unknown-{n}", "amount": "5.00"}
     if kind == "referral":
@@ -218,6 +225,15 @@ def check_conservation(book: Book, customers: set[str]) -> None:
         reversed_, expired = totals[Kind.reversal], totals[Kind.expiry]
         balance = earned - redeemed - reversed_ - expired
         assert state.balance == balance, cid
+        # the lifetime totals are the ledger's, and within the points limit (PROGRAM.md "Bounds")
+        assert (state.earned, state.redeemed, state.reversed, state.expired) == (
+            earned,
+            redeemed,
+            reversed_,
+            expired,
+        )
+        for total in (balance, earned, redeemed, reversed_, expired):
+            assert abs(total) <= POINTS_LIMIT, (cid, total)
         assert sum(lot.remaining for lot in state.lots) - state.debt == balance
         assert state.debt >= 0 and all(lot.remaining > 0 for lot in state.lots)
         assert state.debt == 0 or not state.lots, "debt is paid before any lot is made"
@@ -284,6 +300,11 @@ def run_checked(rules: Rules, stream: list[ev.Event], offsets: list[timedelta]) 
         decision = book.apply(event)
         assert frozen(previous) == before, "decide mutated its input states"  # (e)
         assert decision.reason is None or not isinstance(event, ev.Tick)
+        if decision.reason is Reason.points_limit:  # nothing of the rule stands, anywhere
+            assert not isinstance(event, ev.Tick)
+            assert set(decision.states) == {event.customer_id} and not decision.commands
+            kinds = {entry.kind for entry in decision.entries}
+            assert kinds <= {Kind.expiry, Kind.spend_lapsed, Kind.tier_changed, Kind.rejected}
         check_conservation(book, set(decision.states))  # (a)
         if isinstance(event, ev.Redemption):  # (b)
             check_redemption(previous.get(event.customer_id), decision, event.customer_id)
@@ -318,6 +339,32 @@ def test_invariants_hold_after_every_event(
         assert book.states[cid].version == len(seen)
     for cid, state in book.states.items():
         assert state.version == len(versions(book.entries).get(cid, []))
+
+
+NEAR_THE_LIMIT = tuple(
+    ev.Purchase(
+        type="purchase",
+        event_id=f"near-{customer}",
+        occurred_at=T0 - DAY,
+        customer_id=customer,
+        order_id=f"near-{customer}",
+        currency="EUR",
+        total=Decimal("999999999999.9"),
+    )
+    for customer in CUSTOMERS[:2]  # c3 and c4 stay new: they can still be referred
+)
+
+
+@SETTINGS
+@given(rules=programs(units=("1000",)), stream=streams(), offsets=OFFSETS)
+def test_totals_stay_within_the_points_limit(
+    rules: Rules, stream: list[ev.Event], offsets: list[timedelta]
+) -> None:
+    """(h) PROGRAM.md "Bounds": c1 and c2 start 100 points or less below the limit; events
+    that would pass it are rejected points_limit, referrer and birthday credits are cut (the
+    checks after every event: totals are the ledger's and within the limit)."""
+    book = run_checked(rules, [*NEAR_THE_LIMIT, *stream], offsets)
+    check_conservation(book, set(book.states))
 
 
 @SETTINGS

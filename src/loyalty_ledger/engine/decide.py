@@ -3,7 +3,9 @@
 `decide` never changes the states it is given: it works on clones and returns
 them, with the ledger entries, in a `Decision`. Steps 2 and 4 of PROGRAM.md
 ("the clock moves, lots expire, the tier is re-evaluated") run for rejected
-events too.
+events too. No point total of a customer leaves [-POINTS_LIMIT, POINTS_LIMIT]:
+an event that would take its own customer's there is rejected `points_limit`,
+a credit to another customer or a birthday credit is cut to fit (PROGRAM.md "Bounds").
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from loyalty_ledger.engine import lots
 from loyalty_ledger.engine.dates import birthday_in
 from loyalty_ledger.engine.reasons import Reason
 from loyalty_ledger.engine.rules import Rules
-from loyalty_ledger.engine.state import CustomerState, Order, new_customer
+from loyalty_ledger.engine.state import POINTS_LIMIT, CustomerState, Order, new_customer
 from loyalty_ledger.ledger import Entry, Kind
 
-# Money on the wire has any number of digits: every decision computes in this context,
+# Money on the wire has up to 18 digits, factors up to 10 and quantities 7: a purchase's
+# points before the floor reach about 70 digits. Every decision computes in this context,
 # wide enough that sums and products are exact before the floor.
 _EXACT = Context(prec=200)
 _ZERO = Decimal(0)
@@ -50,6 +53,12 @@ class Decision:
     states: dict[str, CustomerState]  # new states of every customer touched
     reason: Reason | None  # None: accepted
     commands: tuple[ReferrerCredit, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Paired with CHECK (points <= 10^15) on the ledger and the balance projection's CHECK.
+        # `earned` bounds every other total (state.py); they are asserted where they grow.
+        for state in self.states.values():
+            assert state.earned <= POINTS_LIMIT, (state.customer_id, state.earned)
 
 
 def _owns_everyone(_customer_id: str) -> bool:
@@ -118,6 +127,14 @@ def _decide(
     at = event.occurred_at
     _advance(state, at, ctx)
     reason = _RULES[event.type](state, event, ctx)
+    # `earned` bounds every other total (state.py): it alone is checked here.
+    if reason is None and state.earned > POINTS_LIMIT:
+        # The rule's effects on every customer, and its commands, are dropped: decided
+        # again from the book with steps 2 and 4 only. Rare, so the usual path copies nothing.
+        ctx = _Context(rules, _Recorder(event.event_id), book, {}, owns)
+        state = ctx.customer(event.customer_id)
+        _advance(state, at, ctx)
+        reason = Reason.points_limit
     if reason is not None:
         ctx.rec.add(state, Kind.rejected, at, reason=reason.value, ref=event.type)
     _evaluate_tier(state, ctx)
@@ -156,6 +173,8 @@ def _advance(state: CustomerState, at: datetime, ctx: _Context) -> None:
     clock = at if state.clock is None or at > state.clock else state.clock
     state.clock = clock
     for lot in lots.expire(state, clock):
+        state.expired += lot.remaining
+        assert state.expired <= POINTS_LIMIT, state.customer_id
         ctx.rec.add(state, Kind.expiry, clock, points=lot.remaining, expires_at=lot.expires_at)
     _evaluate_tier(state, ctx)
 
@@ -206,6 +225,7 @@ def _credit(
     if points == 0:
         return  # a credit of 0 records nothing
     paid, lot = lots.credit(state, points, at, ctx.rules.expiry_months)
+    state.earned += points
     expires_at = lot.expires_at if lot else None
     ctx.rec.add(state, Kind.credit, at, points=points, cause=cause, ref=ref, expires_at=expires_at)
     if paid:
@@ -321,7 +341,9 @@ def _credit_referrer(referrer: CustomerState, referee_id: str, at: datetime, ctx
     _enroll(referrer, at, "referral", ctx)
     referrer.referrals_qualified += 1
     ctx.rec.add(referrer, Kind.referral_qualified, at, ref=referee_id)
-    _credit(referrer, rules.referrer_bonus, at, "referrer", referee_id, ctx)
+    # Not the referee's event to reject: what would pass the limit is dropped.
+    bonus = min(rules.referrer_bonus, referrer.credit_room())
+    _credit(referrer, bonus, at, "referrer", referee_id, ctx)
     reward = rules.ladder.get(referrer.referrals_qualified)
     if reward is not None:
         ctx.rec.add(
@@ -351,6 +373,8 @@ def _return(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason | No
     ctx.rec.add(state, Kind.refund_applied, at, amount=applied, ref=event.order_id)
     if reversed_now:
         lots.debit(state, reversed_now)
+        state.reversed += reversed_now
+        assert state.reversed <= POINTS_LIMIT, state.customer_id
         ctx.rec.add(state, Kind.reversal, at, points=reversed_now, ref=event.order_id)
     state.own_orders()[event.order_id] = Order(
         order.total, refunded, order.points_earned, order.points_reversed + reversed_now
@@ -398,6 +422,8 @@ def _redemption(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason 
         return Reason.insufficient_points
     debt = lots.debit(state, cost)
     assert debt == 0, "a redemption never creates debt"
+    state.redeemed += cost
+    assert state.redeemed <= POINTS_LIMIT, state.customer_id
     state.own_redemption_ids().add(event.redemption_id)
     ctx.rec.add(
         state,
@@ -440,7 +466,8 @@ def _grant_birthdays(state: CustomerState, at: datetime, ctx: _Context) -> None:
             continue
         if state.signed_up_on <= birthday_in(state.birth_date, year) <= today:
             state.own_birthday_years().append(year)
-            _credit(state, bonus, at, "birthday", str(year), ctx)
+            # A tick is no customer's event to reject: what would pass the limit is dropped.
+            _credit(state, min(bonus, state.credit_room()), at, "birthday", str(year), ctx)
 
 
 _Rule = Callable[[CustomerState, ev.Event, _Context], Reason | None]

@@ -19,3 +19,4 @@ class Reason(StrEnum):
     insufficient_points = "insufficient_points"
     unknown_action = "unknown_action"
     action_limit_reached = "action_limit_reached"
+    points_limit = "points_limit"  # a point total of the customer would pass 10^15

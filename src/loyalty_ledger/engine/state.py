@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
+
+# PROGRAM.md "Bounds": no point total of a customer goes beyond 10^15 in absolute value.
+# Paired with CHECKs on ledger.points and on the balance projection's columns.
+POINTS_LIMIT: Final = 10**15
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,14 @@ class CustomerState:
     debt: int = 0
     lots_made: int = 0
     referrals_qualified: int = 0
+    # Lifetime point totals, the sums of the ledger's credit, redemption, reversal and
+    # expiry entries: what the points limit is checked on. `earned` bounds the others
+    # (nothing takes more points than were credited) and the balance (between -reversed
+    # and earned): while it is within the limit, every total is.
+    earned: int = 0
+    redeemed: int = 0
+    reversed: int = 0
+    expired: int = 0
     lots: list[Lot] = field(default_factory=list)
     orders: dict[str, Order] = field(default_factory=dict)
     spend: list[tuple[datetime, Decimal]] = field(default_factory=list)  # in window, sorted
@@ -61,6 +73,12 @@ class CustomerState:
     @property
     def balance(self) -> int:
         return sum(lot.remaining for lot in self.lots) - self.debt
+
+    def credit_room(self) -> int:
+        """The most points a credit may add before a total would pass POINTS_LIMIT.
+
+        Only `earned` can: a credit adds as much to the balance, which is never above it."""
+        return max(0, POINTS_LIMIT - self.earned)
 
     def clone(self) -> CustomerState:
         """A copy the engine may change. Lots and spend (small, changed by most events) are
@@ -81,6 +99,10 @@ class CustomerState:
             debt=self.debt,
             lots_made=self.lots_made,
             referrals_qualified=self.referrals_qualified,
+            earned=self.earned,
+            redeemed=self.redeemed,
+            reversed=self.reversed,
+            expired=self.expired,
             lots=list(self.lots),
             orders=self.orders,
             spend=list(self.spend),
@@ -145,6 +167,10 @@ def to_snapshot(state: CustomerState) -> dict[str, Any]:
         "debt": state.debt,
         "lots_made": state.lots_made,
         "qualified": state.referrals_qualified,
+        "earned": state.earned,
+        "redeemed": state.redeemed,
+        "reversed": state.reversed,
+        "expired": state.expired,
         "lots": [[lot.remaining, _instant(lot.expires_at), lot.n] for lot in state.lots],
         "orders": {
             oid: [str(o.total), str(o.refunded), o.points_earned, o.points_reversed]
@@ -159,6 +185,8 @@ def to_snapshot(state: CustomerState) -> dict[str, Any]:
 
 
 def from_snapshot(customer_id: str, data: dict[str, Any]) -> CustomerState:
+    """The state `to_snapshot` gave. Snapshots from before the lifetime totals got them from
+    migration 0006, which summed the ledger."""
     spend = [(_EPOCH + timedelta(microseconds=s), Decimal(a)) for s, a in data["spend"]]
     return CustomerState(
         customer_id=customer_id,
@@ -174,6 +202,10 @@ def from_snapshot(customer_id: str, data: dict[str, Any]) -> CustomerState:
         debt=data["debt"],
         lots_made=data["lots_made"],
         referrals_qualified=data["qualified"],
+        earned=data["earned"],
+        redeemed=data["redeemed"],
+        reversed=data["reversed"],
+        expired=data["expired"],
         lots=[Lot(r, _parse_instant(e), n) for r, e, n in data["lots"]],
         orders={
             oid: Order(Decimal(t), Decimal(r), pe, pr)

@@ -106,8 +106,9 @@ ledger = Table(
     Column("expires_at", DateTime(timezone=True)),
     Column("hash", LargeBinary, nullable=False),  # ledger.keyed_chain over the entry before
     UniqueConstraint("customer_id", "version", name="ledger_customer_version"),
-    # Paired with the assertions in ledger.Entry.
+    # Paired with the assertions in ledger.Entry and engine.decide.Decision (the points limit).
     CheckConstraint("points >= 0", name="ledger_points"),
+    CheckConstraint("points <= 1000000000000000", name="ledger_points_limit"),  # 10^15
     CheckConstraint("version >= 1", name="ledger_version"),
     Index("ledger_event_id", "event_id"),
 )
