@@ -133,14 +133,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _read_program(path: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(
-            f"program file {path!r} not found: pass --program PATH to a TOML file"
-        ) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"cannot read program file {path!r}: {e}") from None
+    from loyalty_ledger.program import read_program_text
+
+    return read_program_text(Path(path))
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -46,6 +46,7 @@ __all__ = [
     "load_program",
     "parse_program",
     "program_hash",
+    "read_program_text",
 ]
 
 Channel = Literal["pos", "web", "app"]
@@ -394,9 +395,15 @@ def _too_large(source: object) -> str:
 
 def load_program(path: Path) -> Program:
     """Read and validate the program file at `path`."""
+    return parse_program(read_program_text(path), str(path))
+
+
+def read_program_text(path: Path) -> str:
+    """The program file's text, at most PROGRAM_BYTES_MAX bytes of UTF-8 (a device may never
+    end); raises ProgramError naming the path."""
     try:
         with path.open("rb") as file:
-            raw = file.read(PROGRAM_BYTES_MAX + 1)  # a device may never end
+            raw = file.read(PROGRAM_BYTES_MAX + 1)
     except FileNotFoundError:
         raise ProgramError(f"{path}: no such file; check the program path") from None
     except OSError as e:
@@ -404,10 +411,9 @@ def load_program(path: Path) -> Program:
     if len(raw) > PROGRAM_BYTES_MAX:
         raise ProgramError(_too_large(path))
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ProgramError(f"{path}: not utf-8 (byte {e.start}); save the file as utf-8") from None
-    return parse_program(text, str(path))
 
 
 def program_hash(text: str) -> str:
