@@ -49,7 +49,10 @@ def messages_for(line: bytes, partitions: int) -> list[Outgoing]:
             for p in range(partitions)
         ]
     customer_id = event.get("customer_id")
-    return [Outgoing(line, customer_id.encode() if isinstance(customer_id, str) else None)]
+    # surrogatepass: a lone surrogate in the id must not stop the producer; the consumer
+    # dead-letters such an input wherever it lands.
+    key = customer_id.encode("utf-8", "surrogatepass") if isinstance(customer_id, str) else None
+    return [Outgoing(line, key)]
 
 
 def tick_message(at: datetime, partition: int) -> Outgoing:
@@ -203,4 +206,5 @@ def _json_object(line: bytes) -> dict[str, Any] | None:
 
 
 def _dumps(value: dict[str, Any]) -> bytes:
-    return json.dumps(value, ensure_ascii=False).encode("utf-8")
+    # ASCII with escapes: the same JSON, and a lone surrogate in any field stays encodable.
+    return json.dumps(value).encode("ascii")
