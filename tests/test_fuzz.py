@@ -89,7 +89,8 @@ def test_the_corpus_through_one_partition(
     _, inputs = write_corpus(path)
     create_topics(kafka_settings, 1)
     produce_file(kafka_settings, str(path))
-    options = ConsumeOptions(group="g", batch_size=700, batch_ms=200, stop_when_idle_s=4)
+    options = ConsumeOptions(group=f"g-{kafka_settings.prefix}", batch_size=700, batch_ms=200,
+                             stop_when_idle_s=4)  # a group of its own (see test_consume.py)
     with connect(database_url) as conn:
         consume(conn, kafka_settings, options, PROGRAM.read_text(encoding="utf-8"))
     summary = json.loads(run(["export", "summary"], cli_env, tmp_path).stdout)

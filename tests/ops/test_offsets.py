@@ -30,15 +30,16 @@ def test_reset_to_a_time_or_an_offset_rereads_and_changes_nothing(
     produce_file(kafka_settings, str(CASE / "events.jsonl"))
     first = run_consumer(database_url, kafka_settings, CASE / "program.toml")
     before = export(database_url)
+    group = f"g-{kafka_settings.prefix}"  # run_consumer's
     with connect(database_url) as conn:
-        resets = offsets.reset(conn, "g", to_time=median_instant(database_url),
+        resets = offsets.reset(conn, group, to_time=median_instant(database_url),
                                topic=kafka_settings.inputs)  # fmt: skip
     assert len(resets) == 1 and 0 < resets[0].next_offset < resets[0].next_offset_was
     again = run_consumer(database_url, kafka_settings, None, idle_s=2)
     assert again.inputs > 0 and again.accepted == again.rejected == 0
     assert export(database_url) == before  # summary too: a message read again is one input
     with connect(database_url) as conn:
-        offsets.reset(conn, "g", to_offset=0)
+        offsets.reset(conn, group, to_offset=0)
     from_start = run_consumer(database_url, kafka_settings, None, idle_s=2)
     assert from_start.inputs == first.inputs
     assert export(database_url) == before
