@@ -22,6 +22,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from loyalty_ledger.errors import Unavailable
+
 PORT = 5432  # only names the socket file; we never listen on TCP
 READY_TIMEOUT = 60.0
 LOCK_RETRY = 10.0
@@ -51,7 +53,7 @@ class Server:
         )
 
 
-class EmbeddedError(Exception):
+class EmbeddedError(Unavailable):
     """One-line, lowercase message naming what to fix."""
 
 
