@@ -57,7 +57,7 @@ from loyalty_ledger import embedded
 from loyalty_ledger import events as ev
 from loyalty_ledger.engine import CustomerState, Decision, Rules, compile_rules, decide, decide_tick
 from loyalty_ledger.engine.dates import next_due_at
-from loyalty_ledger.ledger import COLUMNS, GENESIS, chain, chain_hash, row
+from loyalty_ledger.ledger import COLUMNS, GENESIS, keyed_chain, keyed_hash, row
 from loyalty_ledger.program import parse_program
 from loyalty_ledger.store.db import connect, psycopg_url, redact
 from loyalty_ledger.store.schema import migrate
@@ -65,6 +65,7 @@ from loyalty_ledger.store.schema import migrate
 BERLIN = ZoneInfo("Europe/Berlin")
 START = datetime(2024, 1, 1, 6, 0, tzinfo=BERLIN).astimezone(UTC)
 SPAN = timedelta(days=730)
+BENCH_KEY = bytes(range(32))  # the baselines chain under a key, as the write path does
 
 PROGRAM = """\
 [program]
@@ -641,13 +642,13 @@ def naive(pg: Postgres, rules: Rules, lines: list[bytes], source: str) -> tuple[
             event, decision = done.event, done.decision
             text = done.raw.decode("utf-8", errors="replace")
             if isinstance(event, ev.Invalid):
-                conn.execute(insert_dead, (source, done.position, text, event.reason))
+                conn.execute(insert_dead, (source, done.position, done.raw, event.reason))
                 continue
             if decision is None:
                 continue  # a duplicate: no effect
             with conn.transaction():
                 for entry in decision.entries:
-                    prev = chain_hash(prev, row(entry))
+                    prev = keyed_hash(BENCH_KEY, prev, row(entry))
                     conn.execute(insert_ledger, (*row(entry), prev))
                 customer_id = None if isinstance(event, ev.Tick) else event.customer_id
                 outcome = "accepted" if decision.reason is None else "rejected"
@@ -667,7 +668,7 @@ def copy_rows(pg: Postgres, rows: list[tuple[object, ...]], n_lines: int) -> Fig
     statement = sql.SQL("COPY ledger ({}) FROM STDIN").format(
         sql.SQL(", ").join(map(sql.Identifier, (*COLUMNS, "hash")))
     )
-    hashed = [(*r, h) for r, h in zip(rows, chain(GENESIS, rows), strict=True)]
+    hashed = [(*r, h) for r, h in zip(rows, keyed_chain(BENCH_KEY, GENESIS, rows), strict=True)]
     with connect(url) as conn:
         started = time.perf_counter()
         with conn.transaction(), conn.cursor().copy(statement) as copy:

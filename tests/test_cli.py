@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from loyalty_ledger.store.db import connect
@@ -163,10 +164,24 @@ def test_db_start_status_url_stop(tmp_path: Path) -> None:
         # Commands attach to the running server and leave it running for the analyst.
         args = ["ingest", str(CASE / "events.jsonl"), "--program", str(CASE / "program.toml")]
         assert run(args, env, cwd=tmp_path).returncode == 0
-        with connect(url) as conn:
+        # A libpq URL, and the read models by their names alone, as in psql "$(loyalty db url)"
+        assert url.startswith("postgresql://")
+        with psycopg.connect(url) as conn:
             row = conn.execute("SELECT count(*) FROM customers").fetchone()
             assert row is not None and row[0] > 0
     finally:
         stopped = run(["db", "stop"], env, cwd=tmp_path)
     assert stopped.stdout.strip() == "stopped"
     assert run(["db", "status"], env, cwd=tmp_path).returncode == 3
+
+
+def test_progress_logs_count_lines(cli_env: dict[str, str]) -> None:
+    """Off a terminal, progress is a JSON log line counting the file's lines, not its bytes."""
+    events = CASE / "events.jsonl"
+    done = run(["ingest", str(events), "--program", str(CASE / "program.toml")], cli_env)
+    assert done.returncode == 0, done.stderr
+    logged = [json.loads(line) for line in done.stderr.splitlines()]
+    progress = [entry for entry in logged if entry["event"] == "progress"]
+    lines = len(events.read_bytes().splitlines())
+    assert progress[-1]["unit"] == "lines"
+    assert progress[-1]["done"] == progress[-1]["total"] == lines

@@ -120,7 +120,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from loyalty_ledger.ops.ingest import ingest_file
 
     program_source = _read_program(args.program) if args.program else None
-    with database() as conn, _progress("ingesting") as progress:
+    with database() as conn, _progress("ingesting", "lines") as progress:
         ingest_file(conn, args.path, program_source, args.program or "program", args.batch_size,
                     progress)  # fmt: skip
     return 0

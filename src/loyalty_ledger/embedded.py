@@ -21,6 +21,7 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+from psycopg.rows import TupleRow
 
 from loyalty_ledger.errors import Unavailable
 
@@ -260,11 +261,30 @@ def _write_hba(data: Path) -> None:
 
 def _ensure_database(server: Server, dbname: str) -> None:
     with psycopg.connect(server.conninfo("postgres"), autocommit=True) as conn:
-        if conn.execute("select 1 from pg_database where datname = %s", [dbname]).fetchone():
-            return
-        # A concurrent start created it: the catalog's unique index may say so first.
-        with suppress(psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
-            conn.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))
+        if not conn.execute("select 1 from pg_database where datname = %s", [dbname]).fetchone():
+            # A concurrent start created it: the catalog's unique index may say so first.
+            with suppress(psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+                conn.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))
+        _live_first(conn, dbname)
+
+
+LIVE_FIRST = "search_path=live, public"
+
+
+def _live_first(conn: psycopg.Connection[TupleRow], dbname: str) -> None:
+    """`psql "$(loyalty db url)"` reads the read models by their names alone (`select * from
+    segments`); the package names its schemas on every connection of its own."""
+    found = conn.execute(
+        "select coalesce(s.setconfig, '{}') from pg_database d left join pg_db_role_setting s "
+        "on s.setdatabase = d.oid and s.setrole = 0 where d.datname = %s",
+        [dbname],
+    ).fetchone()
+    if found is None or LIVE_FIRST in found[0]:
+        return
+    # Two starts at once may both get here: the loser's "tuple concurrently updated" is fine.
+    with suppress(psycopg.errors.InternalError, psycopg.errors.SerializationFailure):
+        conn.execute(sql.SQL("alter database {} set search_path = live, public").format(
+            sql.Identifier(dbname)))  # fmt: skip
 
 
 def _as_user() -> list[str]:

@@ -14,7 +14,7 @@ from loyalty_ledger.progress import Progress
 from loyalty_ledger.projectors import runner
 from loyalty_ledger.sources import file as file_source
 from loyalty_ledger.store import programs, reads
-from loyalty_ledger.store.batch import write_file_position
+from loyalty_ledger.store.batch import Position, write_file_position
 from loyalty_ledger.store.db import Connection
 
 BATCH_SIZE = 20_000  # measured: fewer, larger transactions beat 5,000 by a third
@@ -59,7 +59,7 @@ def ingest_file(
                 counts = pipeline.submit(lines, partial(write_file_position, position=position))
                 total.add(counts)
                 if progress:
-                    progress(position.byte_offset, source.size_bytes)
+                    progress(position.position, _lines_expected(position, source.size_bytes))
             total.add(pipeline.wait())  # the last batch: corrected if an input was refused
         finally:
             pipeline.close()
@@ -71,3 +71,11 @@ def ingest_file(
         events_per_s=round(total.inputs / elapsed_s) if elapsed_s > 0 else None,
     )  # fmt: skip
     return total
+
+
+def _lines_expected(position: Position, size_bytes: int | None) -> int | None:
+    """The file's lines, estimated from the bytes read so far (exact at its end), so progress
+    counts lines and still has an end; None for a stream."""
+    if size_bytes is None or position.byte_offset == 0:
+        return None
+    return max(position.position, round(position.position * size_bytes / position.byte_offset))

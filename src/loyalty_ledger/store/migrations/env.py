@@ -7,7 +7,11 @@ from loyalty_ledger.store.schema import metadata
 
 url = context.config.get_main_option("sqlalchemy.url")
 assert url is not None
-engine = create_engine(url, poolclass=pool.NullPool)
+# Unqualified names in migrations mean public, whatever the database's default search_path
+# (the embedded one puts `live` first, for analysts).
+engine = create_engine(
+    url, poolclass=pool.NullPool, connect_args={"options": "-c search_path=public"}
+)
 with engine.connect() as connection:
     context.configure(connection=connection, target_metadata=metadata)
     with context.begin_transaction():
