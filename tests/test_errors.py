@@ -45,3 +45,19 @@ def test_topics_with_different_partition_counts_are_a_user_error(
     settings = KafkaSettings(bootstrap="127.0.0.1:9", prefix="x", extra={})
     with pytest.raises(UserError, match=r"x\.internal has 2 partitions and x\.inputs 4"):
         consume_module.consume(None, settings, None, None)  # type: ignore[arg-type]
+
+
+def test_no_function_is_over_70_lines() -> None:
+    """Short functions (the house style): branch in the parent, keep the leaves pure."""
+    import ast
+    from pathlib import Path
+
+    root = Path(loyalty_ledger.__file__).parent
+    long = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                size = (node.end_lineno or node.lineno) - node.lineno + 1
+                if size > 70:
+                    long.append(f"{path.relative_to(root)}:{node.lineno} {node.name} {size}")
+    assert not long

@@ -508,6 +508,10 @@ def _progress(label: str, unit: str = "") -> Iterator[Progress]:
 # ------------------------------------------------------------------ parser
 
 
+# argparse names no public type for the object add_subparsers returns.
+_Commands = argparse._SubParsersAction
+
+
 def parser() -> argparse.ArgumentParser:
     top = _Parser(
         prog="loyalty",
@@ -516,6 +520,13 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    for add in (_ledger_commands, _operator_commands, _database_commands, _kafka_commands):
+        add(sub)
+    return top
+
+
+def _ledger_commands(sub: _Commands[_Parser]) -> None:
+    """The parsers of ingest, export, rebuild, generations, verify and the chain."""
     p = sub.add_parser("ingest", help="apply a JSON Lines file of input events (- for stdin)")
     p.add_argument("path", help="JSON Lines file, or - for standard input")
     p.add_argument("--program", help="program TOML (stored on first use; default: the stored one)")
@@ -572,6 +583,9 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--generation", help="another generation than the live one")
     q.set_defaults(run=cmd_ledger)
 
+
+def _operator_commands(sub: _Commands[_Parser]) -> None:
+    """The parsers of offsets, dead letters, statements, erasure, schemas."""
     p = sub.add_parser("offsets", help="the consumer group's offsets, kept in PostgreSQL")
     offsets_actions = p.add_subparsers(dest="offsets_command", required=True, metavar="ACTION")
     q = offsets_actions.add_parser("reset", help="re-read from an offset or a time (idempotent)")
@@ -637,6 +651,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", default="schemas", help="directory (default: schemas)")
     p.set_defaults(run=cmd_schemas)
 
+
+def _database_commands(sub: _Commands[_Parser]) -> None:
+    """The parsers of the embedded database, analysts, the report."""
     p = sub.add_parser("db", help="the embedded PostgreSQL in ./.loyalty/, and analyst logins")
     db = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     for action, text in (
@@ -666,6 +683,9 @@ def parser() -> argparse.ArgumentParser:
     )
     q.set_defaults(run=cmd_analytics)
 
+
+def _kafka_commands(sub: _Commands[_Parser]) -> None:
+    """The parsers of topics, produce, consume, status, tick."""
     bootstrap = _Parser(add_help=False)
     bootstrap.add_argument(
         "--bootstrap", help="kafka bootstrap servers ($LOYALTY_KAFKA_BOOTSTRAP, 127.0.0.1:9092)"
@@ -720,7 +740,6 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tick", parents=[bootstrap], help="send one tick to every input partition")
     p.add_argument("--at", required=True, help="the instant, RFC 3339 with a UTC offset")
     p.set_defaults(run=cmd_tick)
-    return top
 
 
 def main(argv: list[str] | None = None) -> int:
