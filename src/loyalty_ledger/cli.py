@@ -20,29 +20,23 @@ from typing import NoReturn
 import psycopg
 
 from loyalty_ledger import embedded, log
-from loyalty_ledger.kafka_settings import KafkaSettings, KafkaUnavailable
-from loyalty_ledger.ledger_key import LedgerKeyError
-from loyalty_ledger.ops.offsets import ResetError
-from loyalty_ledger.program import ProgramError
+from loyalty_ledger.errors import Conflict, LoyaltyError, UserError
+from loyalty_ledger.kafka_settings import KafkaSettings
 from loyalty_ledger.progress import Progress
-from loyalty_ledger.store.batch import GenerationChanged
 from loyalty_ledger.store.db import (
     Connection,
-    StoreUnavailable,
     connect,
     live_schema,
     psycopg_url,
     redact,
     use_schema,
 )
-from loyalty_ledger.store.generations import GenerationError
-from loyalty_ledger.store.programs import ProgramChanged
 from loyalty_ledger.text import printable
 
 EMBEDDED_ROOT = Path(".loyalty")
 
 
-class UsageError(Exception):
+class UsageError(UserError):
     """Something the user can fix on the command line."""
 
 
@@ -159,10 +153,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     from loyalty_ledger.projectors import runner
 
     names = tuple(args.projection or ())
-    try:
-        runner.tables(names)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    runner.tables(names)  # an unknown name fails before the database starts
     with database() as conn, _progress("rebuilding") as progress:
         seq = runner.rebuild(conn, names, lambda _name, done, total: progress(done, total))
     log.get("rebuild").info("rebuilt", projections=list(names) or "all", seq=seq)
@@ -294,27 +285,24 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     action = args.dlq_command
     if action == "redrive" and not (args.ids or args.reason or args.source or args.all):
         raise UsageError("name the dead letters to redrive: IDs, --reason TEXT, --source or --all")
-    try:
-        with database() as conn:
-            if action == "list":
-                chosen = dlq.Filter(args.status, args.reason, args.source, limit=args.limit)
-                dlq.print_list(conn, chosen, sys.stdout)
-            elif action == "show" and args.raw:
-                sys.stdout.buffer.write(dlq.get(conn, args.id).raw)
-                sys.stdout.buffer.flush()
-            elif action == "show":
-                dlq.print_one(dlq.get(conn, args.id), sys.stdout)
-            elif action == "discard":
-                done = dlq.discard(conn, args.id, args.why)
-                print(f"discarded dead letter {done.id} ({printable(done.source)}:{done.position})")
-            else:
-                chosen = dlq.Filter("open", args.reason, args.source, tuple(args.ids))
-                with _kafka_errors(), _progress("redriving", "letters") as progress:
-                    settings = KafkaSettings.from_env(args.bootstrap)
-                    result = dlq.redrive(conn, chosen, settings, progress)
-                dlq.print_redrive(result, sys.stdout)
-    except dlq.DeadLetterError as e:
-        raise UsageError(str(e)) from None
+    with database() as conn:
+        if action == "list":
+            chosen = dlq.Filter(args.status, args.reason, args.source, limit=args.limit)
+            dlq.print_list(conn, chosen, sys.stdout)
+        elif action == "show" and args.raw:
+            sys.stdout.buffer.write(dlq.get(conn, args.id).raw)
+            sys.stdout.buffer.flush()
+        elif action == "show":
+            dlq.print_one(dlq.get(conn, args.id), sys.stdout)
+        elif action == "discard":
+            done = dlq.discard(conn, args.id, args.why)
+            print(f"discarded dead letter {done.id} ({printable(done.source)}:{done.position})")
+        else:
+            chosen = dlq.Filter("open", args.reason, args.source, tuple(args.ids))
+            with _progress("redriving", "letters") as progress:
+                settings = KafkaSettings.from_env(args.bootstrap)
+                result = dlq.redrive(conn, chosen, settings, progress)
+            dlq.print_redrive(result, sys.stdout)
     return 0
 
 
@@ -322,22 +310,16 @@ def cmd_statement(args: argparse.Namespace) -> int:
     from loyalty_ledger.ops import statement
 
     with database() as conn:
-        try:
-            done = statement.statement(conn, args.customer_id, args.generation)
-        except statement.StatementError as e:
-            raise UsageError(str(e)) from None
+        done = statement.statement(conn, args.customer_id, args.generation)
     (statement.write_json if args.json else statement.write_text)(done, sys.stdout)
     return 0
 
 
 def cmd_members(args: argparse.Namespace) -> int:
-    from loyalty_ledger.ops.erasure import ErasureError, erase
+    from loyalty_ledger.ops.erasure import erase
 
     with database() as conn:
-        try:
-            done = erase(conn, args.customer_id)
-        except ErasureError as e:
-            raise UsageError(str(e)) from None
+        done = erase(conn, args.customer_id)
     again = (f"already erased at {done.erased_before.isoformat(timespec='seconds')}; "
              if done.erased_before else "")  # fmt: skip
     member = "deleted" if done.member else "absent"
@@ -394,13 +376,11 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_grant_analyst(args: argparse.Namespace) -> int:
-    from loyalty_ledger.ops.analysts import AnalystError, grant_analyst
+    from loyalty_ledger.ops.analysts import grant_analyst
 
     with database() as conn:
         try:
             grant = grant_analyst(conn, args.name, args.password, args.with_pii)
-        except AnalystError as e:
-            raise UsageError(str(e)) from None
         except psycopg.errors.InsufficientPrivilege as e:
             raise UsageError(
                 f"not allowed to create roles here ({str(e).strip().splitlines()[0]}): "
@@ -467,23 +447,22 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_topics(args: argparse.Namespace) -> int:
     from loyalty_ledger.ops import topics
 
-    with _kafka_errors():
-        settings = KafkaSettings.from_env(args.bootstrap)
-        if args.topics_command == "list":
-            counts = topics.topic_partitions(settings)
-            for name in sorted(n for n in counts if n.startswith(f"{settings.prefix}.")):
-                print(f"{name}\t{counts[name]}")
-            return 0
-        created = topics.create_topics(settings, args.partitions, args.replication)
-        for name in settings.topics:
-            print(f"{name}\t{args.partitions}\t{'created' if name in created else 'exists'}")
+    settings = KafkaSettings.from_env(args.bootstrap)
+    if args.topics_command == "list":
+        counts = topics.topic_partitions(settings)
+        for name in sorted(n for n in counts if n.startswith(f"{settings.prefix}.")):
+            print(f"{name}\t{counts[name]}")
+        return 0
+    created = topics.create_topics(settings, args.partitions, args.replication)
+    for name in settings.topics:
+        print(f"{name}\t{args.partitions}\t{'created' if name in created else 'exists'}")
     return 0
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
     from loyalty_ledger.ops.produce import produce_file
 
-    with _kafka_errors(), _progress("producing") as progress:
+    with _progress("producing") as progress:
         produce_file(KafkaSettings.from_env(args.bootstrap), args.path, progress)
     return 0
 
@@ -492,8 +471,7 @@ def cmd_tick(args: argparse.Namespace) -> int:
     from loyalty_ledger.ops.produce import send_tick
 
     at = _instant(args.at, "--at")
-    with _kafka_errors():
-        send_tick(KafkaSettings.from_env(args.bootstrap), at)
+    send_tick(KafkaSettings.from_env(args.bootstrap), at)
     return 0
 
 
@@ -502,7 +480,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
 
     program_source = _read_program(args.program) if args.program else None
     options = ConsumeOptions(args.group, args.batch_size, args.batch_ms, args.stop_when_idle)
-    with _kafka_errors(), database() as conn:
+    with database() as conn:
         settings = KafkaSettings.from_env(args.bootstrap)
         consume(conn, settings, options, program_source, args.program or "program")
     return 0
@@ -511,21 +489,9 @@ def cmd_consume(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from loyalty_ledger.ops.status import print_status
 
-    with _kafka_errors(), database() as conn:
+    with database() as conn:
         print_status(conn, KafkaSettings.from_env(args.bootstrap), args.group, sys.stdout)
     return 0
-
-
-@contextmanager
-def _kafka_errors() -> Iterator[None]:
-    """Settings the user must fix and missing or misfit topics become one-line usage errors."""
-    from loyalty_ledger.kafka_settings import KafkaConfigError
-    from loyalty_ledger.ops.topics import TopicError
-
-    try:
-        yield
-    except (KafkaConfigError, TopicError) as e:
-        raise UsageError(str(e)) from None
 
 
 # ------------------------------------------------------------------ progress
@@ -542,6 +508,10 @@ def _progress(label: str, unit: str = "") -> Iterator[Progress]:
 # ------------------------------------------------------------------ parser
 
 
+# argparse names no public type for the object add_subparsers returns.
+_Commands = argparse._SubParsersAction
+
+
 def parser() -> argparse.ArgumentParser:
     top = _Parser(
         prog="loyalty",
@@ -550,6 +520,13 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    for add in (_ledger_commands, _operator_commands, _database_commands, _kafka_commands):
+        add(sub)
+    return top
+
+
+def _ledger_commands(sub: _Commands[_Parser]) -> None:
+    """The parsers of ingest, export, rebuild, generations, verify and the chain."""
     p = sub.add_parser("ingest", help="apply a JSON Lines file of input events (- for stdin)")
     p.add_argument("path", help="JSON Lines file, or - for standard input")
     p.add_argument("--program", help="program TOML (stored on first use; default: the stored one)")
@@ -606,6 +583,9 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--generation", help="another generation than the live one")
     q.set_defaults(run=cmd_ledger)
 
+
+def _operator_commands(sub: _Commands[_Parser]) -> None:
+    """The parsers of offsets, dead letters, statements, erasure, schemas."""
     p = sub.add_parser("offsets", help="the consumer group's offsets, kept in PostgreSQL")
     offsets_actions = p.add_subparsers(dest="offsets_command", required=True, metavar="ACTION")
     q = offsets_actions.add_parser("reset", help="re-read from an offset or a time (idempotent)")
@@ -671,6 +651,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", default="schemas", help="directory (default: schemas)")
     p.set_defaults(run=cmd_schemas)
 
+
+def _database_commands(sub: _Commands[_Parser]) -> None:
+    """The parsers of the embedded database, analysts, the report."""
     p = sub.add_parser("db", help="the embedded PostgreSQL in ./.loyalty/, and analyst logins")
     db = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     for action, text in (
@@ -700,6 +683,9 @@ def parser() -> argparse.ArgumentParser:
     )
     q.set_defaults(run=cmd_analytics)
 
+
+def _kafka_commands(sub: _Commands[_Parser]) -> None:
+    """The parsers of topics, produce, consume, status, tick."""
     bootstrap = _Parser(add_help=False)
     bootstrap.add_argument(
         "--bootstrap", help="kafka bootstrap servers ($LOYALTY_KAFKA_BOOTSTRAP, 127.0.0.1:9092)"
@@ -754,7 +740,6 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tick", parents=[bootstrap], help="send one tick to every input partition")
     p.add_argument("--at", required=True, help="the instant, RFC 3339 with a UTC offset")
     p.set_defaults(run=cmd_tick)
-    return top
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -774,26 +759,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from loyalty_ledger.sources.file import SourceError
-
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
-    except (
-        SourceError,
-        UsageError,
-        ProgramError,
-        ProgramChanged,
-        StoreUnavailable,
-        embedded.EmbeddedError,
-        KafkaUnavailable,
-        GenerationError,
-        ResetError,
-        LedgerKeyError,
-    ) as e:
+    except Conflict as e:
+        return _fail(f"{e}: it changed meanwhile (a promotion, a fence); run the command again")
+    except LoyaltyError as e:  # UserError, Unavailable: the message names what to do
         return _fail(str(e))
-    except GenerationChanged as e:
-        return _fail(f"{e}: a promotion happened meanwhile; run the same command again")
     except psycopg.OperationalError as e:
         return _fail(
             f"lost the database connection ({_first_line(e)}); nothing half-done was kept: run "

@@ -23,6 +23,8 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
+from loyalty_ledger.errors import Unavailable
+
 PORT = 5432  # only names the socket file; we never listen on TCP
 READY_TIMEOUT = 60.0
 LOCK_RETRY = 10.0
@@ -52,7 +54,7 @@ class Server:
         )
 
 
-class EmbeddedError(Exception):
+class EmbeddedError(Unavailable):
     """One-line, lowercase message naming what to fix."""
 
 

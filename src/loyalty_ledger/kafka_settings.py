@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from loyalty_ledger.errors import Unavailable, UserError
+
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_PREFIX = "loyalty"
 ENV_BOOTSTRAP = "LOYALTY_KAFKA_BOOTSTRAP"
@@ -19,11 +21,11 @@ _TOPIC_CHARS = re.compile(r"[A-Za-z0-9._-]+")
 _MAX_PREFIX = 200  # Kafka allows 249 characters per topic name; ".deadletter" must still fit
 
 
-class KafkaUnavailable(Exception):
+class KafkaUnavailable(Unavailable):
     """The broker cannot be reached, or it failed a request: one line naming the bootstrap."""
 
 
-class KafkaConfigError(ValueError):
+class KafkaConfigError(UserError, ValueError):
     """A setting (environment, flag or client configuration) that the user must fix."""
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loyalty_ledger import log
+from loyalty_ledger.errors import UserError
 
 ENV_KEY = "LOYALTY_LEDGER_KEY"
 ENV_KEY_FILE = "LOYALTY_LEDGER_KEY_FILE"
@@ -33,7 +34,7 @@ _KEY_ID_LABEL = b"loyalty-ledger key id"
 _HEX = re.compile(r"^(?:[0-9a-fA-F]{2})+$")
 
 
-class LedgerKeyError(Exception):
+class LedgerKeyError(UserError):
     """No usable ledger key (unreadable file, bad text, too short), or an anchor file that
     cannot be read or written. The message says which, and what to do."""
 

@@ -25,6 +25,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError, core_schema
 
+from loyalty_ledger.errors import UserError
+
 __all__ = [
     "ISO_4217_CODES",
     "Action",
@@ -360,7 +362,7 @@ class Program(_Section):
         return rewards
 
 
-class ProgramError(Exception):
+class ProgramError(UserError):
     """A program that cannot be used; the message is one line that names the key and the fix."""
 
 

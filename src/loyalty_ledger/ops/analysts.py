@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
+from loyalty_ledger.errors import UserError
 from loyalty_ledger.store.db import Connection
 from loyalty_ledger.store.generations import LIVE_SCHEMA
 
@@ -21,7 +22,7 @@ NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 MARK = "loyalty analyst: read-only"  # the role's comment: only such roles are ever changed
 
 
-class AnalystError(Exception):
+class AnalystError(UserError):
     """A name or role we must not use, or a database without the `live` schema."""
 
 

@@ -24,7 +24,7 @@ from loyalty_ledger import log
 from loyalty_ledger.engine import compile_rules
 from loyalty_ledger.kafka_settings import KafkaSettings
 from loyalty_ledger.ops import relay as outbox_relay
-from loyalty_ledger.ops.topics import partition_count
+from loyalty_ledger.ops.topics import TopicError, partition_count
 from loyalty_ledger.pipeline import Counts, Pipeline
 from loyalty_ledger.program import Program
 from loyalty_ledger.projectors import runner
@@ -72,8 +72,12 @@ def consume(
     """Consume until stopped (or idle long enough); returns the totals."""
     program = programs.adopt(conn, program_source, program_origin)
     partitions = partition_count(settings, settings.inputs)
-    if partition_count(settings, settings.internal) != partitions:
-        raise ValueError(f"{settings.internal} must have as many partitions as {settings.inputs}")
+    internal = partition_count(settings, settings.internal)
+    if internal != partitions:
+        raise TopicError(
+            f"{settings.internal} has {internal} partitions and {settings.inputs} {partitions}: "
+            "give them as many (see `loyalty topics create`)"
+        )
     routing = PartitionRouting(partitions)
     pipeline = _pipeline(conn, program, routing)
     holder = [pipeline]  # the pipeline is replaced when another generation goes live

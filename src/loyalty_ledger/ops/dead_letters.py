@@ -20,6 +20,7 @@ from psycopg.rows import class_row
 
 from loyalty_ledger import commands, events, log
 from loyalty_ledger.engine import ReferrerCredit, compile_rules
+from loyalty_ledger.errors import UserError
 from loyalty_ledger.kafka_settings import ClientErrors, KafkaSettings, KafkaUnavailable
 from loyalty_ledger.ops.ingest import writer_lock
 from loyalty_ledger.pipeline import Counts, Line, Pipeline
@@ -37,7 +38,7 @@ REDRIVE_HEADER = "loyalty-redrive-of"  # on a republished message: the letter's 
 FLUSH_TIMEOUT_S = 30.0
 
 
-class DeadLetterError(Exception):
+class DeadLetterError(UserError):
     """A dead letter that does not exist or cannot do what was asked; the message says why."""
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from psycopg import sql
 
 from loyalty_ledger import log
+from loyalty_ledger.errors import UserError
 from loyalty_ledger.ops.ingest import writer_lock
 from loyalty_ledger.store import generations
 from loyalty_ledger.store.db import Connection
@@ -32,7 +33,7 @@ NULLED_FIELDS = ("name", "phone", "birth_date")
 IDENTITY_FIELDS = frozenset({"event_id", "type", "customer_id", "occurred_at"})  # never changed
 
 
-class ErasureError(Exception):
+class ErasureError(UserError):
     """A customer this database knows nothing of; the message says what to check."""
 
 

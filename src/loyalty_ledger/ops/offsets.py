@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from loyalty_ledger.errors import UserError
 from loyalty_ledger.store.db import Connection
 
 
-class ResetError(Exception):
+class ResetError(UserError):
     """Nothing to reset, as asked; the message says what exists."""
 
 

@@ -16,13 +16,14 @@ from typing import Any, TextIO
 from psycopg.rows import class_row
 
 from loyalty_ledger.engine.state import from_snapshot
+from loyalty_ledger.errors import UserError
 from loyalty_ledger.ledger import BALANCE_SIGN, Kind
 from loyalty_ledger.store import generations
 from loyalty_ledger.store.db import Connection
 from loyalty_ledger.text import printable
 
 
-class StatementError(Exception):
+class StatementError(UserError):
     """No such customer (or generation); the message says what to check."""
 
 

@@ -9,6 +9,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from loyalty_ledger.errors import UserError
 from loyalty_ledger.kafka_settings import (
     ClientErrors,
     KafkaSettings,
@@ -22,7 +23,7 @@ CREATE_TIMEOUT_S = 15.0
 REQUEST_TIMEOUT_MS = 10_000
 
 
-class TopicError(Exception):
+class TopicError(UserError):
     """A topic is missing, or exists with a partition count that does not fit."""
 
 
@@ -64,9 +65,9 @@ def create_topics(settings: KafkaSettings, partitions: int, replication: int = 1
     inputs and internal are co-partitioned by customer, so every count must match.
     """
     if partitions < 1:
-        raise ValueError(f"--partitions must be at least 1, got {partitions}")
+        raise TopicError(f"--partitions must be at least 1, got {partitions}")
     if replication < 1:
-        raise ValueError(f"--replication must be at least 1, got {replication}")
+        raise TopicError(f"--replication must be at least 1, got {replication}")
     admin, errors = admin_client(settings)
     existing = _counts(admin, errors, settings)
     _check_counts(settings, existing, partitions)

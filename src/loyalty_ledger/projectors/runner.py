@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from psycopg import sql
 
+from loyalty_ledger.errors import UserError
 from loyalty_ledger.projectors.sql import Projection, projections
 from loyalty_ledger.store.db import Connection
 
@@ -24,7 +25,7 @@ def tables(names: tuple[str, ...] = ()) -> list[Projection]:
     unknown = set(names) - {p.name for p in chosen}
     if unknown:
         known = ", ".join(p.name for p in projections() if p.table)
-        raise ValueError(f"unknown projection {sorted(unknown)[0]!r}; known: {known}")
+        raise UserError(f"unknown projection {sorted(unknown)[0]!r}; known: {known}")
     return chosen
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from loyalty_ledger.errors import UserError
 from loyalty_ledger.events import MAX_LINE_BYTES
 from loyalty_ledger.pipeline import Line
 from loyalty_ledger.store.batch import Position
@@ -48,7 +49,7 @@ class FileSource:
         return stored
 
 
-class SourceError(Exception):
+class SourceError(UserError):
     """An input path that cannot be read as JSON Lines; one line naming the path and the fix."""
 
 

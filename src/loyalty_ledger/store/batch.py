@@ -16,6 +16,7 @@ import psycopg
 from psycopg import errors, sql
 
 from loyalty_ledger import anchors, ledger_key
+from loyalty_ledger.errors import Conflict
 from loyalty_ledger.ledger import COLUMN_TYPES, COLUMNS, Entry, keyed_chain
 from loyalty_ledger.ledger_key import LedgerKey
 from loyalty_ledger.store import chain
@@ -24,7 +25,7 @@ from loyalty_ledger.store.db import Connection
 APPEND_LOCK_SPACE = 0x6C656467  # the append locks' key space: (this, hashtext(schema))
 
 
-class GenerationChanged(Exception):
+class GenerationChanged(Conflict):
     """The writer's generation is no longer what it writes for: a promotion happened."""
 
 

@@ -8,10 +8,12 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
+from loyalty_ledger.errors import Unavailable
+
 Connection = psycopg.Connection[TupleRow]
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(Unavailable):
     """The database cannot be reached or refused us; the message names the URL's problem."""
 
 

@@ -18,6 +18,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
+from loyalty_ledger.errors import UserError
 from loyalty_ledger.projectors.sql import projections
 from loyalty_ledger.store.db import Connection, use_schema
 
@@ -32,7 +33,7 @@ GENERATION_TABLES = (
 )  # fmt: skip
 RELAY_NAMES = ("ledger", "deadletter", "internal")
 
-class GenerationError(Exception):
+class GenerationError(UserError):
     """A generation that does not exist, or cannot do what was asked; the message says why."""
 
 

@@ -12,12 +12,13 @@ from datetime import datetime
 
 from psycopg.rows import class_row
 
+from loyalty_ledger.errors import Conflict
 from loyalty_ledger.store.db import Connection
 
 TopicPartition = tuple[str, int]
 
 
-class Fenced(Exception):
+class Fenced(Conflict):
     """This consumer no longer owns a partition it tried to write: the batch rolls back."""
 
 

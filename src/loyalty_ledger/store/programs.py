@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from loyalty_ledger.errors import UserError
 from loyalty_ledger.program import Program, ProgramError, parse_program, program_hash
 from loyalty_ledger.store.db import Connection
 
 
-class ProgramChanged(Exception):
+class ProgramChanged(UserError):
     """A different program was given for a ledger that already runs under one."""
 
 
