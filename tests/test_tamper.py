@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from conftest import PgServer, twin_database
 from loyalty_ledger import anchors, ledger_key
 from loyalty_ledger.kafka_settings import KafkaSettings
 from loyalty_ledger.ledger import (
@@ -305,8 +306,9 @@ def test_a_ledger_chained_before_keys_verifies_and_chains_on(
     """Migration 0005 on a ledger of the legacy chain: its entries keep it, new ones are keyed."""
     with connect(ledger_url) as conn:
         _recompute_unkeyed(conn, 1)  # the ledger as 0003 left it
-        conn.execute("ALTER TABLE public.generations DROP COLUMN chain_key_id, "
-                     "DROP COLUMN chain_keyed_from, DROP COLUMN chain_entries")  # fmt: skip
+        conn.execute("ALTER TABLE public.generations DROP COLUMN chain_id, "
+                     "DROP COLUMN chain_key_id, DROP COLUMN chain_keyed_from, "
+                     "DROP COLUMN chain_entries")  # fmt: skip
         conn.execute("UPDATE public.alembic_version SET version_num = '0004'")
         last = _one_seq(conn, "SELECT max(seq) FROM ledger")
     anchor_file.unlink()  # anchors came with keys
@@ -326,7 +328,7 @@ def test_a_ledger_chained_before_keys_verifies_and_chains_on(
 
 def test_anchor_lines_round_trip(tmp_path: Path) -> None:
     key = ledger_key.parse("11" * 32, "test")
-    anchor = anchors.Anchor("main", 7, 7, "00" * 32, 1, key.key_id, anchors.now())
+    anchor = anchors.Anchor("main", "a-chain-id", 7, 7, "00" * 32, 1, key.key_id, anchors.now())
     path = tmp_path / "a.jsonl"
     anchors.append(path, anchor, key)
     anchors.append(path, anchor, key)
@@ -385,3 +387,31 @@ def test_the_relay_ends_each_pass_with_an_anchor(
         and str(filed) in str(p)
         for p in report.problems
     ), report.problems
+
+
+def test_two_ledgers_share_an_anchor_file(
+    database_url: str, pg_server: PgServer, template_db: str, anchor_file: Path
+) -> None:
+    """Anchors name their ledger's chain id: another database's in the same file (one
+    folder, two LOYALTY_DATABASE_URLs) neither checks against this one nor breaks it."""
+    with twin_database(pg_server, template_db) as other_url:
+        with connect(other_url) as conn:  # copies of one template share the id: give it its own
+            conn.execute("UPDATE public.generations SET chain_id = 'another-ledger'")
+        ingest(other_url, CASES[0] / "events.jsonl", CASES[0] / "program.toml")
+        ingest(database_url, CASE / "events.jsonl", CASE / "program.toml", batch_size=BATCH)
+        ids = {json.loads(line)["chain_id"] for line in anchor_file.read_text().splitlines()}
+        assert len(ids) == 2
+        for url in (database_url, other_url):
+            with connect(url) as conn:
+                runner.catch_up(conn)
+                report = verify(conn)
+            assert report.ok, report.problems
+
+
+def test_a_changed_chain_id_breaks_the_chain(ledger_url: str) -> None:
+    """The owner cannot disown the anchors by giving the ledger another id."""
+    with connect(ledger_url) as conn:
+        first = _one_seq(conn, "SELECT min(seq) FROM ledger")
+        conn.execute("UPDATE public.generations SET chain_id = 'not-the-anchored-one'")
+        report = verify(conn)
+    assert _problems(report, "chain")[0].startswith(f"chain: ledger seq {first} ")

@@ -25,6 +25,7 @@ FORMAT = "loyalty-anchor/1"
 @dataclass(frozen=True, slots=True)
 class Anchor:
     generation: str
+    chain_id: str  # the ledger's: anchors of other ledgers in the same file are not its
     seq: int  # the head's seq; 0: an empty ledger
     entries: int  # ledger rows up to and including it
     hash: str  # the head's chain hash, hex
@@ -112,7 +113,8 @@ def _parse(line: str, key: LedgerKey) -> Anchor | str:
         anchor = Anchor(**{name: body[name] for name in names})
     except TypeError:
         return "not an anchor"
-    numbers, texts = ("seq", "entries", "keyed_from"), ("generation", "hash", "key_id", "at")
+    numbers = ("seq", "entries", "keyed_from")
+    texts = ("generation", "chain_id", "hash", "key_id", "at")
     if not (
         all(type(getattr(anchor, f)) is int for f in numbers)
         and all(type(getattr(anchor, f)) is str for f in texts)

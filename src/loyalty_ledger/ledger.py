@@ -184,6 +184,13 @@ def keyed_chain(key: bytes, prev: bytes, entries: Iterable[tuple[object, ...]]) 
     return hashes
 
 
+def chain_start(key: bytes, prev: bytes, chain_id: str) -> bytes:
+    """What a generation's first keyed entry chains on: its predecessor's hash (GENESIS, or
+    the last legacy entry's) MACed with the generation's chain id, so the id cannot be
+    changed to disown the anchors without breaking the chain."""
+    return _Hmac(key).digest(prev, b"loyalty-chain:" + chain_id.encode())
+
+
 def legacy_chain_hash(prev: bytes, values: tuple[object, ...]) -> bytes:
     """The chain before keys: sha256(predecessor's hash || COLUMNS joined by \\x1f). Only
     `verify` uses it, for entries written before migration 0005; anyone can recompute it."""

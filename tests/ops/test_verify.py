@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loyalty_ledger.ledger import GENESIS, keyed_chain
+from loyalty_ledger.ledger import GENESIS, chain_start, keyed_chain
 from loyalty_ledger.ledger_key import current
 from loyalty_ledger.ops.verify import verify
 from loyalty_ledger.projectors import runner
@@ -44,7 +44,11 @@ def test_the_chain_is_the_hashes_of_the_entries_in_seq_order(ledger_url: str) ->
         rows = conn.execute(
             "SELECT hash, " + ", ".join(COLUMNS) + " FROM ledger ORDER BY seq"
         ).fetchall()
-    hashes = keyed_chain(current().secret, GENESIS, [tuple(r[1:]) for r in rows])
+        row = conn.execute("SELECT chain_id FROM public.generations WHERE status = 'live'")
+        chain_id = row.fetchone()
+    assert chain_id is not None
+    start = chain_start(current().secret, GENESIS, chain_id[0])
+    hashes = keyed_chain(current().secret, start, [tuple(r[1:]) for r in rows])
     assert [bytes(r[0]) for r in rows] == hashes
 
 

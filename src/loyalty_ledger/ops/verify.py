@@ -13,7 +13,13 @@ from psycopg import sql
 
 from loyalty_ledger import anchors, ledger_key
 from loyalty_ledger.anchors import Filed
-from loyalty_ledger.ledger import COLUMNS, GENESIS, keyed_hasher, legacy_chain_hash
+from loyalty_ledger.ledger import (
+    COLUMNS,
+    GENESIS,
+    chain_start,
+    keyed_hasher,
+    legacy_chain_hash,
+)
 from loyalty_ledger.ledger_key import LedgerKey
 from loyalty_ledger.progress import Progress
 from loyalty_ledger.projectors import runner
@@ -99,7 +105,8 @@ def _chain(
     why = chain.another_key(record, key)
     if why is not None:
         return total, [Problem("chain", f"generation {record.generation}", why)]
-    mine = [f for f in filed if f.anchor.generation == record.generation]
+    # Anchors of other ledgers (another database, a recreated one) may share the file.
+    mine = [f for f in filed if f.anchor.chain_id == record.chain_id]
     pending: dict[int, list[Filed]] = {}
     for f in mine:
         if f.anchor.seq > 0:
@@ -114,6 +121,8 @@ def _chain(
         for seq, stored, *values in cur:
             n += 1
             digest = bytes(stored)
+            if seq >= keyed_from and last < keyed_from:  # the first keyed entry
+                prev = chain_start(key.secret, prev, record.chain_id)
             if found is None:
                 entry = tuple(values)
                 hashed = keyed(prev, entry) if seq >= keyed_from else legacy_chain_hash(prev, entry)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from loyalty_ledger.anchors import Anchor, now
-from loyalty_ledger.ledger import GENESIS
+from loyalty_ledger.ledger import GENESIS, chain_start
 from loyalty_ledger.ledger_key import LedgerKey, LedgerKeyError
 from loyalty_ledger.store.db import Connection
 
@@ -20,6 +20,7 @@ from loyalty_ledger.store.db import Connection
 @dataclass(frozen=True, slots=True)
 class Record:
     generation: str
+    chain_id: str
     key_id: str | None  # None: no keyed entry written yet
     keyed_from: int
     entries: int
@@ -28,7 +29,8 @@ class Record:
 def record(conn: Connection) -> Record:
     """The chain record of the connection's generation."""
     row = conn.execute(
-        "SELECT name, chain_key_id, chain_keyed_from, chain_entries FROM public.generations "
+        "SELECT name, chain_id, chain_key_id, chain_keyed_from, chain_entries "
+        "FROM public.generations "
         "WHERE schema_name = current_schema()"
     ).fetchone()
     assert row is not None, "a connection's search_path names no generation"
@@ -52,8 +54,10 @@ def head_hash(conn: Connection, key: LedgerKey) -> bytes:
     why = another_key(found, key)
     if why is not None:
         raise LedgerKeyError(f"generation {found.generation} {why}")
-    row = conn.execute("SELECT hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
-    return GENESIS if row is None else bytes(row[0])
+    row = conn.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+    if row is None or row[0] < found.keyed_from:  # the keyed chain starts with this batch
+        return chain_start(key.secret, GENESIS if row is None else bytes(row[1]), found.chain_id)
+    return bytes(row[1])
 
 
 def advance(conn: Connection, added: int, key: LedgerKey) -> Anchor:
@@ -62,12 +66,14 @@ def advance(conn: Connection, added: int, key: LedgerKey) -> Anchor:
     assert head is not None, "advance follows a write of entries"
     row = conn.execute(
         "UPDATE public.generations SET chain_entries = chain_entries + %s, chain_key_id = %s "
-        "WHERE schema_name = current_schema() RETURNING name, chain_entries, chain_keyed_from",
+        "WHERE schema_name = current_schema() "
+        "RETURNING name, chain_id, chain_entries, chain_keyed_from",
         (added, key.key_id),
     ).fetchone()
     assert row is not None
-    name, entries, keyed_from = row
-    return Anchor(name, head[0], entries, bytes(head[1]).hex(), keyed_from, key.key_id, now())
+    name, chain_id, entries, keyed_from = row
+    return Anchor(name, chain_id, head[0], entries, bytes(head[1]).hex(), keyed_from, key.key_id,
+                  now())  # fmt: skip
 
 
 def current_head(conn: Connection, key: LedgerKey) -> Anchor:
@@ -82,20 +88,21 @@ def current_head(conn: Connection, key: LedgerKey) -> Anchor:
         count = conn.execute("SELECT count(*) FROM ledger").fetchone()
     assert count is not None
     seq, digest = head if head is not None else (0, GENESIS)
-    return Anchor(found.generation, seq, count[0], bytes(digest).hex(), found.keyed_from,
-                  key.key_id, now())  # fmt: skip
+    return Anchor(found.generation, found.chain_id, seq, count[0], bytes(digest).hex(),
+                  found.keyed_from, key.key_id, now())  # fmt: skip
 
 
 def head_at(conn: Connection, seq: int, key: LedgerKey) -> Anchor:
     """The chain's head as of entry `seq` (the relay's last published one), counted from the
     record without scanning: the entries after it are few."""
     row = conn.execute(
-        "SELECT g.name, g.chain_keyed_from, l.hash, "
+        "SELECT g.name, g.chain_id, g.chain_keyed_from, l.hash, "
         "g.chain_entries - (SELECT count(*) FROM ledger WHERE seq > %(seq)s) "
         "FROM public.generations g, ledger l "
         "WHERE g.schema_name = current_schema() AND l.seq = %(seq)s",
         {"seq": seq},
     ).fetchone()
     assert row is not None, "an anchored seq is one the ledger holds"
-    name, keyed_from, digest, entries = row
-    return Anchor(name, seq, entries, bytes(digest).hex(), keyed_from, key.key_id, now())
+    name, chain_id, keyed_from, digest, entries = row
+    return Anchor(name, chain_id, seq, entries, bytes(digest).hex(), keyed_from, key.key_id,
+                  now())  # fmt: skip

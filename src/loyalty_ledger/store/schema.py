@@ -153,7 +153,9 @@ generations = Table(
     Column("until_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=_now),
     Column("promoted_at", DateTime(timezone=True)),
-    # the hash chain (store/chain.py): its key's id, its first keyed seq, its entries
+    # the hash chain (store/chain.py): its id, its key's id, its first keyed seq, its entries
+    Column("chain_id", Text, nullable=False, unique=True,
+           server_default=text("(gen_random_uuid())::text")),
     Column("chain_key_id", Text),
     Column("chain_keyed_from", BigInteger, nullable=False, server_default="1"),
     Column("chain_entries", BigInteger, nullable=False, server_default="0"),
