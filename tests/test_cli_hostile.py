@@ -107,6 +107,15 @@ VALUE_ERRORS = [
     (["ingest", "/proc/self/mem", "--program", PROGRAM], "/proc/self/mem"),
     (["produce", "/tmp", "--bootstrap", NO_BROKER], ""),
     (["schemas", "--dir", "/nonexistent"], "/nonexistent"),
+    (["ledger", "anchor", "--generation", "nope"], "nope"),
+    (["verify", "--anchor", "/nonexistent"], "/nonexistent"),
+    (["verify", "--anchor", "/tmp"], "/tmp"),
+    (["db", "grant-analyst", "bad name;drop"], "role name"),
+    (["analytics", "refresh"], "program"),
+    # an unreachable broker: one line naming the servers to check
+    (["topics", "list", "--bootstrap", NO_BROKER], "--bootstrap"),
+    (["consume", "--bootstrap", NO_BROKER, "--program", PROGRAM], "--bootstrap"),
+    (["tick", "--at", "2026-01-01T00:00Z", "--bootstrap", NO_BROKER], "--bootstrap"),
 ]
 
 
