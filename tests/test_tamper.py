@@ -415,3 +415,11 @@ def test_a_changed_chain_id_breaks_the_chain(ledger_url: str) -> None:
         conn.execute("UPDATE public.generations SET chain_id = 'not-the-anchored-one'")
         report = verify(conn)
     assert _problems(report, "chain")[0].startswith(f"chain: ledger seq {first} ")
+
+
+def test_a_renamed_generation_is_named(ledger_url: str) -> None:
+    """Anchors name their generation: renaming it to disown them is reported."""
+    with connect(ledger_url) as conn:
+        conn.execute("UPDATE public.generations SET name = 'renamed' WHERE name = 'main'")
+        report = verify(conn)
+    assert _problems(report, "anchor")[0].startswith("anchor: generation main: is anchored")

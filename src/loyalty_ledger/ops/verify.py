@@ -62,7 +62,7 @@ def verify(
     key = ledger_key.current()
     filed, problems = _anchors(key, anchor_files)
     entries, chained = _chain(conn, key, filed, progress)
-    problems = chained + problems
+    problems = chained + _disowned(conn, filed) + problems
     problems += [p for p in (_versions(conn), _conservation(conn)) if p is not None]
     projected = runner.tables()
     problems += _projections(conn)
@@ -106,7 +106,8 @@ def _chain(
     if why is not None:
         return total, [Problem("chain", f"generation {record.generation}", why)]
     # Anchors of other ledgers (another database, a recreated one) may share the file.
-    mine = [f for f in filed if f.anchor.chain_id == record.chain_id]
+    mine = [f for f in filed
+            if (f.anchor.chain_id, f.anchor.generation) == (record.chain_id, record.generation)]
     pending: dict[int, list[Filed]] = {}
     for f in mine:
         if f.anchor.seq > 0:
@@ -139,6 +140,22 @@ def _chain(
     # after the rows': a changed record shows as rows that differ from their anchors too
     missed += [(last + 1, p) for f in mine if (p := _keyed_from(f, record.keyed_from))]
     return n, ([found] if found else []) + _first(missed)
+
+
+def _disowned(conn: Connection, filed: list[Filed]) -> list[Problem]:
+    """Anchors of this ledger whose generation it no longer has: renamed or dropped behind
+    its back (a generation is never dropped by the package)."""
+    record = chain.record(conn)
+    rows = conn.execute(
+        "SELECT name FROM public.generations WHERE chain_id = %s", (record.chain_id,)
+    ).fetchall()
+    names = {name for (name,) in rows}
+    return [
+        Problem("anchor", f"generation {f.anchor.generation}", f"is anchored ({f.where}) but "
+                "this ledger has no such generation: it was renamed or dropped")
+        for f in filed
+        if f.anchor.chain_id == record.chain_id and f.anchor.generation not in names
+    ][:1]  # fmt: skip
 
 
 def _broken(seq: int, values: list[object], keyed: bool) -> Problem:

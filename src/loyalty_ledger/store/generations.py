@@ -119,10 +119,13 @@ def create(
     """A new, empty candidate generation shaped like `parent` (its tables, indexes, triggers)."""
     schema = schema_of(check_name(name))
     with conn.transaction():
+        # The ledger's chain id is its generations' too (store/chain.py): a re-run's chain
+        # equals the live one's, hash for hash, where their entries are equal.
         conn.execute(
             "INSERT INTO public.generations (name, schema_name, program_hash, status, parent, "
-            "until_at) VALUES (%s, %s, %s, 'candidate', %s, %s)",
-            (name, schema, program_hash, parent.name, until_at),
+            "until_at, chain_id) SELECT %s, %s, %s, 'candidate', %s, %s, chain_id "
+            "FROM public.generations WHERE name = %s",
+            (name, schema, program_hash, parent.name, until_at, parent.name),
         )
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         for table in GENERATION_TABLES:

@@ -154,7 +154,7 @@ generations = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=_now),
     Column("promoted_at", DateTime(timezone=True)),
     # the hash chain (store/chain.py): its id, its key's id, its first keyed seq, its entries
-    Column("chain_id", Text, nullable=False, unique=True,
+    Column("chain_id", Text, nullable=False,
            server_default=text("(gen_random_uuid())::text")),
     Column("chain_key_id", Text),
     Column("chain_keyed_from", BigInteger, nullable=False, server_default="1"),

@@ -3,10 +3,11 @@
 Entries written before this revision keep their legacy sha256 chain: a generation's keyed
 chain starts after its last entry (`chain_keyed_from`), a new one's at seq 1. The key's id
 is set by the first keyed write (the key lives outside the database, so no migration can
-know it); `chain_id`, random per generation, is MACed into the chain where its keyed part
-starts and names the ledger in its anchors, so two ledgers never take each other's anchors
-and an owner who changes it breaks the chain; `chain_entries` counts the ledger's rows so
-each batch's anchor names its head without counting the table.
+know it); `chain_id`, random per ledger (a re-run's generation takes its parent's), is MACed
+into the chain where its keyed part starts and names the ledger in its anchors, so two
+ledgers never take each other's anchors and an owner who changes it breaks the chain;
+`chain_entries` counts the ledger's rows so each batch's anchor names its head without
+counting the table.
 
 Revision ID: 0005
 Revises: 0004
@@ -21,7 +22,7 @@ depends_on = None
 
 UPGRADE = """
 ALTER TABLE generations
-    ADD COLUMN chain_id         text NOT NULL DEFAULT gen_random_uuid()::text UNIQUE,
+    ADD COLUMN chain_id         text NOT NULL DEFAULT gen_random_uuid()::text,
     ADD COLUMN chain_key_id     text,
     ADD COLUMN chain_keyed_from bigint NOT NULL DEFAULT 1,
     ADD COLUMN chain_entries    bigint NOT NULL DEFAULT 0,
