@@ -22,12 +22,12 @@ from loyalty_ledger import commands, events, log
 from loyalty_ledger.engine import ReferrerCredit, compile_rules
 from loyalty_ledger.errors import UserError
 from loyalty_ledger.kafka_settings import ClientErrors, KafkaSettings, KafkaUnavailable
-from loyalty_ledger.ops.ingest import writer_lock
 from loyalty_ledger.pipeline import Counts, Line, Pipeline
 from loyalty_ledger.progress import Progress
 from loyalty_ledger.projectors import runner
 from loyalty_ledger.store import generations, programs
 from loyalty_ledger.store.db import Connection
+from loyalty_ledger.store.locks import one_file_writer
 from loyalty_ledger.text import printable
 
 RAW_PREFIX_CHARS = 60
@@ -225,7 +225,7 @@ def redrive(
     """
     result = RedriveResult(not_open=_not_open(conn, chosen.ids))
     open_only = Filter("open", chosen.reason, chosen.source, chosen.ids)
-    with writer_lock(conn), _Targets(conn, kafka) as targets:
+    with one_file_writer(conn), _Targets(conn, kafka) as targets:
         total = _count(conn, open_only)
         done, after = 0, 0
         while letters := _open_batch(conn, open_only, after):

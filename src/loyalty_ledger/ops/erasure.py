@@ -22,9 +22,9 @@ from psycopg import sql
 
 from loyalty_ledger import log
 from loyalty_ledger.errors import UserError
-from loyalty_ledger.ops.ingest import writer_lock
 from loyalty_ledger.store import generations
 from loyalty_ledger.store.db import Connection
+from loyalty_ledger.store.locks import one_file_writer
 
 ERASED_EMAIL = "erased"  # a signup's email must stay a non-empty string
 ERASED_TEXT = "[erased]"  # in place of a member's string found elsewhere
@@ -58,7 +58,7 @@ class _Pii:
 
 def erase(conn: Connection, customer_id: str) -> Erasure:
     """Erase `customer_id`'s PII; raises ErasureError for a customer never seen."""
-    with writer_lock(conn), conn.transaction():
+    with one_file_writer(conn), conn.transaction():
         before = conn.execute(
             "SELECT erased_at FROM erasures WHERE customer_id = %s", (customer_id,)
         ).fetchone()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import partial
 
 from loyalty_ledger import log
@@ -13,25 +11,11 @@ from loyalty_ledger.pipeline import Counts, Pipeline
 from loyalty_ledger.progress import Progress
 from loyalty_ledger.projectors import runner
 from loyalty_ledger.sources import file as file_source
-from loyalty_ledger.store import programs, reads
+from loyalty_ledger.store import locks, programs, reads
 from loyalty_ledger.store.batch import Position, write_file_position
 from loyalty_ledger.store.db import Connection
 
 BATCH_SIZE = 20_000  # measured: fewer, larger transactions beat 5,000 by a third
-_WRITER_LOCK = 0x6C6F79616C7479  # "loyalty": one writer per database while ingesting
-
-
-@contextmanager
-def writer_lock(conn: Connection) -> Iterator[None]:
-    """The pipeline caches state in memory: two writers at once would overwrite each other."""
-    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (_WRITER_LOCK,)).fetchone()
-    if not (row and row[0]):
-        log.get("ingest").info("waiting for another writer to finish")
-        conn.execute("SELECT pg_advisory_lock(%s)", (_WRITER_LOCK,))
-    try:
-        yield
-    finally:
-        conn.execute("SELECT pg_advisory_unlock(%s)", (_WRITER_LOCK,))
 
 
 def ingest_file(
@@ -47,7 +31,7 @@ def ingest_file(
     logger = log.get("ingest").bind(source=source.name)
     total = Counts()
     started = time.perf_counter()
-    with writer_lock(conn), source:
+    with locks.one_file_writer(conn), source:
         program = programs.adopt(conn, program_source, program_origin)
         pipeline = Pipeline(conn, compile_rules(program), after_commit=runner.catch_up)
         try:

@@ -28,8 +28,7 @@ from loyalty_ledger.program import Program, parse_program, program_hash
 from loyalty_ledger.progress import Progress
 from loyalty_ledger.projectors import runner
 from loyalty_ledger.sources.kafka import PartitionRouting, stream_of_partition
-from loyalty_ledger.store import generations, programs
-from loyalty_ledger.store.batch import APPEND_LOCK_SPACE
+from loyalty_ledger.store import generations, locks, programs
 from loyalty_ledger.store.db import Connection, sibling, use_schema
 from loyalty_ledger.store.generations import Generation, GenerationError
 
@@ -195,9 +194,7 @@ def promote(conn: Connection, name: str, progress: Progress | None = None) -> Ge
     logger = log.get("promote").bind(generation=name, replacing=live.name)
     with sibling(conn) as lock:
         logger.info("stopping live writers")
-        lock.execute(
-            "SELECT pg_advisory_lock(%s, hashtext(%s))", (APPEND_LOCK_SPACE, live.schema_name)
-        )
+        locks.hold_appends(lock, live.schema_name)
         # No live batch can commit now: what this replays is the whole live inbox.
         rest = replay(conn, generations.get(conn, name), rules, live, progress)
         with conn.transaction():

@@ -19,10 +19,8 @@ from loyalty_ledger import anchors, ledger_key
 from loyalty_ledger.errors import Conflict
 from loyalty_ledger.ledger import COLUMN_TYPES, COLUMNS, Entry, keyed_chain
 from loyalty_ledger.ledger_key import LedgerKey
-from loyalty_ledger.store import chain
+from loyalty_ledger.store import chain, locks
 from loyalty_ledger.store.db import Connection
-
-APPEND_LOCK_SPACE = 0x6C656467  # the append locks' key space: (this, hashtext(schema))
 
 
 class GenerationChanged(Conflict):
@@ -184,14 +182,6 @@ def _copy(
             copy.write_row(values)
 
 
-# Held from the first identity-numbered row to commit, one lock per generation: with
-# several writers, ledger seq, dead letter and outbox ids then commit in order, so readers
-# that follow them by position (projectors, the relay) never pass a row that commits
-# later (guarantee 5); the ledger's hash chain runs in seq order for the same reason; and
-# a promotion, holding the live generation's lock, stops every live writer at this point.
-_APPEND_LOCK = sql.SQL("SELECT pg_advisory_xact_lock({}, hashtext(current_schema()))").format(
-    sql.Literal(APPEND_LOCK_SPACE)
-)
 _LEDGER_COLUMNS = (*COLUMNS, "hash")
 _LEDGER_TYPES = (*COLUMN_TYPES, "bytea")
 
@@ -230,7 +220,7 @@ def _write(conn: Connection, batch: Batch, key: LedgerKey | None) -> anchors.Anc
     """The batch in one transaction (a savepoint inside a caller's); the chain's new head."""
     with conn.transaction():
         batch.record_position(conn)  # first: a fenced writer fails before any work
-        conn.execute(_APPEND_LOCK)
+        conn.execute(locks.APPEND)  # held to commit: see store.locks
         _check_generation(conn, batch.generation_status)
         _copy(conn, "inbox", InboxRow._fields, _INBOX_TYPES, batch.inbox)
         head = _copy_ledger(conn, batch.entries, key)

@@ -248,7 +248,6 @@ def migrations_dir() -> Path:
     return Path(__file__).with_name("migrations")
 
 
-MIGRATE_LOCK = 0x6C6F79616C740002  # consumers starting together migrate one at a time
 
 
 def migrate(url: str) -> None:
@@ -256,13 +255,14 @@ def migrate(url: str) -> None:
     from alembic import command
     from alembic.config import Config
 
+    from loyalty_ledger.store import locks
     from loyalty_ledger.store.db import connect, sqlalchemy_url
 
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     config.set_main_option("sqlalchemy.url", sqlalchemy_url(url).replace("%", "%%"))
     with connect(url) as lock:
-        lock.execute("SELECT pg_advisory_lock(%s)", (MIGRATE_LOCK,))
+        locks.migrating(lock)
         command.upgrade(config, "head")
         _ensure_read_models(lock)
 
