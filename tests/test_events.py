@@ -706,30 +706,6 @@ def test_a_bom_inside_a_line_is_not_dropped() -> None:
     assert reason(" \ufeff" + line("tick")).startswith("not json")
 
 
-@pytest.mark.parametrize(
-    ("field", "value"),
-    [
-        ("total", Decimal("1E+12")),
-        ("total", Decimal("0.0000001")),
-        ("occurred_at", datetime(3000, 1, 1, tzinfo=UTC)),
-        ("occurred_at", datetime(1969, 12, 31, 23, 59, tzinfo=UTC)),
-    ],
-)
-def test_python_values_keep_the_bounds(field: str, value: Any) -> None:
-    fields: dict[str, Any] = {
-        "type": "purchase",
-        "event_id": "e1",
-        "occurred_at": datetime(2026, 3, 1, tzinfo=UTC),
-        "customer_id": "c1",
-        "order_id": "o1",
-        "currency": "EUR",
-        "total": Decimal("1"),
-        field: value,
-    }
-    with pytest.raises(ValueError, match=field):
-        Purchase.model_validate(fields)
-
-
 def test_schemas_carry_the_bounds() -> None:
     schemas = json_schemas()
     purchase = schemas["purchase.json"]
@@ -854,9 +830,14 @@ def test_events_can_be_built_from_python_values() -> None:
         ("total", Decimal("-1")),
         ("total", Decimal("NaN")),
         ("total", 12.5),
+        ("total", Decimal("1E+12")),
+        ("total", Decimal("0.0000001")),
+        ("occurred_at", datetime(3000, 1, 1, tzinfo=UTC)),
+        ("occurred_at", datetime(1969, 12, 31, 23, 59, tzinfo=UTC)),
     ],
 )
 def test_python_values_keep_the_wire_rules(field: str, value: Any) -> None:
+    """Values built in Python are held to the wire's rules and bounds too."""
     fields: dict[str, Any] = {
         "type": "purchase",
         "event_id": "e1",
