@@ -25,7 +25,7 @@
    partition there, not by file line, so a few outcomes may differ), the internal
    referral commands the consumers logged, and the machine.
 
-`--profile N` also runs the in-process consume loop (`loyalty_ledger.ops.consume.
+`--profile N` also runs the in-process consume loop (`loyalty_ledger.runtime.consume.
 consume`, the function behind the CLI) and the in-process file ingest under
 cProfile, each on a fresh database, and prints the top N functions of both
 (.prof files: in --keep DIR; else in a temp dir removed at exit).
@@ -58,7 +58,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from loyalty_ledger.kafka_settings import ENV_BOOTSTRAP, ENV_PREFIX, client_logger
+from loyalty_ledger.kafka.settings import ENV_BOOTSTRAP, ENV_PREFIX, client_logger
 from loyalty_ledger.store.db import connect, redact
 
 
@@ -399,7 +399,7 @@ def kafka_consume(
 
 def fate(url: str) -> dict[str, Any]:
     """What `loyalty export summary` prints, reduced to totals: every input's fate."""
-    from loyalty_ledger.exports import summary
+    from loyalty_ledger.admin.exports import summary
 
     with connect(url) as conn:
         s = summary(conn)
@@ -456,10 +456,10 @@ def profile_consume(
 ) -> None:
     """The in-process consume loop under cProfile (produce beforehand, not profiled)."""
     from loyalty_ledger import log
-    from loyalty_ledger.kafka_settings import KafkaSettings
-    from loyalty_ledger.ops.consume import ConsumeOptions, consume
-    from loyalty_ledger.ops.produce import produce_file
-    from loyalty_ledger.ops.topics import create_topics
+    from loyalty_ledger.kafka.settings import KafkaSettings
+    from loyalty_ledger.kafka.topics import create_topics
+    from loyalty_ledger.runtime.consume import ConsumeOptions, consume
+    from loyalty_ledger.runtime.produce import produce_file
     from loyalty_ledger.store.db import connect
 
     log.configure(logging.WARNING)  # no `batch` lines in the profile's output
@@ -489,7 +489,7 @@ def profile_consume(
 
 def profile_ingest(pg: Any, stream: Path, outdir: Path, top: int) -> None:
     from loyalty_ledger import log
-    from loyalty_ledger.ops.ingest import ingest_file
+    from loyalty_ledger.runtime.ingest import ingest_file
     from loyalty_ledger.store.db import connect
 
     log.configure(logging.WARNING)

@@ -53,14 +53,15 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg import sql
 
-from loyalty_ledger import embedded
 from loyalty_ledger import events as ev
 from loyalty_ledger.engine import CustomerState, Decision, Rules, compile_rules, decide, decide_tick
 from loyalty_ledger.engine.dates import next_due_at
-from loyalty_ledger.ledger import COLUMNS, GENESIS, keyed_chain, keyed_hash, row
+from loyalty_ledger.generations.migrate import migrate
+from loyalty_ledger.ledger.chain import GENESIS, keyed_chain, keyed_hash
+from loyalty_ledger.ledger.entries import COLUMNS, row
 from loyalty_ledger.program import parse_program
+from loyalty_ledger.store import embedded
 from loyalty_ledger.store.db import connect, psycopg_url, redact
-from loyalty_ledger.store.schema import migrate
 
 BERLIN = ZoneInfo("Europe/Berlin")
 START = datetime(2024, 1, 1, 6, 0, tzinfo=BERLIN).astimezone(UTC)
@@ -682,7 +683,7 @@ def copy_rows(pg: Postgres, rows: list[tuple[object, ...]], n_lines: int) -> Fig
 def profile(pg: Postgres, stream: Path, program_text: str, top: int) -> None:
     """The CLI's in-process path (ops.ingest.ingest_file -> Pipeline) under cProfile."""
     from loyalty_ledger import log
-    from loyalty_ledger.ops.ingest import ingest_file
+    from loyalty_ledger.runtime.ingest import ingest_file
     from loyalty_ledger.store.db import connect
 
     log.configure()  # the `ingested` line as JSON on stderr, as the CLI writes it

@@ -21,8 +21,8 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import URL, make_url
 
-from loyalty_ledger import embedded
-from loyalty_ledger.kafka_settings import ENV_CONFIG, KafkaSettings, client_logger, parse_config
+from loyalty_ledger.kafka.settings import ENV_CONFIG, KafkaSettings, client_logger, parse_config
+from loyalty_ledger.store import embedded
 
 TEMPLATE = "loyalty_template"
 # One ledger key for every test, so no test depends on (or writes) a ./.loyalty/ledger.key;
@@ -78,7 +78,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
 @pytest.fixture(scope="session")
 def template_db(pg_server: PgServer) -> str:
     # imported here so this file imports even before the schema module exists
-    from loyalty_ledger.store.schema import migrate
+    from loyalty_ledger.generations.migrate import migrate
 
     name = sql.Identifier(TEMPLATE)
     with pg_server.connect() as conn:

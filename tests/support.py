@@ -12,10 +12,11 @@ import pytest
 import structlog
 from psycopg import sql
 
-from loyalty_ledger import cli, exports
-from loyalty_ledger.ops.ingest import ingest_file
+from loyalty_ledger import cli
+from loyalty_ledger.admin import exports
 from loyalty_ledger.pipeline import Counts
 from loyalty_ledger.projectors import runner
+from loyalty_ledger.runtime.ingest import ingest_file
 from loyalty_ledger.store.db import Connection, connect
 
 CASES = sorted((Path(__file__).parent / "conformance").glob("case-*"))

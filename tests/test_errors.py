@@ -12,8 +12,8 @@ import pytest
 
 import loyalty_ledger
 from loyalty_ledger.errors import LoyaltyError, UserError
-from loyalty_ledger.kafka_settings import KafkaSettings
-from loyalty_ledger.ops import consume as consume_module
+from loyalty_ledger.kafka.settings import KafkaSettings
+from loyalty_ledger.runtime import consume as consume_module
 
 # Raised and caught inside the pipeline, never shown to a user (see store/batch.py).
 INTERNAL = {"loyalty_ledger.store.batch.InputRefused"}

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from fuzz_corpus import MIB, corpus, non_blank
-from loyalty_ledger.kafka_settings import KafkaSettings
-from loyalty_ledger.ops.consume import ConsumeOptions, consume
-from loyalty_ledger.ops.produce import produce_file
-from loyalty_ledger.ops.topics import create_topics
+from loyalty_ledger.kafka.settings import KafkaSettings
+from loyalty_ledger.kafka.topics import create_topics
+from loyalty_ledger.runtime.consume import ConsumeOptions, consume
+from loyalty_ledger.runtime.produce import produce_file
 from loyalty_ledger.store.db import connect
 
 LOYALTY = str(Path(sys.executable).with_name("loyalty"))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from loyalty_ledger.event_schemas import check_schemas, render, write_schemas
 from loyalty_ledger.events import EVENT_TYPES, json_schemas
-from loyalty_ledger.schemas import check_schemas, render, write_schemas
 
 SCHEMAS = Path(__file__).parents[1] / "schemas"
 
@@ -15,7 +15,7 @@ def test_committed_schemas_match_the_models() -> None:
     drifted = check_schemas(SCHEMAS)
     assert drifted == [], (
         f"{', '.join(drifted)} in {SCHEMAS} differ from the models; "
-        "regenerate them with: python -m loyalty_ledger.schemas schemas"
+        "regenerate them with: python -m loyalty_ledger.event_schemas schemas"
     )
 
 

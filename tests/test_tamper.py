@@ -17,21 +17,16 @@ from typing import Any
 import pytest
 
 from conftest import PgServer, twin_database
-from loyalty_ledger import anchors, ledger_key
-from loyalty_ledger.kafka_settings import KafkaSettings
-from loyalty_ledger.ledger import (
-    COLUMNS,
-    GENESIS,
-    encode,
-    keyed_chain,
-    keyed_hash,
-    legacy_chain_hash,
-)
-from loyalty_ledger.ledger_key import LedgerKeyError
-from loyalty_ledger.ops.verify import Report, verify
+from loyalty_ledger.admin.verify import Report, verify
+from loyalty_ledger.generations.migrate import migrate
+from loyalty_ledger.kafka.settings import KafkaSettings
+from loyalty_ledger.ledger import anchors
+from loyalty_ledger.ledger import key as ledger_key
+from loyalty_ledger.ledger.chain import GENESIS, encode, keyed_chain, keyed_hash, legacy_chain_hash
+from loyalty_ledger.ledger.entries import COLUMNS
+from loyalty_ledger.ledger.key import LedgerKeyError
 from loyalty_ledger.projectors import runner
 from loyalty_ledger.store.db import Connection, connect
-from loyalty_ledger.store.schema import migrate
 from support import CASES, cli_in_process, ingest
 
 CASE = CASES[4]
@@ -348,9 +343,9 @@ def test_the_relay_ends_each_pass_with_an_anchor(
 ) -> None:
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    from loyalty_ledger.kafka_settings import client_logger
-    from loyalty_ledger.ops import relay
-    from loyalty_ledger.ops.topics import create_topics
+    from loyalty_ledger.kafka import relay
+    from loyalty_ledger.kafka.settings import client_logger
+    from loyalty_ledger.kafka.topics import create_topics
 
     create_topics(kafka_settings, 1, 1)
     with connect(ledger_url) as conn:

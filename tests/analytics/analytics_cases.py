@@ -15,9 +15,9 @@ from typing import Any
 from psycopg import sql
 
 from loyalty_ledger.analytics.refresh import refresh
+from loyalty_ledger.generations.programs import adopt
 from loyalty_ledger.projectors import runner
 from loyalty_ledger.store.db import connect
-from loyalty_ledger.store.programs import adopt
 from support import CASES, ingest
 
 # Expiry every 2 months, four tiers, returns into debt, referrals with a ladder: every view.

@@ -16,7 +16,7 @@ from typing import Any
 from loyalty_ledger import events as ev
 from loyalty_ledger.engine import Decision, Rules, compile_rules, decide, decide_tick
 from loyalty_ledger.engine.state import CustomerState
-from loyalty_ledger.ledger import BALANCE_SIGN, Entry, Kind
+from loyalty_ledger.ledger.entries import BALANCE_SIGN, Entry, Kind
 from loyalty_ledger.program import parse_program
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -35,7 +35,7 @@ from loyalty_ledger import events as ev
 from loyalty_ledger.engine import Decision, decide, decide_command, decide_tick
 from loyalty_ledger.engine.reasons import Reason
 from loyalty_ledger.engine.state import Lot
-from loyalty_ledger.ledger import Kind
+from loyalty_ledger.ledger.entries import Kind
 
 T24 = datetime(2028, 3, 1, 12, 0, tzinfo=UTC)  # T0 + 24 months: the example's expiry
 SECOND = timedelta(seconds=1)

@@ -24,7 +24,7 @@ from loyalty_ledger.engine import Decision, Rules, compile_rules, decide, decide
 from loyalty_ledger.engine.dates import ANY_TICK, next_due_at
 from loyalty_ledger.engine.reasons import Reason
 from loyalty_ledger.engine.state import POINTS_LIMIT, CustomerState, from_snapshot, to_snapshot
-from loyalty_ledger.ledger import Entry, Kind
+from loyalty_ledger.ledger.entries import Entry, Kind
 from loyalty_ledger.program import parse_program
 
 CUSTOMERS = ("c1", "c2", "c3", "c4")

@@ -12,8 +12,9 @@ from alembic.config import Config
 from psycopg import sql
 
 from loyalty_ledger.engine.state import from_snapshot
+from loyalty_ledger.generations.migrate import migrate
 from loyalty_ledger.store.db import Connection, connect, sqlalchemy_url
-from loyalty_ledger.store.schema import migrate, migrations_dir
+from loyalty_ledger.store.tables import migrations_dir
 from support import export, ingest
 
 ROOT = Path(__file__).resolve().parents[2]

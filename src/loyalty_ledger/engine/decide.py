@@ -23,7 +23,7 @@ from loyalty_ledger.engine.dates import birthday_in
 from loyalty_ledger.engine.reasons import Reason
 from loyalty_ledger.engine.rules import Rules
 from loyalty_ledger.engine.state import POINTS_LIMIT, CustomerState, Order, new_customer
-from loyalty_ledger.ledger import Entry, Kind
+from loyalty_ledger.ledger.entries import Entry, Kind
 
 # Money on the wire has up to 18 digits, factors up to 10 and quantities 7: a purchase's
 # points before the floor reach about 70 digits. Every decision computes in this context,

@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from loyalty_ledger.errors import UserError
 from loyalty_ledger.events import MAX_LINE_BYTES
-from loyalty_ledger.pipeline import Line
+from loyalty_ledger.sources.line import Line
 from loyalty_ledger.store.batch import Position
 
 _FINGERPRINT_BYTES = 65536

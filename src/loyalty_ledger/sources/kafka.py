@@ -20,9 +20,9 @@ from functools import partial
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from loyalty_ledger import log
-from loyalty_ledger.kafka_settings import ClientValue, KafkaSettings
-from loyalty_ledger.partitioning import partition_for
-from loyalty_ledger.pipeline import Line
+from loyalty_ledger.kafka.partitioner import partition_for
+from loyalty_ledger.kafka.settings import ClientValue, KafkaSettings
+from loyalty_ledger.sources.line import Line
 from loyalty_ledger.store import offsets
 from loyalty_ledger.store.batch import RecordPosition
 from loyalty_ledger.store.db import Connection

@@ -15,10 +15,12 @@ from typing import NamedTuple
 import psycopg
 from psycopg import errors, sql
 
-from loyalty_ledger import anchors, ledger_key
 from loyalty_ledger.errors import Conflict
-from loyalty_ledger.ledger import COLUMN_TYPES, COLUMNS, Entry, keyed_chain
-from loyalty_ledger.ledger_key import LedgerKey
+from loyalty_ledger.ledger import anchors
+from loyalty_ledger.ledger import key as ledger_key
+from loyalty_ledger.ledger.chain import keyed_chain
+from loyalty_ledger.ledger.entries import COLUMN_TYPES, COLUMNS, Entry
+from loyalty_ledger.ledger.key import LedgerKey
 from loyalty_ledger.store import chain, locks
 from loyalty_ledger.store.db import Connection
 

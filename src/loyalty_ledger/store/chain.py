@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from loyalty_ledger.anchors import Anchor, now
-from loyalty_ledger.ledger import GENESIS, chain_start
-from loyalty_ledger.ledger_key import LedgerKey, LedgerKeyError
+from loyalty_ledger.ledger.anchors import Anchor, now
+from loyalty_ledger.ledger.chain import GENESIS, chain_start
+from loyalty_ledger.ledger.key import LedgerKey, LedgerKeyError
 from loyalty_ledger.store.db import Connection
 
 

@@ -3,7 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from loyalty_ledger.store.schema import metadata
+from loyalty_ledger.store.tables import metadata
 
 url = context.config.get_main_option("sqlalchemy.url")
 assert url is not None

@@ -11,10 +11,11 @@ Revises: 0002
 from alembic import op
 from psycopg import sql
 
-from loyalty_ledger.ledger import COLUMNS, GENESIS
-from loyalty_ledger.ledger import legacy_chain_hash as chain_hash
+from loyalty_ledger.generations import catalog as generations
+from loyalty_ledger.ledger.chain import GENESIS
+from loyalty_ledger.ledger.chain import legacy_chain_hash as chain_hash
+from loyalty_ledger.ledger.entries import COLUMNS
 from loyalty_ledger.projectors.sql import projections
-from loyalty_ledger.store import generations
 from loyalty_ledger.store.db import Connection
 
 revision = "0003"

@@ -1,0 +1,178 @@
+"""`loyalty compare A B`: what a program change does, read side by side off two generations."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from typing import Any, TextIO
+
+from psycopg import sql
+
+from loyalty_ledger.generations import catalog as generations
+from loyalty_ledger.generations.catalog import Generation
+from loyalty_ledger.store.db import Connection
+from loyalty_ledger.text import printable
+
+DIFFERENT_MAX = 20  # customers listed whose balance or tier differs, the largest first
+
+_TOTALS = sql.SQL(
+    "SELECT count(*), coalesce(sum(earned), 0), coalesce(sum(redeemed), 0), "
+    "coalesce(sum(reversed), 0), coalesce(sum(expired), 0), coalesce(sum(balance), 0), "
+    "coalesce(sum(cardinality(rewards)), 0) FROM {}"
+)
+_TIERS = sql.SQL("SELECT coalesce(tier, '-'), count(*) FROM {} GROUP BY 1 ORDER BY 1")
+_REWARDS = sql.SQL(
+    "SELECT reward, count(*) FROM {} WHERE kind = 'reward_issued' GROUP BY 1 ORDER BY 1"
+)
+_REJECTED = sql.SQL(
+    "SELECT reason, count(*) FROM {} WHERE outcome = 'rejected' GROUP BY 1 ORDER BY 1"
+)
+_DIFFERENT = sql.SQL(
+    "SELECT coalesce(a.customer_id, b.customer_id), a.balance, b.balance, a.tier, b.tier "
+    "FROM {a} a FULL JOIN {b} b USING (customer_id) "
+    "WHERE a.balance IS DISTINCT FROM b.balance OR a.tier IS DISTINCT FROM b.tier "
+    "ORDER BY abs(coalesce(b.balance, 0) - coalesce(a.balance, 0)) DESC, 1 LIMIT %s"
+)
+_DIFFERENT_COUNT = sql.SQL(
+    "SELECT count(*) FROM {a} a FULL JOIN {b} b USING (customer_id) "
+    "WHERE a.balance IS DISTINCT FROM b.balance OR a.tier IS DISTINCT FROM b.tier"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Side:
+    """One generation's figures."""
+
+    generation: str
+    program_hash: str | None
+    status: str
+    customers: int
+    earned: int
+    redeemed: int
+    reversed: int
+    expired: int
+    outstanding: int
+    rewards_issued: int
+    tiers: dict[str, int] = field(default_factory=dict)
+    rewards: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Different:
+    customer_id: str
+    balance_a: int | None
+    balance_b: int | None
+    tier_a: str | None
+    tier_b: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    a: Side
+    b: Side
+    customers_different: int
+    largest_differences: list[Different]
+
+
+def compare(conn: Connection, name_a: str, name_b: str, limit: int = DIFFERENT_MAX) -> Comparison:
+    a, b = generations.get(conn, name_a), generations.get(conn, name_b)
+    with conn.transaction():  # one snapshot: live may be writing meanwhile
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        side_a, side_b = _side(conn, a), _side(conn, b)
+        tables = {"a": _rel(a, "customers"), "b": _rel(b, "customers")}
+        count = conn.execute(_DIFFERENT_COUNT.format(**tables)).fetchone()
+        rows = conn.execute(_DIFFERENT.format(**tables), (limit,)).fetchall()
+    return Comparison(
+        side_a, side_b, int(count[0]) if count else 0, [Different(*row) for row in rows]
+    )
+
+
+def _rel(generation: Generation, name: str) -> sql.Identifier:
+    return sql.Identifier(generation.schema_name, name)
+
+
+def _side(conn: Connection, g: Generation) -> Side:
+    totals = conn.execute(_TOTALS.format(_rel(g, "customers"))).fetchone()
+    assert totals is not None
+    customers, earned, redeemed, reversed, expired, outstanding, rewards = map(int, totals)
+    return Side(
+        g.name, g.program_hash, g.status, customers, earned, redeemed, reversed, expired,
+        outstanding, rewards,
+        tiers=_counts(conn, _TIERS.format(_rel(g, "customers"))),
+        rewards=_counts(conn, _REWARDS.format(_rel(g, "ledger"))),
+        rejected=_counts(conn, _REJECTED.format(_rel(g, "inbox"))),
+    )  # fmt: skip
+
+
+def _counts(conn: Connection, query: sql.Composed) -> dict[str, int]:
+    return {str(key): int(n) for key, n in conn.execute(query)}
+
+
+def as_json(comparison: Comparison) -> dict[str, Any]:
+    def plain(value: Any) -> Any:
+        return str(value) if isinstance(value, Decimal) else value
+
+    data = asdict(comparison)
+    return {k: plain(v) for k, v in data.items()}
+
+
+# ------------------------------------------------------------------ text
+
+
+def write_text(comparison: Comparison, out: TextIO) -> None:
+    a, b = comparison.a, comparison.b
+    rows: list[tuple[str, str, str, str]] = [
+        ("", a.generation, b.generation, "change"),
+        ("program", (a.program_hash or "-")[:12], (b.program_hash or "-")[:12], ""),
+        ("status", a.status, b.status, ""),
+    ]
+    for label in ("customers", "earned", "redeemed", "reversed", "expired", "outstanding",
+                  "rewards_issued"):  # fmt: skip
+        rows.append(_number_row(label.replace("_", " "), getattr(a, label), getattr(b, label)))
+    rows += _section("customers per tier", a.tiers, b.tiers)
+    rows += _section("rewards issued, by reward", a.rewards, b.rewards)
+    rows += _section("rejected inputs", a.rejected, b.rejected)
+    _table(rows, out)
+    out.write(
+        f"\n{comparison.customers_different:,} customers differ in balance or tier"
+        + (", the largest differences:\n" if comparison.largest_differences else "\n")
+    )
+    if comparison.largest_differences:
+        diff_rows = [("customer", f"balance {a.generation}", f"balance {b.generation}", "tier")]
+        for d in comparison.largest_differences:
+            tier_a, tier_b = d.tier_a or "-", d.tier_b or "-"
+            tier = tier_a if tier_a == tier_b else f"{tier_a} -> {tier_b}"
+            diff_rows.append((d.customer_id, _n(d.balance_a), _n(d.balance_b), tier))
+        _table(diff_rows, out)
+
+
+def _number_row(label: str, x: int, y: int) -> tuple[str, str, str, str]:
+    return (label, f"{x:,}", f"{y:,}", _change(x, y))
+
+
+def _section(title: str, xs: dict[str, int], ys: dict[str, int]) -> list[tuple[str, str, str, str]]:
+    keys = sorted(set(xs) | set(ys))
+    rows = [(title, "", "", "")]
+    rows += [_number_row(f"  {k}", xs.get(k, 0), ys.get(k, 0)) for k in keys]
+    return rows
+
+
+def _change(x: int, y: int) -> str:
+    if x == y:
+        return ""
+    delta = f"{y - x:+,}"
+    return f"{delta} ({(y - x) / x:+.1%})" if x else delta
+
+
+def _n(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _table(rows: list[tuple[str, str, str, str]], out: TextIO) -> None:
+    rows = [(printable(w), printable(x), printable(y), printable(z)) for w, x, y, z in rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        out.write(
+            f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}".rstrip() + "\n"
+        )

@@ -1,0 +1,261 @@
+"""`loyalty statement`: a customer's ledger entries with their causes, lots, debt and expiries.
+
+Read from one generation (the live one by default); members are never read,
+so a statement holds no PII.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, TextIO
+
+from psycopg.rows import class_row
+
+from loyalty_ledger.engine.state import from_snapshot
+from loyalty_ledger.errors import UserError
+from loyalty_ledger.generations import catalog as generations
+from loyalty_ledger.ledger.entries import BALANCE_SIGN, Kind
+from loyalty_ledger.store.db import Connection
+from loyalty_ledger.text import printable
+
+
+class StatementError(UserError):
+    """No such customer (or generation); the message says what to check."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    seq: int
+    version: int
+    occurred_at: datetime
+    kind: str
+    points: int  # a magnitude, as stored
+    cause: str | None
+    event_id: str
+    event_type: str | None  # None: the input is not in this generation's inbox
+    reason: str | None
+    ref: str | None
+    reward: str | None
+    tier_from: str | None
+    tier_to: str | None
+    amount: Decimal | None
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A ledger entry as the statement shows it: points signed, balance after it."""
+
+    row: _Row
+    points: int
+    balance: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpenLot:
+    remaining: int
+    expires_at: datetime | None  # None: never
+    n: int  # creation order
+
+
+@dataclass(frozen=True, slots=True)
+class Expiry:
+    """Points that expire together: the open lots sharing one expiry instant."""
+
+    expires_at: datetime
+    points: int
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    customer_id: str
+    generation: str
+    entries: tuple[Entry, ...]
+    lots: tuple[OpenLot, ...]
+    debt: int
+    tier: str | None
+    expiries: tuple[Expiry, ...]  # soonest first
+
+    @property
+    def balance(self) -> int:
+        return self.entries[-1].balance if self.entries else 0
+
+    @property
+    def expiring_total(self) -> int:
+        return sum(e.points for e in self.expiries)
+
+
+_ENTRIES = (
+    "SELECT l.seq, l.version, l.occurred_at, l.kind, l.points, l.cause, l.event_id, "
+    "i.event_type, l.reason, l.ref, l.reward, l.tier_from, l.tier_to, l.amount, l.expires_at "
+    "FROM ledger l LEFT JOIN inbox i ON i.event_id = l.event_id "
+    "WHERE l.customer_id = %s ORDER BY l.seq"
+)
+
+
+def statement(conn: Connection, customer_id: str, generation: str | None = None) -> Statement:
+    """The statement of `customer_id` in `generation` (None: the live one)."""
+    try:
+        chosen = generations.get(conn, generation) if generation else generations.live(conn)
+    except generations.GenerationError as e:
+        raise StatementError(str(e)) from None
+    if generation:
+        generations.use(conn, chosen)
+    with conn.transaction():  # one snapshot: entries and state agree
+        with conn.cursor(row_factory=class_row(_Row)) as cur:
+            rows = cur.execute(_ENTRIES, (customer_id,)).fetchall()
+        found = conn.execute(
+            "SELECT state FROM customer_state WHERE customer_id = %s", (customer_id,)
+        ).fetchone()
+    if not rows and found is None:
+        raise StatementError(
+            f"no customer {customer_id!r} in generation {chosen.name}: check the id "
+            "(ids are case-sensitive)"
+        )
+    state = from_snapshot(customer_id, found[0]) if found else None
+    held = state.lots if state else []
+    lots = tuple(OpenLot(lot.remaining, lot.expires_at, lot.n) for lot in held)
+    return Statement(
+        customer_id, chosen.name, _running(rows), lots, state.debt if state else 0,
+        state.tier if state else None, expiries(lots),
+    )  # fmt: skip
+
+
+def _running(rows: Sequence[_Row]) -> tuple[Entry, ...]:
+    balance = 0
+    entries = []
+    for row in rows:
+        signed = BALANCE_SIGN.get(Kind(row.kind), 0) * row.points
+        balance += signed
+        entries.append(Entry(row, signed, balance))
+    return tuple(entries)
+
+
+def expiries(lots: Sequence[OpenLot]) -> tuple[Expiry, ...]:
+    """Open points by expiry instant, soonest first; lots that never expire are left out."""
+    by_instant: dict[datetime, int] = {}
+    for lot in lots:
+        if lot.expires_at is not None:
+            by_instant[lot.expires_at] = by_instant.get(lot.expires_at, 0) + lot.remaining
+    return tuple(Expiry(at, points) for at, points in sorted(by_instant.items()))
+
+
+# ------------------------------------------------------------------ JSON
+
+
+def _instant(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat() if value is not None else None
+
+
+def to_json(done: Statement) -> dict[str, Any]:
+    """One JSON object: money as decimal strings, instants ISO 8601 in UTC."""
+    return {
+        "customer_id": done.customer_id,
+        "generation": done.generation,
+        "balance": done.balance,
+        "debt": done.debt,
+        "tier": done.tier,
+        "entries": [_entry_json(e) for e in done.entries],
+        "lots": [
+            {"remaining": lot.remaining, "expires_at": _instant(lot.expires_at), "n": lot.n}
+            for lot in done.lots
+        ],
+        "upcoming_expiries": {
+            "expiries": [
+                {"expires_at": _instant(e.expires_at), "points": e.points} for e in done.expiries
+            ],
+            "total": done.expiring_total,
+        },
+    }
+
+
+def _entry_json(entry: Entry) -> dict[str, Any]:
+    row = entry.row
+    return {
+        "seq": row.seq, "version": row.version, "occurred_at": _instant(row.occurred_at),
+        "kind": row.kind, "points": entry.points, "balance": entry.balance, "cause": row.cause,
+        "event_id": row.event_id, "event_type": row.event_type, "reason": row.reason,
+        "ref": row.ref, "reward": row.reward, "tier_from": row.tier_from, "tier_to": row.tier_to,
+        "amount": str(row.amount) if row.amount is not None else None,
+        "expires_at": _instant(row.expires_at),
+    }  # fmt: skip
+
+
+def write_json(done: Statement, out: TextIO) -> None:
+    out.write(json.dumps(to_json(done), ensure_ascii=False) + "\n")
+
+
+# ------------------------------------------------------------------ text
+
+_HEADINGS = ("seq", "occurred at (UTC)", "kind", "points", "balance", "cause", "input", "reason",
+             "details")  # fmt: skip
+_RIGHT = {"seq", "points", "balance"}
+
+
+def _when(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _details(row: _Row) -> str:
+    parts = []
+    if row.tier_from or row.tier_to:
+        parts.append(f"tier {row.tier_from or '-'} -> {row.tier_to or '-'}")
+    if row.reward:
+        parts.append(f"reward {row.reward}")
+    if row.ref and row.kind != Kind.rejected:  # a rejection's ref is the input's type
+        parts.append(f"ref {row.ref}")
+    if row.amount is not None:
+        parts.append(f"amount {row.amount}")
+    if row.expires_at is not None:
+        parts.append(f"expires {_when(row.expires_at)}")
+    return ", ".join(parts)
+
+
+def _cells(entry: Entry) -> tuple[str, ...]:
+    row = entry.row
+    points = f"{entry.points:+d}" if entry.points else "0"
+    return (
+        str(row.seq), _when(row.occurred_at), row.kind, points, str(entry.balance),
+        row.cause or "", f"{row.event_type or '?'} {row.event_id}", row.reason or "",
+        _details(row),
+    )  # fmt: skip
+
+
+def aligned(headings: Sequence[str], rows: Sequence[Sequence[str]], right: set[str]) -> list[str]:
+    """Rows as text columns, two spaces apart; columns named in `right` align right; every
+    cell escaped (ids, refs and reasons come from inputs)."""
+    rows = [[printable(c) for c in r] for r in rows]
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headings)]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = (
+            c.rjust(w) if h in right else c.ljust(w)
+            for c, w, h in zip(cells, widths, headings, strict=True)
+        )
+        return "  ".join(padded).rstrip()
+
+    return [line(headings), *(line(r) for r in rows)]
+
+
+def write_text(done: Statement, out: TextIO) -> None:
+    out.write(f"statement of {printable(done.customer_id)} (generation {done.generation})\n")
+    out.write(f"balance {done.balance}, debt {done.debt}, tier {printable(done.tier or '-')}\n\n")
+    for text in aligned(_HEADINGS, [_cells(e) for e in done.entries], _RIGHT):
+        out.write(text + "\n")
+    out.write("\nopen lots\n")
+    if not done.lots:
+        out.write("  none\n")
+    else:
+        lots = [(str(lot.n), str(lot.remaining), _when(lot.expires_at) if lot.expires_at
+                 else "never") for lot in done.lots]  # fmt: skip
+        for text in aligned(("lot", "points", "expires (UTC)"), lots, {"lot", "points"}):
+            out.write("  " + text + "\n")
+    out.write("\nupcoming expiries\n")
+    rows = [(_when(e.expires_at), str(e.points)) for e in done.expiries]
+    rows.append(("total", str(done.expiring_total)))
+    for text in aligned(("expires (UTC)", "points"), rows, {"points"}):
+        out.write("  " + text + "\n")

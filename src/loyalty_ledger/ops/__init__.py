@@ -1,1 +1,0 @@
-"""Operations: ingest a file, rebuild projections, inspect dead letters."""
