@@ -24,6 +24,9 @@ from sqlalchemy.engine import URL, make_url
 from loyalty_ledger.kafka.settings import ENV_CONFIG, KafkaSettings, client_logger, parse_config
 from loyalty_ledger.store import embedded
 
+# Helper modules whose asserts should explain themselves as a test file's do.
+pytest.register_assert_rewrite("exactly_once", "support")
+
 TEMPLATE = "loyalty_template"
 # One ledger key for every test, so no test depends on (or writes) a ./.loyalty/ledger.key;
 # tests of the key itself set or unset it. Subprocesses inherit it with os.environ.
