@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -14,8 +16,10 @@ from psycopg import sql
 
 from loyalty_ledger import cli
 from loyalty_ledger.admin import exports
+from loyalty_ledger.kafka.settings import KafkaSettings
 from loyalty_ledger.pipeline import Counts
 from loyalty_ledger.projectors import runner
+from loyalty_ledger.runtime.consume import ConsumeOptions, consume
 from loyalty_ledger.runtime.ingest import ingest_file
 from loyalty_ledger.store.db import Connection, connect
 
@@ -104,3 +108,26 @@ def median_instant(url: str) -> datetime:
         ).fetchone()
         assert row is not None
         return row[0]  # type: ignore[no-any-return]
+
+
+LOYALTY = str(Path(sys.executable).with_name("loyalty"))  # this venv's command
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path | None = None, stdin: str | None = None
+        ) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    return subprocess.run(
+        [LOYALTY, *args], env=env, cwd=cwd, input=stdin, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+
+
+def run_consumer(
+    url: str, settings: KafkaSettings, program: Path | None, idle_s: float = 4
+) -> Counts:
+    with connect(url) as conn:
+        source = program.read_text(encoding="utf-8") if program else None
+        # A group of this test's own: Tansu never assigns a newcomer with other topics to a
+        # group whose last generation had two members (an earlier test's fleet).
+        options = ConsumeOptions(group=f"g-{settings.prefix}", batch_size=500, batch_ms=200,
+                                 stop_when_idle_s=idle_s)  # fmt: skip
+        return consume(conn, settings, options, source)

@@ -7,18 +7,18 @@ import time
 from pathlib import Path
 
 import pytest
-from test_consume import run_consumer
 
 from conftest import PgServer, twin_database
 from loyalty_ledger.admin import offsets
 from loyalty_ledger.admin.offsets import ResetError
 from loyalty_ledger.generations import catalog as generations
-from loyalty_ledger.generations.rerun import promote, rerun
+from loyalty_ledger.generations.promote import promote
+from loyalty_ledger.generations.rerun import rerun
 from loyalty_ledger.kafka.settings import KafkaSettings
 from loyalty_ledger.kafka.topics import create_topics
 from loyalty_ledger.runtime.produce import produce_file
 from loyalty_ledger.store.db import connect
-from support import CASES, export, ingest, median_instant
+from support import CASES, export, ingest, median_instant, run_consumer
 
 CASE = CASES[4]
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from test_cli import run
 
 from loyalty_ledger.admin.verify import verify
 from loyalty_ledger.ledger.chain import GENESIS, chain_start, keyed_chain
 from loyalty_ledger.ledger.key import current
 from loyalty_ledger.projectors import runner
 from loyalty_ledger.store.db import Connection, connect
-from support import CASES, ingest
+from support import CASES, ingest, run
 
 CASE = CASES[4]
 

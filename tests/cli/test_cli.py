@@ -7,7 +7,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,18 +14,9 @@ import psycopg
 import pytest
 
 from loyalty_ledger.store.db import connect
-from support import CASES, assert_matches, export
+from support import CASES, LOYALTY, assert_matches, export, run
 
-LOYALTY = str(Path(sys.executable).with_name("loyalty"))
 CASE = CASES[6]
-
-
-def run(args: list[str], env: dict[str, str], cwd: Path | None = None, stdin: str | None = None
-        ) -> subprocess.CompletedProcess[str]:  # fmt: skip
-    return subprocess.run(
-        [LOYALTY, *args], env=env, cwd=cwd, input=stdin, capture_output=True, text=True,
-        timeout=300,
-    )  # fmt: skip
 
 
 def assert_one_line_error(done: subprocess.CompletedProcess[str], fragment: str) -> None:

@@ -11,17 +11,17 @@ from typing import Any
 
 import pytest
 from psycopg import sql
-from test_cli import LOYALTY, run
 
 from conftest import PgServer, twin_database
 from loyalty_ledger.admin import exports
 from loyalty_ledger.admin.compare import compare
 from loyalty_ledger.generations import catalog as generations
 from loyalty_ledger.generations.catalog import GenerationError
-from loyalty_ledger.generations.rerun import promote, rerun
+from loyalty_ledger.generations.promote import promote
+from loyalty_ledger.generations.rerun import rerun
 from loyalty_ledger.projectors import runner
 from loyalty_ledger.store.db import connect
-from support import CASES, export, ingest, median_instant
+from support import CASES, LOYALTY, export, ingest, median_instant, run
 
 CASE = CASES[4]  # tiers, expiry, returns, redemptions, ticks
 RICHER = (

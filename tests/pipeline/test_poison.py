@@ -14,7 +14,6 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
-from test_consume import run_consumer
 
 from conftest import PgServer, twin_database
 from loyalty_ledger.generations.catalog import FIRST, schema_of
@@ -22,7 +21,7 @@ from loyalty_ledger.kafka.settings import KafkaSettings
 from loyalty_ledger.kafka.topics import create_topics
 from loyalty_ledger.runtime.produce import produce_file
 from loyalty_ledger.store.db import Connection, connect
-from support import CASES, export, ingest, ledger_dump
+from support import CASES, export, ingest, ledger_dump, run_consumer
 
 CASE = CASES[3]  # returns, debt, tiers and late arrivals: later lines depend on earlier ones
 MESSAGE = "value too long for type character varying(8)"

@@ -9,23 +9,9 @@ import pytest
 
 from loyalty_ledger.kafka.settings import KafkaSettings
 from loyalty_ledger.kafka.topics import create_topics
-from loyalty_ledger.pipeline import Counts
-from loyalty_ledger.runtime.consume import ConsumeOptions, consume
 from loyalty_ledger.runtime.produce import produce_file
 from loyalty_ledger.store.db import connect
-from support import CASES, assert_matches, export
-
-
-def run_consumer(
-    url: str, settings: KafkaSettings, program: Path | None, idle_s: float = 4
-) -> Counts:
-    with connect(url) as conn:
-        source = program.read_text(encoding="utf-8") if program else None
-        # A group of this test's own: Tansu never assigns a newcomer with other topics to a
-        # group whose last generation had two members (an earlier test's fleet).
-        options = ConsumeOptions(group=f"g-{settings.prefix}", batch_size=500, batch_ms=200,
-                                 stop_when_idle_s=idle_s)  # fmt: skip
-        return consume(conn, settings, options, source)
+from support import CASES, assert_matches, export, run_consumer
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from psycopg import sql
 
 from loyalty_ledger.errors import UserError
-from loyalty_ledger.generations.catalog import LIVE_SCHEMA
+from loyalty_ledger.projectors.install import LIVE_SCHEMA
 from loyalty_ledger.store.db import Connection
 
 NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

@@ -183,7 +183,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from loyalty_ledger.generations.rerun import promote
+    from loyalty_ledger.generations.promote import promote
 
     with database() as conn, _progress(f"catching {args.name} up", "inputs") as progress:
         generation = promote(conn, args.name, progress)

@@ -6,6 +6,7 @@ The read models sit above the store (projectors/), so this step lives here and n
 from __future__ import annotations
 
 from loyalty_ledger.generations import catalog as generations
+from loyalty_ledger.projectors import install
 from loyalty_ledger.store import locks
 from loyalty_ledger.store.db import Connection, connect, sqlalchemy_url
 from loyalty_ledger.store.tables import migrations_dir
@@ -31,10 +32,10 @@ def _ensure_read_models(conn: Connection) -> None:
     with conn.transaction():
         for generation in generations.listing(conn):
             if generation.status != "retired":
-                generations.ensure_read_models(conn, generation.schema_name)
+                install.ensure_read_models(conn, generation.schema_name)
         shown = {name for (name,) in conn.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
-            (generations.LIVE_SCHEMA,),
+            (install.LIVE_SCHEMA,),
         )}  # fmt: skip
-        if not set(generations.live_relations()) <= shown:
-            generations.expose(conn, generations.live(conn).schema_name)
+        if not set(install.live_relations()) <= shown:
+            install.expose(conn, generations.live(conn).schema_name)

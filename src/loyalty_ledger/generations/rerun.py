@@ -20,7 +20,6 @@ from functools import partial
 
 from psycopg import sql
 
-from loyalty_ledger import log
 from loyalty_ledger.engine import Rules, compile_rules
 from loyalty_ledger.events import EVENT_TYPES
 from loyalty_ledger.generations import catalog as generations
@@ -32,7 +31,6 @@ from loyalty_ledger.progress import Progress
 from loyalty_ledger.projectors import runner
 from loyalty_ledger.sources.kafka import PartitionRouting, stream_of_partition
 from loyalty_ledger.sources.line import FILE_STREAM, Line
-from loyalty_ledger.store import locks
 from loyalty_ledger.store.db import Connection, sibling, use_schema
 
 BATCH_SIZE = 20_000  # as a file ingest: fewer, larger transactions
@@ -182,75 +180,3 @@ def _kafka_stream(source: str) -> str:
 
 
 # ------------------------------------------------------------------ promote
-
-
-def promote(conn: Connection, name: str, progress: Progress | None = None) -> Generation:
-    """Catch `name` up with the live inbox and make it live, atomically."""
-    target = generations.get(conn, name)
-    live = generations.live(conn)
-    _check_promotable(target, live)
-    assert target.program_hash is not None, "a candidate generation always has its program"
-    rules = compile_rules(
-        programs.stored(conn, target.program_hash, f"program of generation {target.name}")
-    )
-    replay(conn, target, rules, live, progress)  # most of the way, while live goes on
-    logger = log.get("promote").bind(generation=name, replacing=live.name)
-    with sibling(conn) as lock:
-        logger.info("stopping live writers")
-        locks.hold_appends(lock, live.schema_name)
-        # No live batch can commit now: what this replays is the whole live inbox.
-        rest = replay(conn, generations.get(conn, name), rules, live, progress)
-        with conn.transaction():
-            _flip(conn, target, live)
-        logger.info("promoted", last_inputs=rest.inputs)
-    return generations.get(conn, name)
-
-
-def _check_promotable(target: Generation, live: Generation) -> None:
-    if target.status == "live":
-        raise GenerationError(f"generation {target.name} is live already")
-    if target.status == "retired":
-        raise GenerationError(
-            f"generation {target.name} is retired and missed what came after; "
-            "re-run under its program with a new name"
-        )
-    if target.until_at is not None:
-        raise GenerationError(
-            f"generation {target.name} is a what-if limited by --until and lacks later inputs; "
-            "re-run without --until to promote"
-        )
-    if target.parent != live.name:
-        raise GenerationError(
-            f"generation {target.name} replays {target.parent}, but {live.name} is live now; "
-            "re-run under a new name"
-        )
-
-
-def _flip(conn: Connection, target: Generation, live: Generation) -> None:
-    conn.execute(
-        "UPDATE public.generations SET status = 'retired' WHERE name = %s AND status = 'live'",
-        (live.name,),
-    )
-    done = conn.execute(
-        "UPDATE public.generations SET status = 'live', promoted_at = now() "
-        "WHERE name = %s AND status = 'candidate'",
-        (target.name,),
-    )
-    if done.rowcount != 1:
-        raise GenerationError(f"generation {target.name} changed meanwhile; nothing was promoted")
-    generations.expose(conn, target.schema_name)
-    # The relay goes on from here: the new ledger's history is not published again
-    # (its entries before now describe the same inputs), dead letters go on where they were.
-    conn.execute(
-        sql.SQL(
-            "UPDATE {new} SET position = CASE name "
-            "WHEN 'ledger' THEN (SELECT coalesce(max(seq), 0) FROM {ledger}) "
-            "WHEN 'internal' THEN (SELECT coalesce(max(id), 0) FROM {outbox}) "
-            "ELSE (SELECT position FROM {old} o WHERE o.name = 'deadletter') END"
-        ).format(
-            new=sql.Identifier(target.schema_name, "relay_checkpoints"),
-            ledger=sql.Identifier(target.schema_name, "ledger"),
-            outbox=sql.Identifier(target.schema_name, "outbox"),
-            old=sql.Identifier(live.schema_name, "relay_checkpoints"),
-        )
-    )

@@ -187,3 +187,24 @@ def _relay_stream(
             "UPDATE relay_checkpoints SET position = %s WHERE name = %s", (last, stream.name)
         )
     return len(rows)
+
+
+def continue_in(conn: Connection, new_schema: str, *, after: str) -> None:
+    """Point generation `new_schema`'s relay past what it should not publish again: run in
+    the promotion's transaction, `after` being the generation it replaces."""
+    old_schema = after
+    # The relay goes on from here: the new ledger's history is not published again
+    # (its entries before now describe the same inputs), dead letters go on where they were.
+    conn.execute(
+        sql.SQL(
+            "UPDATE {new} SET position = CASE name "
+            "WHEN 'ledger' THEN (SELECT coalesce(max(seq), 0) FROM {ledger}) "
+            "WHEN 'internal' THEN (SELECT coalesce(max(id), 0) FROM {outbox}) "
+            "ELSE (SELECT position FROM {old} o WHERE o.name = 'deadletter') END"
+        ).format(
+            new=sql.Identifier(new_schema, "relay_checkpoints"),
+            ledger=sql.Identifier(new_schema, "ledger"),
+            outbox=sql.Identifier(new_schema, "outbox"),
+            old=sql.Identifier(old_schema, "relay_checkpoints"),
+        )
+    )

@@ -15,6 +15,7 @@ from loyalty_ledger.generations import catalog as generations
 from loyalty_ledger.ledger.chain import GENESIS
 from loyalty_ledger.ledger.chain import legacy_chain_hash as chain_hash
 from loyalty_ledger.ledger.entries import COLUMNS
+from loyalty_ledger.projectors import install
 from loyalty_ledger.projectors.sql import projections
 from loyalty_ledger.store.db import Connection
 
@@ -81,8 +82,8 @@ def upgrade() -> None:
     )
     conn.execute("DELETE FROM settings WHERE key = 'program_hash'")
     _chain_existing(conn, schema)
-    generations.ensure_read_models(conn, schema)
-    generations.expose(conn, schema)
+    install.ensure_read_models(conn, schema)
+    install.expose(conn, schema)
 
 
 def _chain_existing(conn: Connection, schema: str) -> None:
