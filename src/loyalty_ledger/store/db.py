@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import weakref
+from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
 from loyalty_ledger.errors import Unavailable
@@ -38,13 +39,6 @@ def redact(url: str) -> str:
     return f"{scheme}//{userinfo.split(':', 1)[0]}:***@{tail}"
 
 
-# The URL and generation schema of each connection we opened, so a second one can be opened
-# beside it (the pipeline's writer thread) without threading URLs, passwords and generations
-# through every caller.
-_URLS: weakref.WeakKeyDictionary[Connection, str] = weakref.WeakKeyDictionary()
-_SCHEMAS: weakref.WeakKeyDictionary[Connection, str] = weakref.WeakKeyDictionary()
-
-
 def connect(url: str, *, autocommit: bool = True, schema: str | None = None) -> Connection:
     """A connection working on generation schema `schema`, by default the live one."""
     try:
@@ -52,7 +46,6 @@ def connect(url: str, *, autocommit: bool = True, schema: str | None = None) -> 
     except psycopg.Error as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise StoreUnavailable(f"cannot connect to {redact(url)}: {first}") from e
-    _URLS[conn] = url
     chosen = schema or live_schema(conn)
     if chosen is not None:  # None: not migrated yet
         use_schema(conn, chosen)
@@ -77,13 +70,49 @@ def use_schema(conn: Connection, schema: str) -> None:
     conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(schema)))
     if not conn.autocommit:
         conn.commit()  # a SET inside a rolled-back transaction would be undone
-    _SCHEMAS[conn] = schema
 
 
 def schema_of(conn: Connection) -> str | None:
-    return _SCHEMAS.get(conn)
+    """The generation schema `conn` works on (the first of its search_path that exists)."""
+    row = conn.execute("SELECT current_schema()").fetchone()
+    if not conn.autocommit:
+        conn.rollback()
+    return None if row is None or row[0] in (None, "public") else str(row[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    """Where a connection goes: a server's libpq parameters and the generation schema whose
+    tables its unqualified names mean.
+
+    Read from an open connection (psycopg exposes its parameters, the password
+    included), so a second connection beside it, such as the pipeline's writer
+    thread's, needs no registry of URLs and no URL threaded through every caller.
+    """
+
+    params: tuple[tuple[str, str], ...]
+    schema: str | None
+
+    @classmethod
+    def of(cls, conn: Connection) -> Database:
+        params = dict(conn.info.get_parameters())  # without the password: added back here
+        if conn.info.password:
+            params["password"] = conn.info.password
+        return cls(tuple(sorted(params.items())), schema_of(conn))
+
+    def connect(self) -> Connection:
+        params = dict(self.params)
+        try:
+            conn = psycopg.connect(make_conninfo(**params), autocommit=True, connect_timeout=10)
+        except psycopg.Error as e:
+            where = f"database {params.get('dbname', '?')} on {params.get('host', 'localhost')}"
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise StoreUnavailable(f"cannot connect to {where}: {first}") from e
+        if self.schema is not None:
+            use_schema(conn, self.schema)
+        return conn
 
 
 def sibling(conn: Connection) -> Connection:
-    """A new connection to the database and generation of `conn` (it must come from `connect`)."""
-    return connect(_URLS[conn], schema=_SCHEMAS.get(conn))
+    """A new connection to the database and generation of `conn`."""
+    return Database.of(conn).connect()
