@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping, MutableSet
+
 import pytest
 
 from loyalty_ledger.generations import catalog
@@ -22,7 +24,7 @@ def test_a_sibling_works_on_the_same_database_and_generation(database_url: str) 
 def test_a_connection_carries_its_own_identity() -> None:
     """No module-level table of connections: nothing to leak, nothing to get out of date."""
     tables = [name for name, value in vars(db).items()
-              if not name.startswith("__") and isinstance(value, dict | set)]  # fmt: skip
+              if not name.startswith("__") and isinstance(value, MutableMapping | MutableSet)]  # fmt: skip
     assert tables == []
 
 
