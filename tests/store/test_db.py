@@ -23,8 +23,8 @@ def test_a_sibling_works_on_the_same_database_and_generation(database_url: str) 
 
 def test_a_connection_carries_its_own_identity() -> None:
     """No module-level table of connections: nothing to leak, nothing to get out of date."""
-    tables = [name for name, value in vars(db).items()
-              if not name.startswith("__") and isinstance(value, MutableMapping | MutableSet)]  # fmt: skip
+    kinds = MutableMapping | MutableSet
+    tables = [k for k, v in vars(db).items() if not k.startswith("__") and isinstance(v, kinds)]
     assert tables == []
 
 
