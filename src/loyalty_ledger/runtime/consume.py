@@ -97,7 +97,7 @@ def consume(
                     source.resync()  # the refused batch is read again, into the new one
                     continue
                 if counts is None:
-                    if not source.generations:
+                    if not source.owner_epochs:
                         idle_since = time.monotonic()  # quiet before joining the group is no sign
                     elif options.stop_when_idle_s is not None and (
                         time.monotonic() - idle_since >= options.stop_when_idle_s
