@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from loyalty_ledger.errors import UserError
+from loyalty_ledger.sources.address import SourceAddress
 from loyalty_ledger.store.db import Connection
 
 
@@ -65,7 +66,7 @@ def _offset_at(conn: Connection, topic: str, partition: int, at: datetime) -> in
     """The first offset of the partition holding an input that occurred at or after `at`."""
     row = conn.execute(
         "SELECT min(position) FROM inbox WHERE source = %s AND occurred_at >= %s",
-        (f"kafka:{topic}:{partition}", at),
+        (SourceAddress.kafka(topic, partition).format(), at),
     ).fetchone()
     return None if row is None or row[0] is None else int(row[0])
 

@@ -22,6 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 from loyalty_ledger import log
 from loyalty_ledger.kafka.partitioner import partition_for
 from loyalty_ledger.kafka.settings import ClientValue, KafkaSettings
+from loyalty_ledger.sources.address import SourceAddress
 from loyalty_ledger.sources.line import Line
 from loyalty_ledger.store import offsets
 from loyalty_ledger.store.batch import RecordPosition
@@ -84,6 +85,7 @@ class KafkaSource:
         self.on_lost = on_lost  # streams whose cached state must be dropped
         self.owner = consumer_name()
         self.owner_epochs: dict[tuple[str, int], int] = {}
+        self.addresses: dict[tuple[str, int], str] = {}
         self.logger = log.get("consume").bind(group=group, owner=self.owner)
         config: dict[str, ClientValue] = {
             "group.id": group,
@@ -144,7 +146,7 @@ class KafkaSource:
             topic, partition, offset = message.topic(), message.partition(), message.offset()
             assert topic is not None and partition is not None and offset is not None
             lines.append(Line(
-                f"kafka:{topic}:{partition}", offset, message.value() or b"",
+                self._address(topic, partition), offset, message.value() or b"",
                 stream_of_partition(partition), command=topic == self.settings.internal,
             ))  # fmt: skip
             next_offsets[(topic, partition)] = offset + 1
@@ -153,6 +155,15 @@ class KafkaSource:
             offsets.record, group=self.group, positions=next_offsets, owner_epochs=owner_epochs
         )
         return Fetched(lines, record, next_offsets)
+
+    def _address(self, topic: str, partition: int) -> str:
+        """The partition's SourceAddress, formatted once (this runs for every message)."""
+        address = self.addresses.get((topic, partition))
+        if address is None:
+            address = self.addresses[(topic, partition)] = SourceAddress.kafka(
+                topic, partition
+            ).format()
+        return address
 
     def _usable(self, message: Message) -> bool:
         error = message.error()
