@@ -23,6 +23,7 @@ from loyalty_ledger.engine import ReferrerCredit, compile_rules
 from loyalty_ledger.errors import UserError
 from loyalty_ledger.generations import catalog as generations
 from loyalty_ledger.generations import programs
+from loyalty_ledger.kafka.producer import producer
 from loyalty_ledger.kafka.settings import ClientErrors, KafkaSettings, KafkaUnavailable
 from loyalty_ledger.pipeline import Counts, Pipeline, commands
 from loyalty_ledger.progress import Progress
@@ -435,10 +436,9 @@ class _Targets:
 
     def _producer_for(self) -> Producer:
         if self._producer is None:
-            from loyalty_ledger.runtime.produce import producer_config
-
-            config = {**producer_config(self.kafka, "none"), "error_cb": self._errors}
-            self._producer = Producer(config)
+            self._producer = producer(
+                self.kafka, inputs=True, compression="none", errors=self._errors
+            )
         return self._producer
 
 
