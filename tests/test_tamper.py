@@ -344,6 +344,7 @@ def test_the_relay_ends_each_pass_with_an_anchor(
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     from loyalty_ledger.kafka import relay
+    from loyalty_ledger.kafka.producer import producer as kafka_producer
     from loyalty_ledger.kafka.settings import client_logger
     from loyalty_ledger.kafka.topics import create_topics
 
@@ -351,7 +352,7 @@ def test_the_relay_ends_each_pass_with_an_anchor(
     with connect(ledger_url) as conn:
         entries = _one_seq(conn, "SELECT count(*) FROM ledger")
         passes = -(-entries // relay.RELAY_ROWS_MAX)
-        producer = relay.producer(kafka_settings)
+        producer = kafka_producer(kafka_settings)
         while relay.relay(conn, producer, kafka_settings):
             pass
     consumer = Consumer({

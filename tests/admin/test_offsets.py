@@ -50,7 +50,7 @@ def test_reset_of_an_unknown_group_names_the_known_ones(
 ) -> None:
     with connect(database_url) as conn:
         conn.execute(
-            "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, generation, "
+            "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, owner_epoch, "
             "owner) VALUES ('loyalty', 't', 0, 5, 1, 'x')"
         )
         with pytest.raises(ResetError, match="groups: loyalty"):

@@ -23,10 +23,12 @@ from loyalty_ledger.engine import ReferrerCredit, compile_rules
 from loyalty_ledger.errors import UserError
 from loyalty_ledger.generations import catalog as generations
 from loyalty_ledger.generations import programs
+from loyalty_ledger.kafka.producer import producer
 from loyalty_ledger.kafka.settings import ClientErrors, KafkaSettings, KafkaUnavailable
 from loyalty_ledger.pipeline import Counts, Pipeline, commands
 from loyalty_ledger.progress import Progress
 from loyalty_ledger.projectors import runner
+from loyalty_ledger.sources.address import SourceAddress, SourceAddressError, SourceKind
 from loyalty_ledger.sources.line import Line
 from loyalty_ledger.store.db import Connection
 from loyalty_ledger.store.locks import one_file_writer
@@ -330,16 +332,20 @@ class _KafkaSource:
 
     @classmethod
     def parse(cls, source: str, settings: KafkaSettings) -> _KafkaSource | None:
-        if not source.startswith("kafka:"):
+        if SourceAddress.kind_of(source) is not SourceKind.kafka:
             return None
-        topic, _, partition = source.removeprefix("kafka:").rpartition(":")
-        if topic not in (settings.inputs, settings.internal) or not partition.isdigit():
+        try:
+            address = SourceAddress.parse(source)
+        except SourceAddressError:
+            address = None
+        if address is None or address.name not in (settings.inputs, settings.internal):
             raise DeadLetterError(
                 f"dead letter from {source} is not from topic {settings.inputs} or "
                 f"{settings.internal}: set LOYALTY_KAFKA_TOPIC_PREFIX to the prefix its "
                 "consumers use"
             )
-        return cls(topic, int(partition), topic == settings.internal)
+        assert address.partition is not None
+        return cls(address.name, address.partition, address.name == settings.internal)
 
 
 class _Targets:
@@ -430,10 +436,9 @@ class _Targets:
 
     def _producer_for(self) -> Producer:
         if self._producer is None:
-            from loyalty_ledger.runtime.produce import producer_config
-
-            config = {**producer_config(self.kafka, "none"), "error_cb": self._errors}
-            self._producer = Producer(config)
+            self._producer = producer(
+                self.kafka, inputs=True, compression="none", errors=self._errors
+            )
         return self._producer
 
 

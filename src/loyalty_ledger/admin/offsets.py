@@ -3,7 +3,7 @@
 The inbox records every input's partition, offset and instant, so the offset
 for a time comes from there, not from the broker's time index. Re-reading is
 harmless: every input's event id is used once, and a message read again is
-known by its position. Bumping the owner generation fences a running owner,
+known by its position. Bumping the owner epoch fences a running owner,
 whose next batch then resumes from the new offset.
 """
 
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from loyalty_ledger.errors import UserError
+from loyalty_ledger.sources.address import SourceAddress
 from loyalty_ledger.store.db import Connection
 
 
@@ -65,14 +66,14 @@ def _offset_at(conn: Connection, topic: str, partition: int, at: datetime) -> in
     """The first offset of the partition holding an input that occurred at or after `at`."""
     row = conn.execute(
         "SELECT min(position) FROM inbox WHERE source = %s AND occurred_at >= %s",
-        (f"kafka:{topic}:{partition}", at),
+        (SourceAddress.kafka(topic, partition).format(), at),
     ).fetchone()
     return None if row is None or row[0] is None else int(row[0])
 
 
 def _store(conn: Connection, group: str, topic: str, partition: int, offset: int) -> None:
     conn.execute(
-        "UPDATE consumer_offsets SET next_offset = %s, generation = generation + 1, "
+        "UPDATE consumer_offsets SET next_offset = %s, owner_epoch = owner_epoch + 1, "
         "owner = 'offsets reset', updated_at = now() "
         "WHERE group_id = %s AND topic = %s AND partition = %s",
         (offset, group, topic, partition),

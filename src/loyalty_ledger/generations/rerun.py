@@ -29,6 +29,7 @@ from loyalty_ledger.pipeline import OneStream, Pipeline, Routing
 from loyalty_ledger.program import Program, parse_program, program_hash
 from loyalty_ledger.progress import Progress
 from loyalty_ledger.projectors import runner
+from loyalty_ledger.sources.address import SourceAddress, SourceKind
 from loyalty_ledger.sources.kafka import PartitionRouting, stream_of_partition
 from loyalty_ledger.sources.line import FILE_STREAM, Line
 from loyalty_ledger.store.db import Connection, sibling, use_schema
@@ -163,8 +164,9 @@ def _routing(conn: Connection, parent: Generation) -> tuple[Routing, Callable[[s
     row = conn.execute(
         sql.SQL(
             "SELECT max(o.partition) + 1 FROM consumer_offsets o WHERE o.topic = "
-            "(SELECT split_part(source, ':', 2) FROM {} WHERE source LIKE 'kafka:%%' LIMIT 1)"
-        ).format(sql.Identifier(parent.schema_name, "inbox"))
+            "(SELECT split_part(source, ':', 2) FROM {} WHERE source LIKE %s LIMIT 1)"
+        ).format(sql.Identifier(parent.schema_name, "inbox")),
+        (f"{SourceKind.kafka}:%",),  # split_part: a topic holds no ':' (Kafka forbids it)
     ).fetchone()
     partitions = int(row[0]) if row and row[0] else 0
     if not partitions:
@@ -174,9 +176,11 @@ def _routing(conn: Connection, parent: Generation) -> tuple[Routing, Callable[[s
 
 
 def _kafka_stream(source: str) -> str:
-    if not source.startswith("kafka:"):
+    if SourceAddress.kind_of(source) is not SourceKind.kafka:
         return FILE_STREAM  # a file ingested into a Kafka-fed ledger: its own stream
-    return stream_of_partition(int(source.rsplit(":", 1)[1]))
+    partition = SourceAddress.parse(source).partition
+    assert partition is not None
+    return stream_of_partition(partition)
 
 
 # ------------------------------------------------------------------ promote

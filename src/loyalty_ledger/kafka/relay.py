@@ -24,7 +24,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 from psycopg import sql
 
-from loyalty_ledger.kafka.settings import ClientValue, KafkaSettings, KafkaUnavailable
+from loyalty_ledger.kafka.settings import KafkaSettings, KafkaUnavailable
 from loyalty_ledger.ledger import key as ledger_key
 from loyalty_ledger.ledger.entries import COLUMNS
 from loyalty_ledger.store import chain
@@ -132,16 +132,6 @@ def _anchor(
         headers=[("id", f"anchor:{head.generation}:{last}".encode()), (ANCHOR_HEADER, b"1")],
         on_delivery=delivered,
     )  # fmt: skip
-
-
-def producer(settings: KafkaSettings) -> Producer:
-    config: dict[str, ClientValue] = {
-        "enable.idempotence": True,  # no reordering or doubling on retries: order per customer
-        "partitioner": "murmur2_random",  # as the Java client: keys land where consumers expect
-        "linger.ms": 20,
-        "message.timeout.ms": 30_000,
-    }
-    return Producer(settings.client(**config))
 
 
 def relay(conn: Connection, producer: Producer, settings: KafkaSettings) -> int:

@@ -24,6 +24,7 @@ from loyalty_ledger import log
 from loyalty_ledger.engine import compile_rules
 from loyalty_ledger.generations import programs
 from loyalty_ledger.kafka import relay as outbox_relay
+from loyalty_ledger.kafka.producer import producer
 from loyalty_ledger.kafka.settings import KafkaSettings
 from loyalty_ledger.kafka.topics import TopicError, partition_count
 from loyalty_ledger.pipeline import Counts, Pipeline
@@ -82,7 +83,7 @@ def consume(
     pipeline = _pipeline(conn, program, routing)
     holder = [pipeline]  # the pipeline is replaced when another generation goes live
     source = KafkaSource(conn, settings, options.group, routing, partial(_lost, holder))
-    loop = _Loop(conn, settings, source, pipeline, outbox_relay.producer(settings))
+    loop = _Loop(conn, settings, source, pipeline, producer(settings))
     logger = log.get("consume").bind(group=options.group, owner=source.owner)
     total = Counts()
     idle_since = time.monotonic()
@@ -97,7 +98,7 @@ def consume(
                     source.resync()  # the refused batch is read again, into the new one
                     continue
                 if counts is None:
-                    if not source.generations:
+                    if not source.owner_epochs:
                         idle_since = time.monotonic()  # quiet before joining the group is no sign
                     elif options.stop_when_idle_s is not None and (
                         time.monotonic() - idle_since >= options.stop_when_idle_s

@@ -8,22 +8,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message
 
 from loyalty_ledger import log
+from loyalty_ledger.kafka.producer import producer as kafka_producer
 from loyalty_ledger.kafka.settings import (
     ClientErrors,
-    ClientValue,
     KafkaSettings,
     KafkaUnavailable,
-    client_logger,
-    config_error,
 )
 from loyalty_ledger.kafka.topics import partition_count
 from loyalty_ledger.progress import Progress
 from loyalty_ledger.sources import file as file_source
 
-MESSAGE_TIMEOUT_MS = 30_000  # a broker lost mid-way fails the command instead of hanging
 FLUSH_TIMEOUT_S = 60.0
 PROGRESS_EVERY = 1000  # lines
 
@@ -106,22 +103,6 @@ def send_tick(settings: KafkaSettings, at: datetime) -> int:
     return partitions
 
 
-def producer_config(settings: KafkaSettings, compression: str = "lz4") -> dict[str, Any]:
-    """Java-compatible placement for keyed records, idempotent, batched a little."""
-    overrides: dict[str, ClientValue] = {
-        "partitioner": "murmur2_random",
-        "enable.idempotence": True,
-        "linger.ms": 20,
-        "compression.type": compression,
-        "socket.timeout.ms": 10_000,
-        "message.timeout.ms": MESSAGE_TIMEOUT_MS,
-        # Malformed inputs are published as they are, a 1 MB garbage line too, so the
-        # consumer can dead-letter it; the broker's own limit still applies.
-        "message.max.bytes": 8 * 1024 * 1024,
-    }
-    return {**settings.client(**overrides), "logger": client_logger()}
-
-
 class _Sender:
     """A producer whose delivery reports are checked: the first failure raises, in one line."""
 
@@ -131,7 +112,8 @@ class _Sender:
         self.errors = ClientErrors()
         self.delivered = 0
         self.failure: str | None = None
-        self.producer = _new_producer(settings, self.errors)
+        # lz4 where this librdkafka build has it, else no compression
+        self.producer = kafka_producer(settings, inputs=True, compression="lz4", errors=self.errors)
 
     def __enter__(self) -> _Sender:
         return self
@@ -182,19 +164,6 @@ class _Sender:
             self.delivered += 1
         elif self.failure is None:
             self.failure = str(error.str())
-
-
-def _new_producer(settings: KafkaSettings, errors: ClientErrors) -> Producer:
-    """lz4 when this librdkafka build has it, else no compression."""
-    try:
-        return Producer({**producer_config(settings), "error_cb": errors})
-    except KafkaException as e:
-        if "lz4" not in str(e):
-            raise config_error(e) from None
-    try:
-        return Producer({**producer_config(settings, "none"), "error_cb": errors})
-    except KafkaException as e:
-        raise config_error(e) from None
 
 
 def _json_object(line: bytes) -> dict[str, Any] | None:

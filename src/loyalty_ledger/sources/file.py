@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 from loyalty_ledger.errors import UserError
 from loyalty_ledger.events import MAX_LINE_BYTES
+from loyalty_ledger.sources.address import SourceAddress
 from loyalty_ledger.sources.line import Line
 from loyalty_ledger.store.batch import Position
 
@@ -26,7 +27,7 @@ _FINGERPRINT_BYTES = 65536
 
 @dataclass(frozen=True, slots=True)
 class FileSource:
-    name: str  # "file:/abs/path" or "stdin:<fingerprint>"
+    name: str  # a SourceAddress: "file:/abs/path", "stdin:<fingerprint>", ...
     fingerprint: str
     size_bytes: int | None  # None for a stream (stdin, a pipe): it cannot seek
     stream: BinaryIO
@@ -57,7 +58,7 @@ def open_source(path: str) -> FileSource:
     """Open `path` (or `-` for stdin). A regular file resumes by byte offset; a pipe, FIFO
     or device is read as a stream, like stdin. Raises SourceError naming the path."""
     if path == "-":
-        return _stream_source("stdin", sys.stdin.buffer)
+        return _stream_source(SourceAddress.stdin(), sys.stdin.buffer)
     resolved = Path(path).resolve()
     try:
         handle = open(resolved, "rb")  # noqa: SIM115 (closed by FileSource.__exit__)
@@ -69,7 +70,7 @@ def open_source(path: str) -> FileSource:
     except OSError as e:
         raise SourceError(f"cannot open input {path!r}: {e.strerror or e}") from None
     if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-        return _stream_source(f"stream:{resolved}", handle, owned=True)
+        return _stream_source(SourceAddress.stream(resolved), handle, owned=True)
     try:
         first = handle.read(_FINGERPRINT_BYTES)
         handle.seek(0)
@@ -77,18 +78,22 @@ def open_source(path: str) -> FileSource:
         handle.close()
         raise SourceError(f"cannot read input {path!r}: {e.strerror or e}") from None
     return FileSource(
-        f"file:{resolved}", _fingerprint(first), os.fstat(handle.fileno()).st_size, handle
+        SourceAddress.file(resolved).format(),
+        _fingerprint(first),
+        os.fstat(handle.fileno()).st_size,
+        handle,
     )
 
 
-def _stream_source(prefix: str, stream: BinaryIO, *, owned: bool = False) -> FileSource:
+def _stream_source(address: SourceAddress, stream: BinaryIO, *, owned: bool = False) -> FileSource:
     """A source that cannot seek: known by the fingerprint of its first line."""
     try:
         first = stream.peek(_FINGERPRINT_BYTES) if hasattr(stream, "peek") else b""
     except OSError as e:
-        raise SourceError(f"cannot read {prefix}: {e.strerror or e}") from None
+        raise SourceError(f"cannot read {address}: {e.strerror or e}") from None
     fingerprint = _fingerprint(first)
-    return FileSource(f"{prefix}:{fingerprint[:16]}", fingerprint, None, stream, owned)
+    name = address.with_fingerprint(fingerprint).format()
+    return FileSource(name, fingerprint, None, stream, owned)
 
 
 def _fingerprint(head: bytes) -> str:

@@ -1,9 +1,9 @@
 """Kafka as a source: a consumer group on the inputs and internal topics, positioned by PostgreSQL.
 
-On assignment each partition is claimed in PostgreSQL (a new owner generation)
+On assignment each partition is claimed in PostgreSQL (a new owner epoch)
 and the consumer seeks to the offset stored there, not Kafka's committed one.
 A batch's offsets are written in the batch's own transaction, fenced by that
-generation, so a consumer that lost a partition cannot commit stale work.
+epoch, so a consumer that lost a partition cannot commit stale work.
 Inputs and internal topics have the same partition count and are assigned
 with the range assignor, so partition p of both has one owner: the owner of
 the customers whose key hashes to p.
@@ -22,6 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 from loyalty_ledger import log
 from loyalty_ledger.kafka.partitioner import partition_for
 from loyalty_ledger.kafka.settings import ClientValue, KafkaSettings
+from loyalty_ledger.sources.address import SourceAddress
 from loyalty_ledger.sources.line import Line
 from loyalty_ledger.store import offsets
 from loyalty_ledger.store.batch import RecordPosition
@@ -83,7 +84,8 @@ class KafkaSource:
         self.routing = routing
         self.on_lost = on_lost  # streams whose cached state must be dropped
         self.owner = consumer_name()
-        self.generations: dict[tuple[str, int], int] = {}
+        self.owner_epochs: dict[tuple[str, int], int] = {}
+        self.addresses: dict[tuple[str, int], str] = {}
         self.logger = log.get("consume").bind(group=group, owner=self.owner)
         config: dict[str, ClientValue] = {
             "group.id": group,
@@ -109,7 +111,7 @@ class KafkaSource:
         )
         for p in partitions:
             claim = claims[(p.topic, p.partition)]
-            self.generations[(p.topic, p.partition)] = claim.generation
+            self.owner_epochs[(p.topic, p.partition)] = claim.owner_epoch
             p.offset = claim.next_offset if claim.next_offset else OFFSET_BEGINNING
             if p.topic == self.settings.inputs:
                 self.routing.owned.add(p.partition)
@@ -118,7 +120,7 @@ class KafkaSource:
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for p in partitions:
-            self.generations.pop((p.topic, p.partition), None)
+            self.owner_epochs.pop((p.topic, p.partition), None)
             if p.topic == self.settings.inputs:
                 self.routing.owned.discard(p.partition)
         self.on_lost(sorted({stream_of_partition(p.partition) for p in partitions}))
@@ -144,15 +146,24 @@ class KafkaSource:
             topic, partition, offset = message.topic(), message.partition(), message.offset()
             assert topic is not None and partition is not None and offset is not None
             lines.append(Line(
-                f"kafka:{topic}:{partition}", offset, message.value() or b"",
+                self._address(topic, partition), offset, message.value() or b"",
                 stream_of_partition(partition), command=topic == self.settings.internal,
             ))  # fmt: skip
             next_offsets[(topic, partition)] = offset + 1
-        generations = dict(self.generations)
+        owner_epochs = dict(self.owner_epochs)
         record = partial(
-            offsets.record, group=self.group, positions=next_offsets, generations=generations
+            offsets.record, group=self.group, positions=next_offsets, owner_epochs=owner_epochs
         )
         return Fetched(lines, record, next_offsets)
+
+    def _address(self, topic: str, partition: int) -> str:
+        """The partition's SourceAddress, formatted once (this runs for every message)."""
+        address = self.addresses.get((topic, partition))
+        if address is None:
+            address = self.addresses[(topic, partition)] = SourceAddress.kafka(
+                topic, partition
+            ).format()
+        return address
 
     def _usable(self, message: Message) -> bool:
         error = message.error()
@@ -161,7 +172,7 @@ class KafkaSource:
                 self.logger.warning("consume_error", error=str(error))
             return False
         # A message of a partition we no longer own (fetched before a revoke) is left alone.
-        return (message.topic(), message.partition()) in self.generations
+        return (message.topic(), message.partition()) in self.owner_epochs
 
     def commit_courtesy(self, next_offsets: dict[tuple[str, int], int]) -> None:
         """Tell Kafka too, for lag tools; PostgreSQL's offsets are the ones that count."""

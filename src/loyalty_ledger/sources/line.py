@@ -11,7 +11,7 @@ FILE_STREAM = "file"  # every file source is one stream: one tick reaches every 
 class Line:
     """One raw input and where it came from."""
 
-    source: str  # "file:/abs/path", "kafka:loyalty.inputs:3"
+    source: str  # a SourceAddress, formatted: "file:/abs/path", "kafka:loyalty.inputs:3"
     position: int  # file: 1-based line number; Kafka: offset
     raw: bytes
     stream: str = FILE_STREAM  # the tick stream it arrived on (a partition)

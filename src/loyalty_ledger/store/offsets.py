@@ -1,4 +1,4 @@
-"""Consumer offsets in PostgreSQL, with an owner generation per partition that fences lost owners.
+"""Consumer offsets in PostgreSQL, with an owner epoch per partition that fences lost owners.
 
 Kafka's committed offsets are a courtesy for lag tools; these are the truth:
 they commit in the same transaction as the effects of the messages before them.
@@ -25,7 +25,7 @@ class Fenced(Conflict):
 @dataclass(frozen=True, slots=True)
 class Claim:
     next_offset: int
-    generation: int
+    owner_epoch: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +34,7 @@ class OffsetRow:
     topic: str
     partition: int
     next_offset: int
-    generation: int
+    owner_epoch: int
     owner: str
     updated_at: datetime
 
@@ -42,16 +42,16 @@ class OffsetRow:
 def claim(
     conn: Connection, group: str, owner: str, partitions: Iterable[TopicPartition]
 ) -> dict[TopicPartition, Claim]:
-    """Take ownership: a new generation per partition, and the offset to resume from."""
+    """Take ownership: a new owner epoch per partition, and the offset to resume from."""
     claims: dict[TopicPartition, Claim] = {}
     with conn.transaction():
         for topic, partition in sorted(partitions):  # one lock order for every claimer
             row = conn.execute(
                 "INSERT INTO consumer_offsets AS o "
-                "(group_id, topic, partition, next_offset, generation, owner) "
+                "(group_id, topic, partition, next_offset, owner_epoch, owner) "
                 "VALUES (%s, %s, %s, 0, 1, %s) ON CONFLICT (group_id, topic, partition) "
-                "DO UPDATE SET generation = o.generation + 1, owner = excluded.owner, "
-                "updated_at = now() RETURNING next_offset, generation",
+                "DO UPDATE SET owner_epoch = o.owner_epoch + 1, owner = excluded.owner, "
+                "updated_at = now() RETURNING next_offset, owner_epoch",
                 (group, topic, partition, owner),
             ).fetchone()
             assert row is not None
@@ -64,14 +64,14 @@ def record(
     *,
     group: str,
     positions: Mapping[TopicPartition, int],
-    generations: Mapping[TopicPartition, int],
+    owner_epochs: Mapping[TopicPartition, int],
 ) -> None:
     """Store the next offsets, inside the batch's transaction; `Fenced` if another owner claimed."""
     for (topic, partition), next_offset in sorted(positions.items()):
         cursor = conn.execute(
             "UPDATE consumer_offsets SET next_offset = %s, updated_at = now() "
-            "WHERE group_id = %s AND topic = %s AND partition = %s AND generation = %s",
-            (next_offset, group, topic, partition, generations[(topic, partition)]),
+            "WHERE group_id = %s AND topic = %s AND partition = %s AND owner_epoch = %s",
+            (next_offset, group, topic, partition, owner_epochs[(topic, partition)]),
         )
         if cursor.rowcount != 1:
             raise Fenced(f"partition {topic}[{partition}] was claimed by another consumer")
@@ -89,7 +89,7 @@ def stored(conn: Connection, group: str, topic: str) -> dict[int, int]:
 def listing(conn: Connection, group: str | None = None) -> list[OffsetRow]:
     with conn.cursor(row_factory=class_row(OffsetRow)) as cur:
         cur.execute(
-            "SELECT group_id, topic, partition, next_offset, generation, owner, updated_at "
+            "SELECT group_id, topic, partition, next_offset, owner_epoch, owner, updated_at "
             "FROM consumer_offsets WHERE %(group)s::text IS NULL OR group_id = %(group)s "
             "ORDER BY group_id, topic, partition",
             {"group": group},

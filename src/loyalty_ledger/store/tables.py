@@ -220,7 +220,7 @@ consumer_offsets = Table(
     Column("topic", Text, primary_key=True),
     Column("partition", Integer, primary_key=True),
     Column("next_offset", BigInteger, nullable=False),
-    Column("generation", BigInteger, nullable=False),  # fences a lost owner's late batch
+    Column("owner_epoch", BigInteger, nullable=False),  # fences a lost owner's late batch
     Column("owner", Text, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=_now),
     CheckConstraint("next_offset >= 0", name="consumer_offsets_offset"),

@@ -1,18 +1,35 @@
 """The first schema: programs, inbox, append-only ledger, state, dead letters, members, projections.
 
+The read models are created from frozen copies of projections/ (sql/0001/, their
+`-- create` parts): a migration is frozen history and imports nothing of the package,
+so a change to projections/ later never changes what this revision does.
+
 Revision ID: 0001
 Revises:
 """
 
+from pathlib import Path
+
 import sqlalchemy as sa
 from alembic import op
-
-from loyalty_ledger.projectors.sql import projections
 
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
+
+FROZEN_SQL = Path(__file__).resolve().parents[1] / "sql" / "0001"
+
+# The read models in creation order (tables before the views over them): (name, is a table).
+PROJECTIONS = (
+    ("balance", True), ("tier", True), ("customer_value", True), ("customers", False),
+    ("ledger_clock", True), ("customer_months", True), ("customer_spend", True),
+    ("point_lots", True), ("tier_moves", True), ("referral_activity", True),
+    ("tier_levels", False), ("clv_model", False), ("customer_clv", False), ("segments", False),
+    ("tier_progress", False), ("tier_distribution", False), ("points_liability", False),
+    ("points_liability_total", False), ("retention", False), ("repeat_purchase", False),
+    ("referrals", False),
+)  # fmt: skip
 
 TABLES = """
 CREATE TABLE programs (
@@ -136,12 +153,12 @@ CREATE TRIGGER ledger_no_truncate BEFORE TRUNCATE ON ledger
 def upgrade() -> None:
     op.execute(TABLES)
     op.execute(APPEND_ONLY)
-    for projection in projections():
-        op.execute(projection.create)
-        if projection.table:
+    for name, table in PROJECTIONS:
+        op.execute((FROZEN_SQL / f"{name}.sql").read_text(encoding="utf-8").strip())
+        if table:
             op.get_bind().execute(
                 sa.text("INSERT INTO projection_checkpoints (name, seq) VALUES (:name, 0)"),
-                {"name": projection.name},
+                {"name": name},
             )
 
 
