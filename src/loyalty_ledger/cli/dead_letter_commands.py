@@ -1,14 +1,21 @@
-"""Dead letters, inputs that could not be read: dlq list, show, redrive, discard."""
+"""Dead letters, inputs that could not be read: dlq list, show, redrive, discard, and
+their text (every byte that came from an input escaped)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, TextIO
 
 from loyalty_ledger.cli.arguments import ID, LIMIT, Commands, Parser, UsageError
 from loyalty_ledger.cli.resources import database, progress
 from loyalty_ledger.kafka.settings import KafkaSettings
 from loyalty_ledger.text import printable
+
+if TYPE_CHECKING:
+    from loyalty_ledger.admin.dead_letters import DeadLetter, DeadLetterRow, RedriveResult
 
 
 def add_dlq(sub: Commands[Parser]) -> None:
@@ -34,7 +41,7 @@ def dlq_list(args: argparse.Namespace) -> int:
 
     with database() as conn:
         chosen = dlq.Filter(args.status, args.reason, args.source, limit=args.limit)
-        dlq.print_list(conn, chosen, sys.stdout)
+        write_list(dlq.listing(conn, chosen), chosen.status, sys.stdout)
     return 0
 
 
@@ -57,7 +64,7 @@ def dlq_show(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(letter.raw)
         sys.stdout.buffer.flush()
     else:
-        dlq.print_one(letter, sys.stdout)
+        write_one(letter, sys.stdout)
     return 0
 
 
@@ -90,7 +97,7 @@ def dlq_redrive(args: argparse.Namespace) -> int:
         with progress("redriving", "letters") as update:
             settings = KafkaSettings.from_env(args.bootstrap)
             result = dlq.redrive(conn, chosen, settings, update)
-        dlq.print_redrive(result, sys.stdout)
+        write_redrive(result, sys.stdout)
     return 0
 
 
@@ -108,3 +115,68 @@ def dlq_discard(args: argparse.Namespace) -> int:
         done = dlq.discard(conn, args.id, args.why)
     print(f"discarded dead letter {done.id} ({printable(done.source)}:{done.position})")
     return 0
+
+
+# ------------------------------------------------------------------ text
+
+
+def write_list(rows: list[DeadLetterRow], status: str, out: TextIO) -> None:
+    """One line per dead letter: id, source:position, status, reason, the raw line's start."""
+    from loyalty_ledger.admin.dead_letters import RAW_PREFIX_CHARS
+
+    if not rows:
+        out.write("no dead letters\n" if status == "all" else f"no {status} dead letters\n")
+        return
+    for row in rows:
+        # Cut before escaping, so a cut never splits an escape; invalid bytes show as \xNN.
+        text = row.raw.decode("utf-8", errors="backslashreplace")
+        raw = printable(text[:RAW_PREFIX_CHARS]) + ("…" if len(text) > RAW_PREFIX_CHARS else "")
+        out.write(f"{row.id}\t{printable(row.source)}:{row.position}\t{printable(row.status)}\t"
+                  f"{printable(row.reason)}\t{raw}\n")  # fmt: skip
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone(UTC).isoformat() if value is not None else "-"
+
+
+def write_one(letter: DeadLetter, out: TextIO) -> None:
+    """A dead letter's fields, one per line, and its raw input escaped."""
+    fields = (
+        ("id", str(letter.id)),
+        ("source", f"{letter.source}:{letter.position}"),
+        ("status", letter.status),
+        ("reason", letter.reason),
+        ("received", _when(letter.received_at)),
+        ("resolved", _when(letter.resolved_at)),
+        ("resolution", letter.resolution or "-"),
+    )
+    for name, value in fields:
+        out.write(f"{name:<11}{printable(value)}\n")
+    out.write(f"{'raw':<11}{escaped_raw(letter.raw)}\n")
+
+
+def escaped_raw(raw: bytes) -> str:
+    """Every byte visible, in ASCII: a JSON string literal of UTF-8, else a Python bytes literal
+    (`loyalty dlq show ID --raw` writes the bytes themselves)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"({len(raw)} bytes, not utf-8, escaped) {raw!r}"
+    return f"({len(raw)} bytes, escaped) {json.dumps(text, ensure_ascii=True)}"
+
+
+def write_redrive(result: RedriveResult, out: TextIO) -> None:
+    """What a redrive did: counts, then each letter left open and why."""
+    counts = result.counts
+    out.write(
+        f"redriven into the inbox: {result.redriven} ({counts.accepted} accepted, "
+        f"{counts.rejected} rejected, {counts.duplicates} duplicates)\n"
+    )
+    if result.republished:
+        out.write(f"republished to kafka: {result.republished}\n")
+    out.write(f"still invalid, left open: {len(result.still_invalid)}\n")
+    for letter in result.still_invalid:
+        out.write(f"  {letter.id}\t{printable(letter.source)}:{letter.position}\t"
+                  f"{printable(letter.reason)}\n")  # fmt: skip
+    for letter_id, status in result.not_open:
+        out.write(f"  {letter_id}\t{status} already: left as it is\n")
