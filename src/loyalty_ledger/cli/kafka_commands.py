@@ -16,6 +16,7 @@ from loyalty_ledger.cli.arguments import (
 )
 from loyalty_ledger.cli.resources import database, progress
 from loyalty_ledger.kafka.settings import KafkaSettings
+from loyalty_ledger.text import printable
 
 
 def _bootstrap() -> Parser:
@@ -125,10 +126,17 @@ def add_status(sub: Commands[Parser]) -> None:
 
 
 def status(args: argparse.Namespace) -> int:
-    from loyalty_ledger.admin.status import print_status
+    from loyalty_ledger.admin.status import partition_status
 
+    out = sys.stdout
     with database() as conn:
-        print_status(conn, KafkaSettings.from_env(args.bootstrap), args.group, sys.stdout)
+        settings = KafkaSettings.from_env(args.bootstrap)
+        out.write("topic\tpartition\tstored_offset\tlag\tlast_batch\towner\n")
+        for p in partition_status(conn, settings, args.group):
+            lag = "?" if p.lag is None else str(p.lag)
+            last = p.last_batch.isoformat(timespec="seconds") if p.last_batch else "-"
+            out.write(f"{printable(p.topic)}\t{p.partition}\t{p.stored_offset}\t{lag}\t{last}\t"
+                      f"{printable('-' if p.owner is None else p.owner)}\n")  # fmt: skip
     return 0
 
 
