@@ -22,6 +22,7 @@ from loyalty_ledger.cli import (
     kafka_commands,
     ledger_commands,
     operator_commands,
+    statement_commands,
 )
 from loyalty_ledger.cli.arguments import Commands, Parser
 from loyalty_ledger.errors import Conflict, LoyaltyError, Unavailable, UserError
@@ -40,7 +41,7 @@ COMMANDS: tuple[Callable[[Commands[Parser]], None], ...] = (
     ledger_commands.add_ledger,
     operator_commands.add_offsets,
     dead_letter_commands.add_dlq,
-    operator_commands.add_statement,
+    statement_commands.add_statement,
     operator_commands.add_members,
     operator_commands.add_schemas,
     database_commands.add_db,

@@ -1,4 +1,4 @@
-"""An operator's one-shot commands: offsets reset, statement, members erase, schemas."""
+"""An operator's one-shot commands: offsets reset, members erase, schemas."""
 
 from __future__ import annotations
 
@@ -42,24 +42,6 @@ def offsets_reset(args: argparse.Namespace) -> int:
                                topic=args.topic, partition=args.partition)  # fmt: skip
     for r in resets:
         print(f"{r.topic}[{r.partition}]\t{r.next_offset_was} -> {r.next_offset}")
-    return 0
-
-
-def add_statement(sub: Commands[Parser]) -> None:
-    """`loyalty statement CUSTOMER`: one customer's entries, balance, lots, expiries."""
-    p = sub.add_parser("statement", help="one customer's entries, causes, balance, lots, expiries")
-    p.add_argument("customer_id")
-    p.add_argument("--json", action="store_true", help="one JSON object instead of text")
-    p.add_argument("--generation", metavar="NAME", help="read this generation (default: live)")
-    p.set_defaults(run=statement)
-
-
-def statement(args: argparse.Namespace) -> int:
-    from loyalty_ledger.admin import statement as statements
-
-    with database() as conn:
-        done = statements.statement(conn, args.customer_id, args.generation)
-    (statements.write_json if args.json else statements.write_text)(done, sys.stdout)
     return 0
 
 
