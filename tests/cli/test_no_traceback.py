@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import PgServer, twin_database
 from loyalty_ledger.cli import main, parser
 from loyalty_ledger.kafka import topics
 from support import cli_in_process
@@ -219,19 +220,26 @@ ACCEPTED = {("members erase", "customer_id")}
 BROKERS = {"topics create", "topics list", "produce", "consume", "status", "tick"}
 
 
+@pytest.fixture(scope="module")
+def empty_database(pg_server: PgServer, template_db: str) -> Iterator[str]:
+    """One migrated database for every command below: each is refused, so none changes it."""
+    with twin_database(pg_server, template_db) as url:
+        yield url
+
+
 @pytest.mark.parametrize(
     "leaf", [leaf for leaf in LEAVES if leaf.name not in BROKERS | set(SERVERLESS)],
     ids=lambda leaf: leaf.name,
 )  # fmt: skip
 def test_unknown_names_in_a_real_database(
     leaf: Leaf,
-    database_url: str,
+    empty_database: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A migrated, empty database: an unknown or malformed name is one line and exit 2."""
-    monkeypatch.setenv("LOYALTY_DATABASE_URL", database_url)
+    monkeypatch.setenv("LOYALTY_DATABASE_URL", empty_database)
     monkeypatch.chdir(tmp_path)
     for action in leaf.arguments():
         if action.dest not in NAMES or (leaf.name, action.dest) in ACCEPTED:
