@@ -43,7 +43,8 @@ INSTANTS = {"until", "to_time", "at"}
 SERVERLESS = {"db stop": 0, "db status": 3, "db url": 0}
 # `db start` starts a server and leaves it running: test_cli_hostile.py drives it.
 SKIPPED = {"db start"}
-# README: `schemas` exits 1 when the folder's files drifted from the models (an empty one).
+# `schemas` exits 1 when the folder's files drifted from the models (an empty one), as `verify`
+# does for a broken chain (README).
 EXIT_1 = {("schemas", "dir")}
 
 
@@ -201,7 +202,7 @@ def test_unreachable_servers(
 
 
 def _exit_code(leaf: Leaf, argv: list[str], expected: int) -> int:
-    """1 where the README says so: `schemas --dir` on a folder whose files drifted."""
+    """1 for a check that found a difference: `schemas --dir` on a folder whose files drifted."""
     for words, dest in EXIT_1:
         if leaf.name == words and argv[-2:-1] == [f"--{dest}"] and Path(argv[-1]).is_dir():
             return 1
