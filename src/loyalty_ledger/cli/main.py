@@ -114,7 +114,3 @@ def _first_line(error: BaseException) -> str:
 def _fail(message: str, *, code: int = 2) -> int:
     print(f"loyalty: {printable(message)}", file=sys.stderr)
     return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
