@@ -19,6 +19,7 @@ from psycopg import sql
 from conftest import PgServer, twin_database
 from loyalty_ledger import events
 from loyalty_ledger.admin import dead_letters as dlq
+from loyalty_ledger.cli.dead_letter_commands import write_list, write_one
 from loyalty_ledger.kafka.settings import KafkaSettings, client_logger
 from loyalty_ledger.kafka.topics import create_topics
 from loyalty_ledger.store.db import Connection, connect
@@ -84,7 +85,7 @@ def test_list_filters_by_status_reason_and_source(ingested: str) -> None:
     assert len(by_source) == len(everything) and not elsewhere and not redriven
     out = io.StringIO()
     with connect(ingested) as conn:
-        dlq.print_list(conn, dlq.Filter(limit=2), out)
+        write_list(dlq.listing(conn, dlq.Filter(limit=2)), "open", out)
     assert len(out.getvalue().splitlines()) == 2
     assert out.getvalue().startswith(f"{everything[0].id}\t{everything[0].source}:")
 
@@ -98,7 +99,7 @@ def test_show_gives_the_raw_line_exactly(ingested: str) -> None:
         )
         letter_id = dlq.listing(conn, dlq.Filter(source="stdin:"))[0].id
         out = io.StringIO()
-        dlq.print_one(dlq.get(conn, letter_id), out)
+        write_one(dlq.get(conn, letter_id), out)
         with pytest.raises(dlq.DeadLetterError, match="no dead letter 999999"):
             dlq.get(conn, 999_999)
     shown = dict(line.split(None, 1) for line in out.getvalue().splitlines())
@@ -210,8 +211,8 @@ def test_any_bytes_and_a_full_size_line_are_stored_whole(database_url: str, tmp_
         assert [dlq.get(conn, r.id).raw for r in letters] == lines
         assert "too large" in letters[2].reason and "too large" not in letters[1].reason
         out = io.StringIO()
-        dlq.print_list(conn, dlq.Filter(), out)
-        dlq.print_one(dlq.get(conn, letters[0].id), out)
+        write_list(dlq.listing(conn, dlq.Filter()), "open", out)
+        write_one(dlq.get(conn, letters[0].id), out)
     shown = out.getvalue()
     assert "\x00" not in shown and "\x1b" not in shown and shown.count("\t") == 4 * 4
     assert f"({len(ANY_BYTES)} bytes, not utf-8, escaped) {ANY_BYTES!r}" in shown

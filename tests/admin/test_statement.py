@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from loyalty_ledger.admin import statement as st
+from loyalty_ledger.cli.statement_commands import write_text
 from loyalty_ledger.ledger.entries import BALANCE_SIGN, Kind
 from loyalty_ledger.store.db import connect
 from support import CASES, cli_in_process, export, ingest
@@ -97,7 +98,7 @@ def test_text_columns_are_aligned(ingested: str) -> None:
     with connect(ingested) as conn:
         done = st.statement(conn, CUSTOMER, "main")
     out = io.StringIO()
-    st.write_text(done, out)
+    write_text(done, out)
     lines = out.getvalue().splitlines()
     table = lines[lines.index("") + 1 : lines.index("open lots") - 1]
     assert len(table) == len(done.entries) + 1

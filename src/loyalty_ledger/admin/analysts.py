@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import psycopg
 from psycopg import sql
 
 from loyalty_ledger.errors import UserError
@@ -43,6 +44,16 @@ def grant_analyst(
             f"role name {name!r} is not valid: use lowercase letters, digits and _ "
             "(at most 63), starting with a letter or _"
         )
+    try:
+        return _grant(conn, name, password, with_pii)
+    except psycopg.errors.InsufficientPrivilege as e:
+        raise AnalystError(
+            f"not allowed to create roles here ({str(e).strip().splitlines()[0]}): "
+            "run it as a role with CREATEROLE"
+        ) from None
+
+
+def _grant(conn: Connection, name: str, password: str | None, with_pii: bool) -> Grant:
     role, live = sql.Identifier(name), sql.Identifier(LIVE_SCHEMA)
     with conn.transaction():
         if conn.execute("SELECT to_regnamespace(%s) IS NULL", (LIVE_SCHEMA,)).fetchone() == (True,):

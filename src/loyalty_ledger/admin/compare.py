@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
-from typing import Any, TextIO
+from typing import Any
 
 from psycopg import sql
 
 from loyalty_ledger.generations import catalog as generations
 from loyalty_ledger.generations.catalog import Generation
 from loyalty_ledger.store.db import Connection
-from loyalty_ledger.text import printable
 
 DIFFERENT_MAX = 20  # customers listed whose balance or tier differs, the largest first
 
@@ -115,64 +114,3 @@ def as_json(comparison: Comparison) -> dict[str, Any]:
 
     data = asdict(comparison)
     return {k: plain(v) for k, v in data.items()}
-
-
-# ------------------------------------------------------------------ text
-
-
-def write_text(comparison: Comparison, out: TextIO) -> None:
-    a, b = comparison.a, comparison.b
-    rows: list[tuple[str, str, str, str]] = [
-        ("", a.generation, b.generation, "change"),
-        ("program", (a.program_hash or "-")[:12], (b.program_hash or "-")[:12], ""),
-        ("status", a.status, b.status, ""),
-    ]
-    for label in ("customers", "earned", "redeemed", "reversed", "expired", "outstanding",
-                  "rewards_issued"):  # fmt: skip
-        rows.append(_number_row(label.replace("_", " "), getattr(a, label), getattr(b, label)))
-    rows += _section("customers per tier", a.tiers, b.tiers)
-    rows += _section("rewards issued, by reward", a.rewards, b.rewards)
-    rows += _section("rejected inputs", a.rejected, b.rejected)
-    _table(rows, out)
-    out.write(
-        f"\n{comparison.customers_different:,} customers differ in balance or tier"
-        + (", the largest differences:\n" if comparison.largest_differences else "\n")
-    )
-    if comparison.largest_differences:
-        diff_rows = [("customer", f"balance {a.generation}", f"balance {b.generation}", "tier")]
-        for d in comparison.largest_differences:
-            tier_a, tier_b = d.tier_a or "-", d.tier_b or "-"
-            tier = tier_a if tier_a == tier_b else f"{tier_a} -> {tier_b}"
-            diff_rows.append((d.customer_id, _n(d.balance_a), _n(d.balance_b), tier))
-        _table(diff_rows, out)
-
-
-def _number_row(label: str, x: int, y: int) -> tuple[str, str, str, str]:
-    return (label, f"{x:,}", f"{y:,}", _change(x, y))
-
-
-def _section(title: str, xs: dict[str, int], ys: dict[str, int]) -> list[tuple[str, str, str, str]]:
-    keys = sorted(set(xs) | set(ys))
-    rows = [(title, "", "", "")]
-    rows += [_number_row(f"  {k}", xs.get(k, 0), ys.get(k, 0)) for k in keys]
-    return rows
-
-
-def _change(x: int, y: int) -> str:
-    if x == y:
-        return ""
-    delta = f"{y - x:+,}"
-    return f"{delta} ({(y - x) / x:+.1%})" if x else delta
-
-
-def _n(value: int | None) -> str:
-    return "-" if value is None else f"{value:,}"
-
-
-def _table(rows: list[tuple[str, str, str, str]], out: TextIO) -> None:
-    rows = [(printable(w), printable(x), printable(y), printable(z)) for w, x, y, z in rows]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for r in rows:
-        out.write(
-            f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}".rstrip() + "\n"
-        )

@@ -7,12 +7,11 @@ inbox (or duplicates) in the same transaction that marks the letter
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
-from typing import Any, TextIO
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from psycopg import sql
@@ -32,7 +31,6 @@ from loyalty_ledger.sources.address import SourceAddress, SourceAddressError, So
 from loyalty_ledger.sources.line import Line
 from loyalty_ledger.store.db import Connection
 from loyalty_ledger.store.locks import one_file_writer
-from loyalty_ledger.text import printable
 
 RAW_PREFIX_CHARS = 60
 RAW_PREFIX_BYTES = 4 * (RAW_PREFIX_CHARS + 1)  # enough for that many characters of UTF-8
@@ -111,20 +109,6 @@ def listing(conn: Connection, chosen: Filter) -> list[DeadLetterRow]:
         return cur.fetchall()
 
 
-def print_list(conn: Connection, chosen: Filter, out: TextIO) -> None:
-    rows = listing(conn, chosen)
-    if not rows:
-        out.write("no dead letters\n" if chosen.status == "all" else
-                  f"no {chosen.status} dead letters\n")  # fmt: skip
-        return
-    for row in rows:
-        # Cut before escaping, so a cut never splits an escape; invalid bytes show as \xNN.
-        text = row.raw.decode("utf-8", errors="backslashreplace")
-        raw = printable(text[:RAW_PREFIX_CHARS]) + ("…" if len(text) > RAW_PREFIX_CHARS else "")
-        out.write(f"{row.id}\t{printable(row.source)}:{row.position}\t{printable(row.status)}\t"
-                  f"{printable(row.reason)}\t{raw}\n")  # fmt: skip
-
-
 def get(conn: Connection, letter_id: int) -> DeadLetter:
     with conn.cursor(row_factory=class_row(DeadLetter)) as cur:
         cur.execute(
@@ -138,35 +122,6 @@ def get(conn: Connection, letter_id: int) -> DeadLetter:
             f"no dead letter {letter_id}: see `loyalty dlq list --status all` for the ids"
         )
     return found
-
-
-def _when(value: datetime | None) -> str:
-    return value.astimezone(UTC).isoformat() if value is not None else "-"
-
-
-def print_one(letter: DeadLetter, out: TextIO) -> None:
-    fields = (
-        ("id", str(letter.id)),
-        ("source", f"{letter.source}:{letter.position}"),
-        ("status", letter.status),
-        ("reason", letter.reason),
-        ("received", _when(letter.received_at)),
-        ("resolved", _when(letter.resolved_at)),
-        ("resolution", letter.resolution or "-"),
-    )
-    for name, value in fields:
-        out.write(f"{name:<11}{printable(value)}\n")
-    out.write(f"{'raw':<11}{escaped_raw(letter.raw)}\n")
-
-
-def escaped_raw(raw: bytes) -> str:
-    """Every byte visible, in ASCII: a JSON string literal of UTF-8, else a Python bytes literal
-    (`loyalty dlq show ID --raw` writes the bytes themselves)."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return f"({len(raw)} bytes, not utf-8, escaped) {raw!r}"
-    return f"({len(raw)} bytes, escaped) {json.dumps(text, ensure_ascii=True)}"
 
 
 # ------------------------------------------------------------------ discard
@@ -468,19 +423,3 @@ def _mark_redriven(conn: Connection, *, marks: Sequence[tuple[int, str]]) -> Non
             f"{len(marks) - cur.rowcount} of the dead letters being redriven are no longer open "
             "(discarded or redriven meanwhile): nothing of this batch was kept; run it again"
         )
-
-
-def print_redrive(result: RedriveResult, out: TextIO) -> None:
-    counts = result.counts
-    out.write(
-        f"redriven into the inbox: {result.redriven} ({counts.accepted} accepted, "
-        f"{counts.rejected} rejected, {counts.duplicates} duplicates)\n"
-    )
-    if result.republished:
-        out.write(f"republished to kafka: {result.republished}\n")
-    out.write(f"still invalid, left open: {len(result.still_invalid)}\n")
-    for letter in result.still_invalid:
-        out.write(f"  {letter.id}\t{printable(letter.source)}:{letter.position}\t"
-                  f"{printable(letter.reason)}\n")  # fmt: skip
-    for letter_id, status in result.not_open:
-        out.write(f"  {letter_id}\t{status} already: left as it is\n")

@@ -6,12 +6,11 @@ so a statement holds no PII.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, TextIO
+from typing import Any
 
 from psycopg.rows import class_row
 
@@ -20,7 +19,6 @@ from loyalty_ledger.errors import UserError
 from loyalty_ledger.generations import catalog as generations
 from loyalty_ledger.ledger.entries import BALANCE_SIGN, Kind
 from loyalty_ledger.store.db import Connection
-from loyalty_ledger.text import printable
 
 
 class StatementError(UserError):
@@ -183,79 +181,3 @@ def _entry_json(entry: Entry) -> dict[str, Any]:
         "amount": str(row.amount) if row.amount is not None else None,
         "expires_at": _instant(row.expires_at),
     }  # fmt: skip
-
-
-def write_json(done: Statement, out: TextIO) -> None:
-    out.write(json.dumps(to_json(done), ensure_ascii=False) + "\n")
-
-
-# ------------------------------------------------------------------ text
-
-_HEADINGS = ("seq", "occurred at (UTC)", "kind", "points", "balance", "cause", "input", "reason",
-             "details")  # fmt: skip
-_RIGHT = {"seq", "points", "balance"}
-
-
-def _when(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _details(row: _Row) -> str:
-    parts = []
-    if row.tier_from or row.tier_to:
-        parts.append(f"tier {row.tier_from or '-'} -> {row.tier_to or '-'}")
-    if row.reward:
-        parts.append(f"reward {row.reward}")
-    if row.ref and row.kind != Kind.rejected:  # a rejection's ref is the input's type
-        parts.append(f"ref {row.ref}")
-    if row.amount is not None:
-        parts.append(f"amount {row.amount}")
-    if row.expires_at is not None:
-        parts.append(f"expires {_when(row.expires_at)}")
-    return ", ".join(parts)
-
-
-def _cells(entry: Entry) -> tuple[str, ...]:
-    row = entry.row
-    points = f"{entry.points:+d}" if entry.points else "0"
-    return (
-        str(row.seq), _when(row.occurred_at), row.kind, points, str(entry.balance),
-        row.cause or "", f"{row.event_type or '?'} {row.event_id}", row.reason or "",
-        _details(row),
-    )  # fmt: skip
-
-
-def aligned(headings: Sequence[str], rows: Sequence[Sequence[str]], right: set[str]) -> list[str]:
-    """Rows as text columns, two spaces apart; columns named in `right` align right; every
-    cell escaped (ids, refs and reasons come from inputs)."""
-    rows = [[printable(c) for c in r] for r in rows]
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headings)]
-
-    def line(cells: Sequence[str]) -> str:
-        padded = (
-            c.rjust(w) if h in right else c.ljust(w)
-            for c, w, h in zip(cells, widths, headings, strict=True)
-        )
-        return "  ".join(padded).rstrip()
-
-    return [line(headings), *(line(r) for r in rows)]
-
-
-def write_text(done: Statement, out: TextIO) -> None:
-    out.write(f"statement of {printable(done.customer_id)} (generation {done.generation})\n")
-    out.write(f"balance {done.balance}, debt {done.debt}, tier {printable(done.tier or '-')}\n\n")
-    for text in aligned(_HEADINGS, [_cells(e) for e in done.entries], _RIGHT):
-        out.write(text + "\n")
-    out.write("\nopen lots\n")
-    if not done.lots:
-        out.write("  none\n")
-    else:
-        lots = [(str(lot.n), str(lot.remaining), _when(lot.expires_at) if lot.expires_at
-                 else "never") for lot in done.lots]  # fmt: skip
-        for text in aligned(("lot", "points", "expires (UTC)"), lots, {"lot", "points"}):
-            out.write("  " + text + "\n")
-    out.write("\nupcoming expiries\n")
-    rows = [(_when(e.expires_at), str(e.points)) for e in done.expiries]
-    rows.append(("total", str(done.expiring_total)))
-    for text in aligned(("expires (UTC)", "points"), rows, {"points"}):
-        out.write("  " + text + "\n")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TextIO
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 
 from confluent_kafka import Consumer, TopicPartition
 
@@ -10,7 +12,6 @@ from loyalty_ledger.kafka.settings import ClientValue, KafkaSettings
 from loyalty_ledger.kafka.topics import partition_count
 from loyalty_ledger.store import offsets
 from loyalty_ledger.store.db import Connection
-from loyalty_ledger.text import printable
 
 WATERMARK_TIMEOUT_S = 5.0
 
@@ -34,10 +35,26 @@ def end_offsets(settings: KafkaSettings, topic: str, partitions: int) -> dict[in
         consumer.close()
 
 
-def print_status(conn: Connection, settings: KafkaSettings, group: str, out: TextIO) -> None:
+@dataclass(frozen=True, slots=True)
+class PartitionStatus:
+    """One partition's line of `loyalty status`: lag is None where the broker does not say."""
+
+    topic: str
+    partition: int
+    stored_offset: int
+    lag: int | None
+    last_batch: datetime | None
+    owner: str | None
+
+
+def partition_status(
+    conn: Connection, settings: KafkaSettings, group: str
+) -> Iterator[PartitionStatus]:
+    """Per partition of the inputs, internal and stored topics: offset, lag and last batch.
+
+    A generator, so a caller shows each topic's partitions as the broker answers for them."""
     rows = offsets.listing(conn, group)
     topics = sorted({settings.inputs, settings.internal} | {r.topic for r in rows})
-    out.write("topic\tpartition\tstored_offset\tlag\tlast_batch\towner\n")
     for topic in topics:
         partitions = partition_count(settings, topic)
         ends = end_offsets(settings, topic, partitions)
@@ -46,8 +63,6 @@ def print_status(conn: Connection, settings: KafkaSettings, group: str, out: Tex
             row = stored.get(partition)
             offset = row.next_offset if row else 0
             end = ends.get(partition)
-            lag = "?" if end is None else str(max(0, end - offset))
-            last = row.updated_at.isoformat(timespec="seconds") if row else "-"
-            owner = row.owner if row else "-"
-            out.write(f"{printable(topic)}\t{partition}\t{offset}\t{lag}\t{last}\t"
-                      f"{printable(owner)}\n")  # fmt: skip
+            lag = None if end is None else max(0, end - offset)
+            yield PartitionStatus(topic, partition, offset, lag, row.updated_at if row else None,
+                                  row.owner if row else None)  # fmt: skip
