@@ -603,10 +603,18 @@ class Figure:
         return self.events / self.seconds if self.seconds > 0 else float("inf")
 
 
-def end_to_end(pg: Postgres, stream: Path, program: Path, n_lines: int) -> tuple[Figure, dict]:
+def end_to_end(
+    pg: Postgres, stream: Path, program: Path, n_lines: int, baseline_src: Path | None = None
+) -> tuple[Figure, dict]:
+    """`loyalty ingest` of the stream into a fresh database; with `baseline_src`, the same
+    command importing the package from that folder instead (an older commit's `src/`)."""
     url = pg.fresh("bench_e2e")
     command = shutil.which("loyalty", path=str(Path(sys.executable).parent)) or "loyalty"
     env = {**os.environ, "LOYALTY_DATABASE_URL": url}
+    name = "end to end (loyalty ingest)"
+    if baseline_src is not None:
+        env["PYTHONPATH"] = str(baseline_src.resolve())
+        name = f"end to end, {baseline_src}"
     started = time.perf_counter()
     result = subprocess.run([command, "ingest", str(stream), "--program", str(program)],
                             env=env, capture_output=True, text=True, check=False)  # fmt: skip
@@ -619,7 +627,22 @@ def end_to_end(pg: Postgres, stream: Path, program: Path, n_lines: int) -> tuple
             record = json.loads(line)
             if isinstance(record, dict) and record.get("event") == "ingested":
                 logged = record
-    return Figure("end to end (loyalty ingest)", n_lines, seconds, "CLI startup included"), logged
+    return Figure(name, n_lines, seconds, "CLI startup included"), logged
+
+
+def against_baseline(
+    pg: Postgres, stream: Path, program: Path, n_lines: int, baseline_src: Path, rounds: int
+) -> list[Figure]:
+    """This tree and the baseline's, interleaved `rounds` times: on a noisy machine only
+    figures taken side by side compare."""
+    figures = []
+    for _ in range(rounds):
+        for src in (baseline_src, None):
+            figure, logged = end_to_end(pg, stream, program, n_lines, src)
+            print(f"{figure.name}: {figure.seconds:.1f} s, counts "
+                  + json.dumps({k: logged.get(k) for k in ("accepted", "rejected", "entries")}))
+            figures.append(figure)
+    return figures
 
 
 def naive(pg: Postgres, rules: Rules, lines: list[bytes], source: str) -> tuple[Figure, int]:
@@ -743,6 +766,11 @@ def main() -> int:
     parser.add_argument("--naive-events", type=int, default=20_000,
                         help="lines the naive baseline writes (20000)")  # fmt: skip
     parser.add_argument("--keep", type=Path, help="write program and stream here and keep them")
+    parser.add_argument("--baseline-src", type=Path, metavar="DIR",
+                        help="also time end to end importing the package from DIR (an older "
+                        "commit's src/, e.g. from `git worktree add`), interleaved")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="interleaved rounds with --baseline-src (2)")  # fmt: skip
     parser.add_argument(
         "--profile",
         type=int,
@@ -799,6 +827,9 @@ def main() -> int:
         copy_figure = copy_rows(pg, rows, len(lines))
 
         figures = [e2e, naive_figure, copy_figure, engine_figure]
+        if args.baseline_src:
+            figures += against_baseline(pg, stream_path, program_path, len(lines),
+                                        args.baseline_src, args.rounds)  # fmt: skip
         print()
         print(table(figures, e2e))
         print()
