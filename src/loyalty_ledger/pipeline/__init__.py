@@ -14,18 +14,17 @@ because of one input's value (store.batch.InputRefused), the shortest refused
 prefix of the batch, each decided afresh from what committed and written in a
 transaction that is rolled back, ends at that input; it becomes a dead letter
 of the same batch with the database's reason, and the batch is decided and
-written again, with its own source position. The happy path pays nothing.
+written again, with its own source position (refusals). The happy path pays nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 
-from loyalty_ledger import log
 from loyalty_ledger.engine import Rules
 from loyalty_ledger.pipeline.admit import Decoded
 from loyalty_ledger.pipeline.batch_rows import BatchRows
+from loyalty_ledger.pipeline.refusals import Rewrite, Sent
 from loyalty_ledger.pipeline.state_cache import CACHE_CUSTOMERS_MAX, StateCache
 from loyalty_ledger.pipeline.tick_streams import TickStreams
 from loyalty_ledger.pipeline.types import LIVE, RERUN, Counts, OneStream, Routing, Target
@@ -39,15 +38,6 @@ __all__ = [
     "CACHE_CUSTOMERS_MAX", "LIVE", "RERUN", "Counts", "Decoded", "OneStream", "Pipeline",
     "Routing", "Target",
 ]  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class _Sent:
-    """A batch as submitted: enough to decide it again without an input the database refused."""
-
-    lines: Sequence[Line]
-    record_position: RecordPosition
-    counts: Counts  # what its decision counted
 
 
 class Pipeline:
@@ -72,7 +62,8 @@ class Pipeline:
         self._rows = BatchRows(conn, rules, self.routing, target, self._cache, self._streams)
         # e.g. the projections' catch-up: after each commit, on a connection of its own
         self._writer = Writer(conn, after_commit)
-        self._sent: _Sent | None = None  # the batch in flight
+        self._rewrite = Rewrite(self._rows, self._writer, self.forget)
+        self._sent: Sent | None = None  # the batch in flight
         self._in_flight_seen: dict[str, reads.Known] = {}
 
     def process(self, lines: Sequence[Line], record_position: RecordPosition) -> Counts:
@@ -104,7 +95,7 @@ class Pipeline:
             raise
         self._cache.merge(work.overlay, work.due)
         self._in_flight_seen = {k: v for k, v in work.seen.items() if k in work.ids}
-        self._sent = _Sent(lines, record_position, work.counts)
+        self._sent = Sent(lines, record_position, work.counts)
         self._writer.submit(work.batch)
         counts = Counts()
         counts.add(work.counts)
@@ -156,46 +147,3 @@ class Pipeline:
             return self._rewrite(sent, refused)
         finally:
             self.forget()  # every trial decided on the cache: start over from the database
-
-    def _rewrite(self, sent: _Sent, refused: InputRefused) -> Counts:
-        """Write a batch refused for one of its inputs' values without that input (and any
-        other found so), dead-lettered with the database's reason; returns the correction to
-        the batch's counts. Raises what is not an input's doing."""
-        culprits: dict[int, str] = {}
-        while True:
-            at, refused = self._culprit(sent, culprits, refused)
-            culprits[at] = refused.reason
-            line = sent.lines[at]
-            log.get("pipeline").warning("input_refused", source=line.source,
-                                        position=line.position, reason=refused.reason)  # fmt: skip
-            self.forget()
-            work = self._rows.decide(sent.lines, sent.record_position, {}, culprits)
-            try:
-                self._writer.write_now(work.batch)
-                break
-            except InputRefused as again:  # another input: find it the same way
-                refused = again
-        return work.counts.since(sent.counts)
-
-    def _culprit(
-        self, sent: _Sent, culprits: Mapping[int, str], refused: InputRefused
-    ) -> tuple[int, InputRefused]:
-        """The input ending the shortest refused prefix of the batch (earlier culprits
-        dead-lettered), and what refused that prefix. By bisection: decisions depend on order,
-        so each prefix is decided afresh; the empty one is taken, the whole batch is not."""
-        taken, not_taken = 0, len(sent.lines)
-        while not_taken - taken > 1:
-            middle = (taken + not_taken) // 2
-            self.forget()
-            work = self._rows.decide(sent.lines[:middle], sent.record_position, {}, culprits)
-            found = self._writer.trial(work.batch)
-            if found is None:
-                taken = middle
-            else:
-                not_taken, refused = middle, found
-        at = not_taken - 1
-        empty = self._rows.empty(sent.record_position)
-        if at in culprits or (at == 0 and self._writer.trial(empty) is not None):
-            # Refused whatever the inputs: not an input's doing, so as any other failure.
-            raise refused.__cause__ or refused
-        return at, refused
