@@ -25,7 +25,7 @@ from loyalty_ledger.events import EVENT_TYPES
 from loyalty_ledger.generations import catalog as generations
 from loyalty_ledger.generations import programs
 from loyalty_ledger.generations.catalog import Generation, GenerationError
-from loyalty_ledger.pipeline import OneStream, Pipeline, Routing
+from loyalty_ledger.pipeline import RERUN, OneStream, Pipeline, Routing
 from loyalty_ledger.program import Program, parse_program, program_hash
 from loyalty_ledger.progress import Progress
 from loyalty_ledger.projectors import runner
@@ -102,7 +102,7 @@ def replay(
     writer = sibling(conn)
     use_schema(writer, target.schema_name)
     routing, streams = _routing(conn, parent)
-    pipeline = Pipeline(writer, rules, routing, after_commit=runner.catch_up, replay=True)
+    pipeline = Pipeline(writer, rules, routing, after_commit=runner.catch_up, target=RERUN)
     after, inputs = target.replayed_arrival, 0
     upto = _last_arrival(conn, parent)
     try:
