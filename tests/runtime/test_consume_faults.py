@@ -96,7 +96,10 @@ class Member:
         return f"{socket.gethostname()}:{self.proc.pid}"  # as sources.kafka.consumer_name
 
     def logged(self, event: str) -> bool:
-        return f'"event": "{event}"'.encode() in self.log.read_bytes()
+        return self.count(event) > 0
+
+    def count(self, event: str) -> int:
+        return self.log.read_bytes().count(f'"event": "{event}"'.encode())
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -122,6 +125,7 @@ class Fleet:
     program: Path
     folder: Path
     members: list[Member] = field(default_factory=list)
+    batch_size: int = 50
 
     def start(self, instance: str | None = None, crash_at_courtesy: int | None = None) -> Member:
         env = dict(self.env)
@@ -129,7 +133,8 @@ class Fleet:
             env[ENV_CONFIG] = ",".join(
                 x for x in (env.get(ENV_CONFIG, ""), f"group.instance.id={instance}") if x
             )
-        args = ["consume", "--group", GROUP, "--program", str(self.program), "--batch-size", "50",
+        args = ["consume", "--group", GROUP, "--program", str(self.program),
+                "--batch-size", str(self.batch_size),
                 "--batch-ms", "100", "--stop-when-idle", "3"]  # fmt: skip
         if crash_at_courtesy is None:
             command = [LOYALTY, *args]
@@ -444,10 +449,13 @@ def crash_repeatedly(
         successor = fleet.start(instance="solo", crash_at_courtesy=(plan[i + 1 :] or [None])[0])
         if crash_at is None:
             if rng.random() < 0.25:
-                time.sleep(rng.uniform(0.0, 0.1))
+                time.sleep(rng.uniform(0.0, 0.1))  # anywhere in its start: progress or not
             else:
-                wait_until("a batch", lambda m=member: m.logged("batch"), START_TIMEOUT_S, member)
-                time.sleep(rng.uniform(0.0, 0.05))  # a 50-message batch takes 20-40 ms
+                # Scheduled by events, not the clock: a batch is logged when it is submitted
+                # to the writer thread, and the next one only once the one before committed,
+                # so the second log line means at least one batch is in PostgreSQL.
+                wait_until("two batches", lambda m=member: m.count("batch") >= 2,
+                           START_TIMEOUT_S, member)  # fmt: skip
             member.kill()
         else:
             assert member.wait() == 137, f"no crash at courtesy commit {crash_at}: {member.tail()}"
@@ -461,11 +469,12 @@ def crash_repeatedly(
 def test_kill_9_at_random_points_then_restart_equals_a_clean_run(
     database_url: str, kafka_settings: KafkaSettings, fleet_for: Callable[[Path], Fleet]
 ) -> None:
-    case = CASES[6]  # 2,404 lines: ~48 batches of 50
+    case = CASES[6]  # 2,404 lines: ~96 batches of 25, more than 20 lives of a few each
     lines = lines_of(case)
     create_topics(kafka_settings, 1)
     produce_file(kafka_settings, str(case / "events.jsonl"))
     fleet = fleet_for(case)
+    fleet.batch_size = 25
     # 20 crash points: SIGKILL at random instants, and at every fourth restart a crash right
     # after the Nth batch's PostgreSQL commit, before its courtesy commit to Kafka (N = 1..5).
     plan: list[int | None] = [None] * 20
