@@ -1,8 +1,8 @@
 """The batch loop shared by every source: decode, dedupe, decide, write one transaction per batch.
 
 A pipeline is the only writer of the customers it owns while it runs (a file
-ingest holds the writer lock; a consumer owns its partitions, fenced by
-generation), so it caches their state in memory (state_cache); the snapshots
+ingest holds the writer lock; a consumer owns its partitions, fenced by its
+owner epoch), so it caches their state in memory (state_cache); the snapshots
 in `customer_state` are the truth on restart. Decided states stay in a batch
 overlay until the batch is sent, so a failed write leaves the cache as the
 database has it. Its parts: admit (decode, dedupe, misroute), state_cache,
