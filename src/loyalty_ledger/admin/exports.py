@@ -19,7 +19,7 @@ CUSTOMER_FIELDS = (
 )  # fmt: skip
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)  # money stays a decimal string
     if isinstance(value, datetime):
@@ -37,7 +37,7 @@ def customers(conn: Connection) -> Iterator[dict[str, Any]]:
         cur.execute(query)
         for row in cur:
             yield {
-                name: _json_value(value) for name, value in zip(CUSTOMER_FIELDS, row, strict=True)
+                name: json_value(value) for name, value in zip(CUSTOMER_FIELDS, row, strict=True)
             }
 
 

@@ -181,3 +181,62 @@ def _entry_json(entry: Entry) -> dict[str, Any]:
         "amount": str(row.amount) if row.amount is not None else None,
         "expires_at": _instant(row.expires_at),
     }  # fmt: skip
+
+
+# ------------------------------------------------------------------ pages (the HTTP API)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Entries after a cursor (a seq), oldest first, with the balance after each; `next`
+    is the cursor of the page after it, None at the end."""
+
+    entries: tuple[Entry, ...]
+    next: int | None
+
+
+def page(
+    conn: Connection,
+    customer_id: str,
+    after: int = 0,
+    limit: int = 50,
+    *,
+    kinds: Sequence[str] = (),
+    causes: Sequence[str] = (),
+) -> Page:
+    """Up to `limit` entries of `customer_id` past seq `after`, only of `kinds` and `causes`
+    when given. The balance after each is the ledger's, whatever the filter."""
+    signs = {kind.value: sign for kind, sign in BALANCE_SIGN.items()}
+    params = {
+        "customer": customer_id, "after": after, "limit": limit + 1,
+        "kinds": list(kinds), "causes": list(causes),
+        "sign_kinds": list(signs), "signs": list(signs.values()),
+    }  # fmt: skip
+    rows = conn.execute(_PAGE, params).fetchall()
+    entries = tuple(Entry(_Row(*r[:-2]), int(r[-2]), int(r[-1])) for r in rows[:limit])
+    return Page(entries, entries[-1].row.seq if len(rows) > limit else None)
+
+
+# The running balance is over every entry of the customer; the filters apply after it.
+_PAGE = """
+SELECT * FROM (
+    SELECT l.seq, l.version, l.occurred_at, l.kind, l.points, l.cause, l.event_id,
+           i.event_type, l.reason, l.ref, l.reward, l.tier_from, l.tier_to, l.amount,
+           l.expires_at, l.points * coalesce(s.sign, 0) AS signed,
+           sum(l.points * coalesce(s.sign, 0)) OVER (ORDER BY l.seq) AS balance
+    FROM ledger l
+    LEFT JOIN inbox i ON i.event_id = l.event_id
+    LEFT JOIN unnest(%(sign_kinds)s::text[], %(signs)s::int[]) AS s (kind, sign)
+           ON s.kind = l.kind
+    WHERE l.customer_id = %(customer)s
+) e
+WHERE seq > %(after)s
+  AND (cardinality(%(kinds)s::text[]) = 0 OR kind = ANY(%(kinds)s::text[]))
+  AND (cardinality(%(causes)s::text[]) = 0 OR cause = ANY(%(causes)s::text[]))
+ORDER BY seq
+LIMIT %(limit)s
+"""
+
+
+def entry_json(entry: Entry) -> dict[str, Any]:
+    return _entry_json(entry)

@@ -22,6 +22,7 @@ from loyalty_ledger.cli import (
     kafka_commands,
     ledger_commands,
     operator_commands,
+    serve_commands,
     statement_commands,
 )
 from loyalty_ledger.cli.arguments import Commands, Parser
@@ -52,6 +53,8 @@ COMMANDS: tuple[Callable[[Commands[Parser]], None], ...] = (
     kafka_commands.add_consume,
     kafka_commands.add_status,
     kafka_commands.add_tick,
+    serve_commands.add_serve,
+    serve_commands.add_api_keys,
 )
 
 

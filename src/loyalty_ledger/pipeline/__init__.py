@@ -27,7 +27,15 @@ from loyalty_ledger.pipeline.batch_rows import BatchRows
 from loyalty_ledger.pipeline.refusals import Rewrite, Sent
 from loyalty_ledger.pipeline.state_cache import CACHE_CUSTOMERS_MAX, StateCache
 from loyalty_ledger.pipeline.tick_streams import TickStreams
-from loyalty_ledger.pipeline.types import LIVE, RERUN, Counts, OneStream, Routing, Target
+from loyalty_ledger.pipeline.types import (
+    LIVE,
+    RERUN,
+    Counts,
+    OneStream,
+    Outcome,
+    Routing,
+    Target,
+)
 from loyalty_ledger.pipeline.writer import AfterCommit, Writer
 from loyalty_ledger.sources.line import Line
 from loyalty_ledger.store import reads
@@ -35,8 +43,8 @@ from loyalty_ledger.store.batch import InputRefused, RecordPosition
 from loyalty_ledger.store.db import Connection
 
 __all__ = [
-    "CACHE_CUSTOMERS_MAX", "LIVE", "RERUN", "Counts", "Decoded", "OneStream", "Pipeline",
-    "Routing", "Target",
+    "CACHE_CUSTOMERS_MAX", "LIVE", "RERUN", "Counts", "Decoded", "OneStream", "Outcome",
+    "Pipeline", "Routing", "Target",
 ]  # fmt: skip
 
 
@@ -65,6 +73,9 @@ class Pipeline:
         self._rewrite = Rewrite(self._rows, self._writer, self.forget)
         self._sent: Sent | None = None  # the batch in flight
         self._in_flight_seen: dict[str, reads.Known] = {}
+        # What the last batch written answered, input by input (as written: after a refusal,
+        # the refused input is "invalid" with the database's reason).
+        self.written: Sequence[Outcome] = ()
 
     def process(self, lines: Sequence[Line], record_position: RecordPosition) -> Counts:
         """Decide and write one batch in one transaction; returns what happened to its inputs.
@@ -95,7 +106,7 @@ class Pipeline:
             raise
         self._cache.merge(work.overlay, work.due)
         self._in_flight_seen = {k: v for k, v in work.seen.items() if k in work.ids}
-        self._sent = Sent(lines, record_position, work.counts)
+        self._sent = Sent(lines, record_position, work.counts, work.outcomes)
         self._writer.submit(work.batch)
         counts = Counts()
         counts.add(work.counts)
@@ -129,7 +140,9 @@ class Pipeline:
         it (the cache is empty then): the correction to its counts."""
         sent, self._sent = self._sent, None
         try:
-            self._writer.finish()
+            if self._writer.finish():
+                assert sent is not None
+                self.written = sent.outcomes
             return None
         except InputRefused as e:
             if not self.target.dead_letters_refused:  # see Target: fails as it always did
@@ -144,6 +157,7 @@ class Pipeline:
         assert sent is not None
         self._in_flight_seen = {}
         try:
-            return self._rewrite(sent, refused)
+            late, self.written = self._rewrite(sent, refused)
+            return late
         finally:
             self.forget()  # every trial decided on the cache: start over from the database

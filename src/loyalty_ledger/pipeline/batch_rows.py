@@ -31,6 +31,7 @@ from loyalty_ledger.pipeline.admit import (
     Admitted,
     DeadLetter,
     admit,
+    customer_of,
     decode,
     event_id_of,
     findable,
@@ -38,7 +39,7 @@ from loyalty_ledger.pipeline.admit import (
 )
 from loyalty_ledger.pipeline.state_cache import Book, StateCache
 from loyalty_ledger.pipeline.tick_streams import TickStreams
-from loyalty_ledger.pipeline.types import Counts, Routing, Target
+from loyalty_ledger.pipeline.types import Counts, Outcome, Routing, Status, Target
 from loyalty_ledger.sources.line import Line
 from loyalty_ledger.store import batch as store_batch
 from loyalty_ledger.store import reads
@@ -56,6 +57,7 @@ class Work:
     due: dict[str, datetime | None] = field(default_factory=dict)  # next due of overlay states
     seen: dict[str, reads.Known] = field(default_factory=dict)  # event_id -> hash, position
     ids: set[str] = field(default_factory=set)  # of the batch's valid inputs
+    outcomes: list[Outcome] = field(default_factory=list)  # one per input, in order
 
     @property
     def overlay(self) -> dict[str, CustomerState]:
@@ -104,18 +106,23 @@ class BatchRows:
         known = reads.known_event_ids(self.conn, findable(work.ids))
         work.seen = {**known, **in_flight_seen}
         self.cache.preload(items)
-        counts, seen, routing = work.counts, work.seen, self.routing
+        counts, seen, routing, outcomes = work.counts, work.seen, self.routing, work.outcomes
         for line, item in zip(lines, items, strict=True):
             admitted = admit(line, item, seen, routing)
             if isinstance(admitted, Admitted):
-                self._record(work, line, admitted, self._decide(work, line, admitted.item))
+                decision = self._decide(work, line, admitted.item)
+                self._record(work, line, admitted, decision)
+                outcomes.append(_outcome(admitted, decision, work.book))
             elif isinstance(admitted, DeadLetter):
                 work.batch.dead_letters.append(admitted)
                 counts.dead_lettered += 1
+                outcomes.append(Outcome("invalid", admitted.reason, None, None))
             else:
                 counts.duplicates += 1
                 if admitted.row is not None:
                     work.batch.duplicates.append(admitted.row)
+                assert not isinstance(item, ev.Invalid)
+                outcomes.append(Outcome("duplicate", None, event_id_of(item), customer_of(item)))
         self._snapshot(work)
         return work
 
@@ -187,6 +194,18 @@ class BatchRows:
                 customer_id, state.version, json.dumps(to_snapshot(state), separators=(",", ":")),
                 work.due[customer_id],
             ))  # fmt: skip
+
+
+def _outcome(admitted: Admitted, decision: Decision, book: Book) -> Outcome:
+    """The answer to an admitted input: its customer's balance and tier just after it."""
+    status: Status = "accepted" if decision.reason is None else "rejected"
+    customer_id = admitted.customer_id
+    state = None if customer_id is None else book.get(customer_id)
+    if state is None:  # a tick, or a rejected input of a customer never seen
+        return Outcome(status, decision.reason, admitted.event_id, customer_id)
+    return Outcome(
+        status, decision.reason, admitted.event_id, customer_id, state.balance, state.tier
+    )
 
 
 def _customers_of(item: ev.Event | ReferrerCredit, book: Book) -> list[str]:

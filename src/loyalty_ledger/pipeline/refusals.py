@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from loyalty_ledger import log
 from loyalty_ledger.pipeline.batch_rows import BatchRows
-from loyalty_ledger.pipeline.types import Counts
+from loyalty_ledger.pipeline.types import Counts, Outcome
 from loyalty_ledger.pipeline.writer import Writer
 from loyalty_ledger.sources.line import Line
 from loyalty_ledger.store.batch import InputRefused, RecordPosition
@@ -28,6 +28,7 @@ class Sent:
     lines: Sequence[Line]
     record_position: RecordPosition
     counts: Counts  # what its decision counted
+    outcomes: Sequence[Outcome]  # what its decision answered, input by input
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +40,10 @@ class Rewrite:
     writer: Writer
     forget: Callable[[], None]
 
-    def __call__(self, sent: Sent, refused: InputRefused) -> Counts:
+    def __call__(self, sent: Sent, refused: InputRefused) -> tuple[Counts, list[Outcome]]:
         """Write `sent` without the input `refused` blames (and any other found so),
         dead-lettered with the database's reason; returns the correction to the batch's
-        counts. Raises what is not an input's doing."""
+        counts and the outcomes as written. Raises what is not an input's doing."""
         culprits: dict[int, str] = {}
         while True:
             at, refused = self._culprit(sent, culprits, refused)
@@ -57,7 +58,7 @@ class Rewrite:
                 break
             except InputRefused as again:  # another input: find it the same way
                 refused = again
-        return work.counts.since(sent.counts)
+        return work.counts.since(sent.counts), work.outcomes
 
     def _culprit(
         self, sent: Sent, culprits: Mapping[int, str], refused: InputRefused

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from loyalty_ledger.sources.line import FILE_STREAM
 
@@ -71,3 +71,20 @@ class Counts:
     def since(self, before: Counts) -> Counts:
         """What changed from `before` to these counts (negative where they went down)."""
         return Counts(*(getattr(self, f.name) - getattr(before, f.name) for f in fields(Counts)))
+
+
+Status = Literal["accepted", "rejected", "duplicate", "invalid"]
+
+
+class Outcome(NamedTuple):
+    """What became of one input of a batch, as its sender is answered once the batch commits.
+
+    `balance` and `tier` are the customer's just after this input was decided (None for a
+    tick, an invalid input or a duplicate, whose first outcome the inbox keeps)."""
+
+    status: Status
+    reason: str | None  # the rejection's or the dead letter's reason
+    event_id: str | None
+    customer_id: str | None
+    balance: int | None = None
+    tier: str | None = None

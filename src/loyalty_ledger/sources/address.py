@@ -1,5 +1,5 @@
 """Where an input came from, as one value: `kafka:<topic>:<partition>`, `file:<absolute path>`,
-`stream:<path>:<fingerprint>` or `stdin:<fingerprint>`.
+`stream:<path>:<fingerprint>`, `stdin:<fingerprint>` or `http:<API key name>`.
 
 The text is stored in the database (the inbox, dead letters, source positions), so
 `format` is byte for byte what every earlier version wrote, and `parse(format(a)) == a`.
@@ -21,6 +21,7 @@ class SourceKind(StrEnum):
     file = "file"  # a regular file, resumed by byte offset
     stream = "stream"  # a pipe, FIFO or device: cannot seek, known by its first line
     stdin = "stdin"  # standard input, likewise
+    http = "http"  # the HTTP API: one source per API key, named by the key
 
 
 class SourceAddressError(UserError):
@@ -41,6 +42,10 @@ class SourceAddress:
     @classmethod
     def file(cls, path: Path | str) -> SourceAddress:
         return cls(SourceKind.file, str(path))
+
+    @classmethod
+    def http(cls, key_name: str) -> SourceAddress:
+        return cls(SourceKind.http, key_name)
 
     @classmethod
     def stream(cls, path: Path | str) -> SourceAddress:
@@ -79,9 +84,11 @@ class SourceAddress:
             return cls(SourceKind.stream, path, fingerprint=fingerprint)
         elif kind is SourceKind.stdin:
             return cls(SourceKind.stdin, fingerprint=rest if ":" in text else None)
+        elif kind is SourceKind.http and rest:
+            return cls.http(rest)
         raise SourceAddressError(
             f"source {text!r} is not an address: expected kafka:<topic>:<partition>, "
-            "file:<path>, stream:<path>:<fingerprint> or stdin:<fingerprint>"
+            "file:<path>, stream:<path>:<fingerprint>, stdin:<fingerprint> or http:<key name>"
         )
 
     def format(self) -> str:
@@ -89,6 +96,8 @@ class SourceAddress:
             return f"kafka:{self.name}:{self.partition}"
         if self.kind is SourceKind.file:
             return f"file:{self.name}"
+        if self.kind is SourceKind.http:
+            return f"http:{self.name}"
         head = "stdin" if self.kind is SourceKind.stdin else f"stream:{self.name}"
         return head if self.fingerprint is None else f"{head}:{self.fingerprint}"
 

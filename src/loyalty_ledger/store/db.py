@@ -100,6 +100,10 @@ class Database:
             params["password"] = conn.info.password
         return cls(tuple(sorted(params.items())), schema_of(conn))
 
+    def conninfo(self) -> str:
+        """libpq's connection string for these parameters (for a pool)."""
+        return make_conninfo(**dict(self.params))
+
     def connect(self) -> Connection:
         params = dict(self.params)
         try:

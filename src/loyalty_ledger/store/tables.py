@@ -243,6 +243,20 @@ relay_checkpoints = Table(
     Column("position", BigInteger, nullable=False),
 )
 
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("name", Text, primary_key=True),  # [a-z0-9._-]: it is part of a source address
+    Column("scope", Text, nullable=False),
+    Column("key_hash", LargeBinary, nullable=False, unique=True),  # sha256 of the key
+    Column("prefix", Text, nullable=False),  # the key's first characters, to tell keys apart
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=_now),
+    Column("revoked_at", DateTime(timezone=True)),
+    CheckConstraint("scope IN ('read', 'pos', 'support', 'admin')", name="api_keys_scope"),
+    CheckConstraint("octet_length(key_hash) = 32", name="api_keys_hash"),
+    CheckConstraint("name ~ '^[a-z0-9][a-z0-9._-]{0,63}$'", name="api_keys_name"),
+)
+
 
 def migrations_dir() -> Path:
     return Path(__file__).with_name("migrations")

@@ -1,0 +1,103 @@
+"""A customer's card, as a till, a web shop or a support agent needs it: the read model, the
+next tier and what is missing to it, the points expiring soon and the rewards affordable now.
+
+Read from the live generation's read models and the customer's snapshot (for
+the open lots); no PII (members are never read).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from psycopg import sql
+
+from loyalty_ledger.admin.exports import CUSTOMER_FIELDS, json_value
+from loyalty_ledger.engine.state import from_snapshot
+from loyalty_ledger.errors import UserError
+from loyalty_ledger.program import Program
+from loyalty_ledger.store.db import Connection
+
+EXPIRING_DAYS = 30  # "use them before they go": what a receipt prints
+
+
+class UnknownCustomer(UserError):
+    """No enrolled customer has this id; the message says what to check."""
+
+
+def read_models(conn: Connection, customer_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """customer_id -> the row of the `customers` read model, as JSON values."""
+    if not customer_ids:
+        return {}
+    query = sql.SQL("SELECT {} FROM customers WHERE customer_id = ANY(%s)").format(
+        sql.SQL(", ").join(map(sql.Identifier, CUSTOMER_FIELDS))
+    )
+    rows = conn.execute(query, (list(customer_ids),)).fetchall()
+    return {
+        row[0]: {name: json_value(v) for name, v in zip(CUSTOMER_FIELDS, row, strict=True)}
+        for row in rows
+    }
+
+
+def card(conn: Connection, customer_id: str, program: Program, as_of: datetime) -> dict[str, Any]:
+    """The card of `customer_id`; points expiring counts from `as_of` (a request's instant)."""
+    with conn.transaction():  # one snapshot: the read model and the lots agree
+        found = read_models(conn, [customer_id]).get(customer_id)
+        state_row = conn.execute(
+            "SELECT state FROM customer_state WHERE customer_id = %s", (customer_id,)
+        ).fetchone()
+    if found is None:
+        raise UnknownCustomer(
+            f"no enrolled customer {customer_id!r}: check the id (ids are case-sensitive)"
+        )
+    lots = from_snapshot(customer_id, state_row[0]).lots if state_row else []
+    horizon = as_of + timedelta(days=EXPIRING_DAYS)
+    expiring = sorted(
+        (lot.expires_at, lot.remaining) for lot in lots
+        if lot.expires_at is not None and lot.expires_at <= horizon
+    )  # fmt: skip
+    return {
+        **found,
+        "next_tier": next_tier(program, found["tier"], found["qualifying_spend"]),
+        "expiring": {
+            "days": EXPIRING_DAYS,
+            "as_of": json_value(as_of),
+            "points": sum(points for _, points in expiring),
+            "lots": [{"expires_at": json_value(at), "points": n} for at, n in expiring],
+        },
+        "rewards_affordable": affordable(program, int(found["balance"])),
+    }
+
+
+def next_tier(program: Program, tier: str | None, spend: str | None) -> dict[str, Any] | None:
+    """The level above `tier` and the qualifying spend still missing to it (None at the top,
+    or without tiers)."""
+    if program.tiers is None or tier is None:
+        return None
+    levels = program.tiers.levels
+    names = [level.name for level in levels]
+    at = names.index(tier) if tier in names else -1
+    if at + 1 >= len(levels):
+        return None
+    above = levels[at + 1]
+    missing = max(above.min_spend - Decimal(spend or 0), Decimal(0))
+    return {"name": above.name, "min_spend": str(above.min_spend), "missing_spend": str(missing)}
+
+
+def affordable(program: Program, balance: int) -> list[dict[str, Any]]:
+    """The catalogue's rewards a redemption could take now, cheapest first."""
+    floor = program.redemption.min_points if program.redemption else 0
+    if balance < floor:
+        return []
+    fitting = sorted((r for r in program.rewards if r.cost <= balance), key=lambda r: r.cost)
+    return [{"id": r.id, "cost": r.cost} for r in fitting]
+
+
+def catalogue(program: Program) -> dict[str, Any]:
+    """The rewards of the program in force, and the smallest balance a redemption needs."""
+    return {
+        "min_points": program.redemption.min_points if program.redemption else 0,
+        "rewards": [{"id": r.id, "cost": r.cost} for r in program.rewards],
+    }

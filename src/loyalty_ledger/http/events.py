@@ -1,0 +1,185 @@
+"""`POST /v1/events` (one event or a list, answered after commit) and `GET /v1/events/{id}`.
+
+Every item of a body is one input, as a line of a file is: an item that is not
+a valid event is dead-lettered with its reason and the others still apply, in
+order. A body that is not JSON at all is dead-lettered whole (422). The event's
+own `event_id` is the idempotency key: a retry gets the first outcome back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from loyalty_ledger.admin.api_keys import ApiKey, Scope
+from loyalty_ledger.http import body
+from loyalty_ledger.http.auth import Poster, server_of
+from loyalty_ledger.http.server import Server
+from loyalty_ledger.runtime.group_commit import Answer, Answers
+
+router = APIRouter(prefix="/v1", tags=["events"])
+
+# The scope each event type needs beyond `pos` (what a till or a web shop sends).
+_SCOPE_OF_TYPE = {"tick": Scope.admin}
+
+
+class FirstOutcome(BaseModel):
+    outcome: Literal["accepted", "rejected"]
+    reason: str | None
+
+
+class EventResult(BaseModel):
+    """One posted item's fate; `balance` and `tier` are the customer's just after it."""
+
+    index: int
+    event_id: str | None
+    customer_id: str | None
+    outcome: Literal["accepted", "rejected", "duplicate", "invalid"]
+    reason: str | None = None  # the PROGRAM.md rejection reason, or why the item is invalid
+    balance: int | None = None
+    tier: str | None = None
+    first: FirstOutcome | None = None  # a duplicate's: the outcome its event id had first
+
+
+class PostAnswer(BaseModel):
+    """The answer to a POST: each item's result, and the read model of every customer named,
+    as committed (every field of `loyalty export customers`)."""
+
+    results: list[EventResult]
+    customers: dict[str, dict[str, Any]]
+
+
+class Pending(BaseModel):
+    """202: published, not yet applied within the wait; each event's URL answers later."""
+
+    status: Literal["pending"] = "pending"
+    events: list[str]
+
+
+_BODY_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"oneOf": [
+            {"$ref": "#/components/schemas/Event"},
+            {"type": "array", "items": {"$ref": "#/components/schemas/Event"}, "maxItems": 1000},
+        ]}}},
+    }
+}  # fmt: skip
+
+
+@router.post(
+    "/events",
+    response_model=PostAnswer,
+    openapi_extra=_BODY_DOC,
+    responses={202: {"model": Pending}, 413: {}, 422: {"model": PostAnswer}},
+)
+async def post_events(
+    request: Request, key: Poster
+) -> JSONResponse:
+    """Apply events in order; answered once they are committed (or 202 in Kafka mode after
+    the wait). All items invalid (or the body not JSON): 422."""
+    server = server_of(request)
+    raw = await _read_body(request, server.body_bytes_max)
+    try:
+        items = body.split(raw)
+    except body.MalformedBody as e:
+        await _apply(server, [raw], key)  # dead-lettered, as a bad line of a file is
+        raise HTTPException(422, f"malformed JSON: {e}") from None
+    if len(items) > server.events_max:
+        raise HTTPException(413, f"{len(items)} events in one body; send at most "
+                                 f"{server.events_max} per request")  # fmt: skip
+    _check_scopes(items, key)
+    answers = await _apply(server, [item.raw for item in items], key)
+    if answers is None:
+        ids = [i for i in (_event_id(item.value) for item in items) if i is not None]
+        return JSONResponse(Pending(events=[f"/v1/events/{i}" for i in ids]).model_dump(), 202)
+    results = [_result(i, item.value, a, answers.customers)
+               for i, (item, a) in enumerate(zip(items, answers.answers, strict=True))]  # fmt: skip
+    status = 422 if results and all(r.outcome == "invalid" for r in results) else 200
+    answer = PostAnswer(results=results, customers=answers.customers)
+    return JSONResponse(answer.model_dump(), status)
+
+
+async def _apply(server: Server, raws: Sequence[bytes], key: ApiKey) -> Answers | None:
+    """The answers after commit; None when the writer's wait ran out (Kafka mode)."""
+    future = asyncio.wrap_future(server.writes.submit(raws, key.name))
+    # asyncio.wait, not wait_for: a wait that runs out must not cancel the write.
+    done, _ = await asyncio.wait({future}, timeout=server.writes.answer_wait_s)
+    return future.result() if done else None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"the body is over {limit} bytes; split it")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"the body is over {limit} bytes; split it")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _check_scopes(items: Sequence[body.Item], key: ApiKey) -> None:
+    """403 before anything applies when an item needs more than the key's scope."""
+    for item in items:
+        kind = item.value.get("type") if isinstance(item.value, dict) else None
+        needed = _SCOPE_OF_TYPE.get(kind) if isinstance(kind, str) else None
+        if needed is not None and not key.scope.allows(needed):
+            raise HTTPException(
+                403, f"a {kind} event needs scope {needed.value}; key {key.name!r} has "
+                f"{key.scope.value}"
+            )  # fmt: skip
+
+
+def _event_id(value: Any) -> str | None:
+    found = value.get("event_id") if isinstance(value, dict) else None
+    return found if isinstance(found, str) else None
+
+
+def _result(
+    index: int, value: Any, answer: Answer, customers: dict[str, dict[str, Any]]
+) -> EventResult:
+    o = answer.outcome
+    result = EventResult(
+        index=index, event_id=o.event_id or _event_id(value), customer_id=o.customer_id,
+        outcome=o.status, reason=o.reason, balance=o.balance, tier=o.tier,
+    )  # fmt: skip
+    if o.status == "duplicate" and answer.first_status is not None:
+        result.first = FirstOutcome(outcome=answer.first_status, reason=answer.first_reason)
+        now = customers.get(o.customer_id or "")
+        if now is not None:  # a duplicate changed nothing: the customer as they are
+            result.balance, result.tier = now["balance"], now["tier"]
+    return result
+
+
+class EventOutcome(BaseModel):
+    event_id: str
+    outcome: Literal["accepted", "rejected"]
+    reason: str | None
+    type: str
+    customer_id: str | None
+    source: str  # where it arrived: http:<key name>, kafka:<topic>:<partition>, file:<path>
+
+
+@router.get("/events/{event_id}", response_model=EventOutcome,
+            responses={404: {"description": "not applied (yet)"}})  # fmt: skip
+def get_event(
+    event_id: str, request: Request, key: Poster
+) -> EventOutcome:
+    """The outcome of an event already applied, from any input path; 404 until it is."""
+    with server_of(request).reading() as conn:
+        row = conn.execute(
+            "SELECT outcome, reason, event_type, customer_id, source FROM inbox "
+            "WHERE event_id = %s", (event_id,)
+        ).fetchone()  # fmt: skip
+    if row is None:
+        raise HTTPException(404, f"event {event_id!r} is not applied (yet)")
+    return EventOutcome(event_id=event_id, outcome=row[0], reason=row[1], type=row[2],
+                        customer_id=row[3], source=row[4])  # fmt: skip
