@@ -1,0 +1,110 @@
+"""A real `loyalty serve` in a subprocess for the HTTP tests, with a key of every scope."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from loyalty_ledger.admin import api_keys
+from loyalty_ledger.store.db import psycopg_url
+from support import LOYALTY
+
+READY_TIMEOUT_S = 30.0
+
+
+@dataclass
+class Served:
+    """A running server: its base URL, its process and a key of each scope."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    keys: dict[str, str]  # scope -> key
+    log_path: Path
+
+    def client(self, scope: str = "admin", timeout_s: float = 30.0) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, timeout=timeout_s,
+            headers={"Authorization": f"Bearer {self.keys[scope]}"},
+        )  # fmt: skip
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int:
+        """Signal the server and wait for it; its exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout_s)
+
+
+def make_keys(database_url: str) -> dict[str, str]:
+    """A key of every scope, named after it."""
+    with psycopg.connect(psycopg_url(database_url), autocommit=True) as conn:
+        return {
+            scope.value: api_keys.create(conn, f"test-{scope.value}", scope)[1]  # type: ignore[arg-type]
+            for scope in api_keys.Scope
+        }
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def served(
+    database_url: str,
+    program: Path | None,
+    log_dir: Path,
+    *,
+    keys: dict[str, str] | None = None,
+    args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+) -> Iterator[Served]:
+    """`loyalty serve` on a free port over `database_url`, ready; stopped afterwards."""
+    keys = keys if keys is not None else make_keys(database_url)
+    port = free_port()
+    command = [LOYALTY, "serve", "--port", str(port), *args]
+    if program is not None:
+        command += ["--program", str(program)]
+    log_path = log_dir / f"serve-{port}.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            command, stdout=log_file, stderr=subprocess.STDOUT,
+            env={**os.environ, "LOYALTY_DATABASE_URL": database_url, **(env or {})},
+        )  # fmt: skip
+    server = Served(f"http://127.0.0.1:{port}", process, keys, log_path)
+    try:
+        wait_ready(server)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(30)
+
+
+def wait_ready(server: Served) -> None:
+    """Until /readyz answers 200; fails with the server's log if it exits or never does."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise AssertionError(f"loyalty serve exited {server.process.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"loyalty serve not ready in {READY_TIMEOUT_S} s:\n{server.log()}")
