@@ -100,7 +100,8 @@ def wait_ready(server: Served) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            raise AssertionError(f"loyalty serve exited {server.process.returncode}:\n{server.log()}")
+            code = server.process.returncode
+            raise AssertionError(f"loyalty serve exited {code}:\n{server.log()}")
         try:
             if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
                 return
