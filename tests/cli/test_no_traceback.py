@@ -214,7 +214,7 @@ def _exit_code(leaf: Leaf, argv: list[str], expected: int) -> int:
 # Dests whose value must name something the database holds (or be a well-formed name).
 NAMES = {"generation", "name", "a", "b", "as_name", "customer_id", "projection"}
 # Name what the command creates: only a malformed name is refused.
-NEW_NAMES = {("rerun", "as_name"), ("db grant-analyst", "name")}
+NEW_NAMES = {("rerun", "as_name"), ("db grant-analyst", "name"), ("api-keys create", "name")}
 # Given a name that is not there, these succeed: erasing nobody is idempotent.
 ACCEPTED = {("members erase", "customer_id")}
 # Reach a broker (unreachable here, as above) or start a server: covered above.

@@ -21,8 +21,12 @@ def _env(name: str, default: str) -> str:
 def add_serve(sub: Commands[Parser]) -> None:
     """`loyalty serve`: the HTTP API and the support console."""
     p = sub.add_parser(
-        "serve", help="the HTTP API for tills and web shops, and the support console"
-    )
+        "serve", help="the HTTP API for tills and web shops, and the support console",
+        description="The HTTP API (OpenAPI at /docs) and the support console (/console). "
+        "Without LOYALTY_KAFKA_BOOTSTRAP the server is the ledger's one writer (embedded "
+        "mode); with it, it publishes to the inputs topic and answers when `loyalty consume` "
+        "has committed (Kafka mode).",
+    )  # fmt: skip
     p.add_argument("--host", default=_env("LOYALTY_HTTP_HOST", "127.0.0.1"),
                    help="address to listen on ($LOYALTY_HTTP_HOST, 127.0.0.1)")  # fmt: skip
     p.add_argument("--port", type=PORT, default=_env("LOYALTY_HTTP_PORT", "8080"),
@@ -38,16 +42,26 @@ def add_serve(sub: Commands[Parser]) -> None:
     p.add_argument("--read-connections", type=count(1, 1000),
                    default=_env("LOYALTY_READ_CONNECTIONS", "8"),
                    help="connections for reads ($LOYALTY_READ_CONNECTIONS, 8)")  # fmt: skip
+    p.add_argument("--group", default=_env("LOYALTY_KAFKA_GROUP", "loyalty"),
+                   help="Kafka mode: the consumer group whose commits answer "
+                   "($LOYALTY_KAFKA_GROUP, loyalty)")  # fmt: skip
+    p.add_argument("--answer-wait", type=seconds, default=_env("LOYALTY_ANSWER_WAIT_S", "5"),
+                   help="Kafka mode: seconds to wait for the consumers before answering 202 "
+                   "($LOYALTY_ANSWER_WAIT_S, 5)")  # fmt: skip
     p.set_defaults(run=serve)
 
 
 def serve(args: argparse.Namespace) -> int:
-    from loyalty_ledger.runtime.serve import ServeSettings
-    from loyalty_ledger.runtime.serve import serve as run_server
+    from loyalty_ledger.http.serve import ServeSettings
+    from loyalty_ledger.http.serve import serve as run_server
+    from loyalty_ledger.kafka.settings import ENV_BOOTSTRAP, KafkaSettings
 
+    # Kafka mode exactly when a broker is configured, as `docker-compose.yml` does.
+    kafka = KafkaSettings.from_env() if os.environ.get(ENV_BOOTSTRAP) else None
     settings = ServeSettings(
         host=args.host, port=args.port, group_events_max=args.group_events,
         group_linger_ms=args.group_linger_ms, read_connections=args.read_connections,
+        kafka=kafka, group=args.group, answer_wait_s=args.answer_wait,
     )  # fmt: skip
     program_source = read_program(args.program) if args.program else None
     with database() as conn:

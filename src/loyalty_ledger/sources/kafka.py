@@ -67,6 +67,9 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+FETCH_WAIT_MS = 10
+
+
 class KafkaSource:
     """The consumer and its partition ownership; `fetch` returns one batch of lines."""
 
@@ -95,6 +98,9 @@ class KafkaSource:
             "session.timeout.ms": SESSION_TIMEOUT_MS,
             "heartbeat.interval.ms": SESSION_TIMEOUT_MS // 3,
             "max.poll.interval.ms": 300_000,
+            # A quiet partition's fetch returns after this, not librdkafka's 500 ms: a till
+            # waiting on `loyalty serve` (Kafka mode) waits for it. A busy one never waits.
+            "fetch.wait.max.ms": FETCH_WAIT_MS,
         }
         self.consumer = Consumer(settings.client(**config))
         self.consumer.subscribe(

@@ -59,6 +59,9 @@ def claim(
     return claims
 
 
+OFFSETS_CHANNEL = "loyalty_offsets"
+
+
 def record(
     conn: Connection,
     *,
@@ -75,6 +78,8 @@ def record(
         )
         if cursor.rowcount != 1:
             raise Fenced(f"partition {topic}[{partition}] was claimed by another consumer")
+    # Delivered at commit, to `loyalty serve` in Kafka mode, which answers its requests then.
+    conn.execute("SELECT pg_notify(%s, %s)", (OFFSETS_CHANNEL, group))
 
 
 def stored(conn: Connection, group: str, topic: str) -> dict[int, int]:

@@ -1,14 +1,19 @@
-"""`loyalty serve`: the HTTP API on uvicorn over one database, in embedded (single-writer) mode.
+"""`loyalty serve`: the HTTP API on uvicorn over one database, in one of two modes.
 
-The server is the one writer of the ledger while it runs (it holds the writer
-lock, as a file ingest does): its group-commit thread owns the pipeline, and a
-pool of connections serves the reads. uvicorn's SIGTERM/SIGINT handling stops
-taking connections and lets the requests in flight finish; then the writer
-commits what is queued and the pool closes.
+Embedded (no Kafka): the server is the one writer of the ledger while it runs
+(it holds the writer lock, as a file ingest does) and its group-commit thread
+owns the pipeline. Kafka (LOYALTY_KAFKA_BOOTSTRAP): it publishes to the inputs
+topic and answers when the consumer group has committed (kafka_writes); any
+number of servers may run. Either way a pool of connections serves the reads.
+
+uvicorn's SIGTERM/SIGINT handling stops taking connections and lets the
+requests in flight finish; then the writer commits what is queued and the pool
+closes.
 """
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 from loyalty_ledger import log
@@ -16,10 +21,12 @@ from loyalty_ledger.engine import compile_rules
 from loyalty_ledger.generations import programs
 from loyalty_ledger.http.app import create_app
 from loyalty_ledger.http.metrics import Metrics
-from loyalty_ledger.http.server import ProgramInForce, Server
+from loyalty_ledger.http.server import ProgramInForce, Server, Writes
+from loyalty_ledger.kafka.settings import KafkaSettings
 from loyalty_ledger.runtime.group_commit import EVENTS_MAX, LINGER_MS, GroupCommit
+from loyalty_ledger.runtime.kafka_writes import ANSWER_WAIT_S, KafkaWrites
 from loyalty_ledger.store import locks
-from loyalty_ledger.store.db import Connection, Database, use_schema
+from loyalty_ledger.store.db import Connection, Database, sibling, use_schema
 
 READ_CONNECTIONS = 8
 
@@ -32,6 +39,9 @@ class ServeSettings:
     group_linger_ms: float = LINGER_MS
     read_connections: int = READ_CONNECTIONS
     graceful_s: float = 30.0  # how long a shutdown waits for requests in flight
+    kafka: KafkaSettings | None = None  # Kafka mode: publish, and wait for the consumers
+    group: str = "loyalty"  # the consumer group whose commits answer (Kafka mode)
+    answer_wait_s: float = ANSWER_WAIT_S  # then 202 (Kafka mode)
 
 
 def serve(conn: Connection, settings: ServeSettings, program_source: str | None,
@@ -39,10 +49,13 @@ def serve(conn: Connection, settings: ServeSettings, program_source: str | None,
     """Serve until SIGTERM or SIGINT; `conn` becomes the writer's."""
     import uvicorn
 
-    with locks.one_file_writer(conn):
-        app = create_app(build_server(conn, settings, program_source, program_origin))
+    with ExitStack() as stack:
+        if settings.kafka is None:  # the one writer, as a file ingest is
+            stack.enter_context(locks.one_file_writer(conn))
+        server = build_server(conn, settings, program_source, program_origin)
+        app = create_app(server)
         log.get("serve").info("serving", host=settings.host, port=settings.port,
-                              mode="embedded")  # fmt: skip
+                              mode=server.writes.mode)  # fmt: skip
         uvicorn.run(
             app, host=settings.host, port=settings.port, log_config=None, access_log=False,
             timeout_graceful_shutdown=int(settings.graceful_s), server_header=False,
@@ -69,8 +82,12 @@ def build_server(conn: Connection, settings: ServeSettings, program_source: str 
         database.conninfo(), kwargs={"autocommit": True}, configure=configure,
         min_size=1, max_size=settings.read_connections, open=True, name="reads",
     )  # fmt: skip
-    writes = GroupCommit(
-        conn, compile_rules(program), events_max=settings.group_events_max,
-        linger_ms=settings.group_linger_ms, observe=metrics.committed,
-    )  # fmt: skip
+    writes: Writes
+    if settings.kafka is None:
+        writes = GroupCommit(
+            conn, compile_rules(program), events_max=settings.group_events_max,
+            linger_ms=settings.group_linger_ms, observe=metrics.committed,
+        )  # fmt: skip
+    else:
+        writes = KafkaWrites(sibling(conn), settings.kafka, settings.group, settings.answer_wait_s)
     return Server(pool, ProgramInForce(program, live[0], live[1]), writes, metrics)
