@@ -15,7 +15,7 @@ from pydantic import TypeAdapter
 
 from loyalty_ledger import events as ev
 from loyalty_ledger.errors import Conflict, LoyaltyError, Unavailable
-from loyalty_ledger.http import events, reads
+from loyalty_ledger.http import console, events, reads
 from loyalty_ledger.http.metrics import Observed
 from loyalty_ledger.http.server import Server
 
@@ -39,6 +39,7 @@ def create_app(server: Server) -> FastAPI:
     app.state.server = server
     app.include_router(events.router)
     app.include_router(reads.router)
+    app.include_router(console.router)
     _operations(app, server)
     app.add_exception_handler(LoyaltyError, _loyalty_error)
     app.add_middleware(Observed, metrics=server.metrics)
