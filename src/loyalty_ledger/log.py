@@ -28,3 +28,32 @@ def configure(level: int = logging.INFO) -> None:
 def get(name: str) -> structlog.typing.FilteringBoundLogger:
     logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name)
     return logger
+
+
+class JsonFormatter(logging.Formatter):
+    """Standard-library records (uvicorn's own) as the same one-line JSON objects."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+        from datetime import UTC, datetime
+
+        body = {
+            "logger": record.name, "event": record.getMessage(),
+            "level": record.levelname.lower(),
+            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(),
+        }  # fmt: skip
+        if record.exc_info:
+            body["exception"] = self.formatException(record.exc_info).splitlines()[-1]
+        return json.dumps(body)
+
+
+def stdlib_config(level: str = "INFO") -> dict[str, object]:
+    """A logging.dictConfig for libraries that log through the standard library (uvicorn)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json",
+                                "stream": "ext://sys.stderr"}},
+        "loggers": {"uvicorn": {"handlers": ["stderr"], "level": level, "propagate": False}},
+    }  # fmt: skip

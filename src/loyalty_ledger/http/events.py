@@ -139,7 +139,12 @@ def _check_scopes(items: Sequence[body.Item], key: ApiKey) -> None:
 
 
 def _event_id(value: Any) -> str | None:
-    found = value.get("event_id") if isinstance(value, dict) else None
+    return _field(value, "event_id")
+
+
+def _field(value: Any, name: str) -> str | None:
+    """A string field of an item, even an invalid one (to tell the client which it was)."""
+    found = value.get(name) if isinstance(value, dict) else None
     return found if isinstance(found, str) else None
 
 
@@ -148,7 +153,8 @@ def _result(
 ) -> EventResult:
     o = answer.outcome
     result = EventResult(
-        index=index, event_id=o.event_id or _event_id(value), customer_id=o.customer_id,
+        index=index, event_id=o.event_id or _event_id(value),
+        customer_id=o.customer_id or _field(value, "customer_id"),
         outcome=o.status, reason=o.reason, balance=o.balance, tier=o.tier,
     )  # fmt: skip
     if o.status == "duplicate" and answer.first_status is not None:

@@ -57,7 +57,8 @@ def serve(conn: Connection, settings: ServeSettings, program_source: str | None,
         log.get("serve").info("serving", host=settings.host, port=settings.port,
                               mode=server.writes.mode)  # fmt: skip
         uvicorn.run(
-            app, host=settings.host, port=settings.port, log_config=None, access_log=False,
+            app, host=settings.host, port=settings.port, log_config=log.stdlib_config(),
+            access_log=False,
             timeout_graceful_shutdown=int(settings.graceful_s), server_header=False,
         )  # fmt: skip
 
