@@ -238,5 +238,14 @@ LIMIT %(limit)s
 """
 
 
+def causes(conn: Connection, customer_id: str) -> dict[str, int]:
+    """The causes of the customer's entries and how many each, by name: what to filter by."""
+    rows = conn.execute(
+        "SELECT cause, count(*) FROM ledger WHERE customer_id = %s AND cause IS NOT NULL "
+        "GROUP BY cause ORDER BY cause", (customer_id,),
+    ).fetchall()  # fmt: skip
+    return {cause: int(n) for cause, n in rows}
+
+
 def entry_json(entry: Entry) -> dict[str, Any]:
     return _entry_json(entry)

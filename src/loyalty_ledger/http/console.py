@@ -10,7 +10,7 @@ Content-Security-Policy says so) and never read the members table, so they show 
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Annotated, Any
@@ -183,16 +183,14 @@ def customer(
             card = customer_card.card(conn, customer_id, server.program.program, datetime.now(UTC))
         except customer_card.UnknownCustomer:
             return _unknown(server, key, customer_id)
-        # Every entry, for the causes present (with counts) to filter by; a customer's
-        # statement is small next to what a page render costs anyway.
-        whole = statement.statement(conn, customer_id)
+        counts = statement.causes(conn, customer_id)
         page = statement.page(conn, customer_id, after, PAGE_SIZE, causes=causes)
     zone = ZoneInfo(server.program.program.program.timezone)
     currency = server.program.program.program.currency
     body = "".join((
         _lookup_form(customer_id),
         _card_html(card, currency, zone),
-        _statement_html(customer_id, page, _cause_counts(whole.entries), causes, after, zone),
+        _statement_html(customer_id, page, counts, causes, after, zone),
         _corrections_html(),
     ))  # fmt: skip
     return _page(server, f"Customer {customer_id}", body, key)
@@ -341,14 +339,6 @@ def _figures(pairs: Sequence[tuple[str, str]]) -> str:
 
 
 # ------------------------------------------------------------------ the statement
-
-
-def _cause_counts(entries: Iterable[statement.Entry]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for entry in entries:
-        if entry.row.cause is not None:
-            counts[entry.row.cause] = counts.get(entry.row.cause, 0) + 1
-    return dict(sorted(counts.items()))
 
 
 def _statement_html(
