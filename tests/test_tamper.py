@@ -304,8 +304,9 @@ def test_a_ledger_chained_before_keys_verifies_and_chains_on(
         conn.execute("ALTER TABLE public.generations DROP COLUMN chain_id, "
                      "DROP COLUMN chain_key_id, DROP COLUMN chain_keyed_from, "
                      "DROP COLUMN chain_entries")  # fmt: skip
-        # and as 0007 found it (the revisions after 0005 run again)
+        # and as 0007 and 0008 found it (the revisions after 0005 run again)
         conn.execute("ALTER TABLE consumer_offsets RENAME COLUMN owner_epoch TO generation")
+        conn.execute("DROP TABLE public.api_keys")
         conn.execute("UPDATE public.alembic_version SET version_num = '0004'")
         last = _one_seq(conn, "SELECT max(seq) FROM ledger")
     anchor_file.unlink()  # anchors came with keys

@@ -30,6 +30,7 @@ VIEWS = ("points_liability", "points_liability_total")
 
 def _as_before_0006(url: str, conn: Connection) -> None:
     """Undo what 0006 and the revisions after it did, and say the database is at 0005."""
+    conn.execute("DROP TABLE public.api_keys")  # 0008
     conn.execute("ALTER TABLE consumer_offsets RENAME COLUMN owner_epoch TO generation")  # 0007
     conn.execute("UPDATE customer_state SET state = state - %s::text[]", (list(TOTALS),))
     for table, name in CHECKS.items():

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.requests import ClientDisconnect
 
 from loyalty_ledger.admin.api_keys import ApiKey, Scope
 from loyalty_ledger.http import body
@@ -118,11 +119,14 @@ async def _read_body(request: Request, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise HTTPException(413, f"the body is over {limit} bytes; split it")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, f"the body is over {limit} bytes; split it")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise HTTPException(413, f"the body is over {limit} bytes; split it")
+            chunks.append(chunk)
+    except ClientDisconnect:  # nothing was applied, and nobody is left to answer
+        raise HTTPException(499, "the client closed the request") from None
     return b"".join(chunks)
 
 

@@ -13,8 +13,11 @@ closes.
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+import signal
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from types import FrameType
 
 from loyalty_ledger import log
 from loyalty_ledger.engine import compile_rules
@@ -56,11 +59,32 @@ def serve(conn: Connection, settings: ServeSettings, program_source: str | None,
         app = create_app(server)
         log.get("serve").info("serving", host=settings.host, port=settings.port,
                               mode=server.writes.mode)  # fmt: skip
-        uvicorn.run(
-            app, host=settings.host, port=settings.port, log_config=log.stdlib_config(),
-            access_log=False,
-            timeout_graceful_shutdown=int(settings.graceful_s), server_header=False,
-        )  # fmt: skip
+        with _stopped_is_done():
+            uvicorn.run(
+                app, host=settings.host, port=settings.port, log_config=log.stdlib_config(),
+                access_log=False, timeout_graceful_shutdown=int(settings.graceful_s),
+                server_header=False,
+            )  # fmt: skip
+
+
+@contextmanager
+def _stopped_is_done() -> Iterator[None]:
+    """SIGTERM and SIGINT end the server gracefully, and then the command: exit 0.
+
+    uvicorn handles them while it serves, and afterwards raises the signal again for
+    the handlers it found; these are those handlers, and they ignore it, so the
+    command returns normally (closing the database and the writer lock) instead of
+    dying of the signal (-15)."""
+    ignored = {sig: signal.signal(sig, _ignore) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in ignored.items():
+            signal.signal(sig, handler)
+
+
+def _ignore(sig: int, frame: FrameType | None) -> None:
+    """A signal raised again after the graceful shutdown it already caused."""
 
 
 def build_server(conn: Connection, settings: ServeSettings, program_source: str | None,
