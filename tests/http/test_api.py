@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from conftest import PgServer, twin_database
-from served import Served, served
 
+from conftest import PgServer, twin_database
 from loyalty_ledger.store.db import connect
+from served import Served, served
 from support import CASES, assert_matches, export
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
@@ -79,7 +79,8 @@ def _signup(event_id: str, customer: str, at: str = "2025-03-01T09:00:00Z") -> d
 def _redemption(event_id: str, customer: str, reward: str, at: str = "2025-03-02T10:00:00Z"
                 ) -> dict[str, Any]:  # fmt: skip
     return {"event_id": event_id, "type": "redemption", "occurred_at": at,
-            "customer_id": customer, "redemption_id": f"r-{event_id}", "reward_id": reward}  # fmt: skip
+            "customer_id": customer, "redemption_id": f"r-{event_id}",
+            "reward_id": reward}  # fmt: skip
 
 
 # ------------------------------------------------------------------ writes
@@ -317,8 +318,9 @@ def posted_cases(
     imports, which overlap well (the suite's time budget)."""
     pool = ThreadPoolExecutor(max_workers=2)
     futures = {
-        case.name: pool.submit(_post_case, case, pg_server, template_db,
-                               tmp_path_factory.mktemp(case.name))  # fmt: skip
+        case.name: pool.submit(
+            _post_case, case, pg_server, template_db, tmp_path_factory.mktemp(case.name)
+        )
         for case in CASES
     }
     pool.shutdown(wait=True)

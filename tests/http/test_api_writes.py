@@ -19,10 +19,10 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import PgServer, twin_database
-from served import Served, served
 
+from conftest import PgServer, twin_database
 from loyalty_ledger.store.db import connect
+from served import Served, served
 from support import export, ingest, normalized
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
@@ -170,7 +170,8 @@ def test_bodies_over_the_limits_are_413_and_apply_nothing(shared: tuple[Served, 
     server, url = shared
     letters = _count(url, "SELECT count(*) FROM dead_letters")
     signups = [{"event_id": f"big-{n}", "type": "signup", "occurred_at": _at(1, 0),
-                "customer_id": f"big-{n}", "email": "x@example.org"} for n in range(1001)]  # fmt: skip
+                "customer_id": f"big-{n}", "email": "x@example.org"}
+               for n in range(1001)]  # fmt: skip
     with server.client("pos") as client:
         many = client.post("/v1/events", json=signups)
         assert many.status_code == 413, many.text
