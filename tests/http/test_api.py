@@ -314,8 +314,8 @@ def _post_case(case: Path, pg_server: PgServer, template_db: str, log_dir: Path)
 def posted_cases(
     pg_server: PgServer, template_db: str, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Future[Exports]]:
-    """Every case posted at once, a server each: starting a server is mostly waiting for its
-    imports, which overlap well (the suite's time budget)."""
+    """Every case posted, a server each, two at a time: a server's start (its imports) and
+    its commits overlap with another's posting (the suite's time budget)."""
     pool = ThreadPoolExecutor(max_workers=2)
     futures = {
         case.name: pool.submit(
