@@ -2,9 +2,9 @@
 
 Like eventsourcing's recorder tests, which one base class runs against every
 backend, `ExactlyOnceContract` holds the tests and each input path subclasses
-it (test_paths.py): the file source, the Kafka source, the re-run and the
-dead-letter redrive. A subclass says only how its path is fed and run and what
-it counts as "fed"; the guarantees are the same for all:
+it (test_paths.py): the file source, the Kafka source, the re-run, the
+dead-letter redrive and the HTTP API. A subclass says only how its path is fed
+and run and what it counts as "fed"; the guarantees are the same for all:
 
 - every input lands in exactly one place (inbox, duplicates, dead letters):
   nothing lost, nothing doubled, duplicate event ids applied once;
