@@ -2,9 +2,9 @@
 
 Like eventsourcing's recorder tests, which one base class runs against every
 backend, `ExactlyOnceContract` holds the tests and each input path subclasses
-it (test_paths.py): the file source, the Kafka source, the re-run and the
-dead-letter redrive. A subclass says only how its path is fed and run and what
-it counts as "fed"; the guarantees are the same for all:
+it (test_paths.py): the file source, the Kafka source, the re-run, the
+dead-letter redrive and the HTTP API. A subclass says only how its path is fed
+and run and what it counts as "fed"; the guarantees are the same for all:
 
 - every input lands in exactly one place (inbox, duplicates, dead letters):
   nothing lost, nothing doubled, duplicate event ids applied once;
@@ -147,16 +147,21 @@ class ExactlyOnceContract(ABC):
 
     # ------------------------------------------------------------ running it
 
-    def run(self, url: str, crash: tuple[str, int] | None = None) -> int:
-        """One life of the path; its exit code (137: the planned crash happened)."""
+    def child(self, url: str, crash: tuple[str, int] | None) -> tuple[list[str], dict[str, str]]:
+        """The crashing child's command line and environment for one life against `url`."""
         where, nth = crash or ("after", 0)
         index = hashlib.sha256(url.encode()).hexdigest()[:8]  # anchors of its own per database
         env = {**self.env, "LOYALTY_DATABASE_URL": url, "CRASH_WHERE": where,
                "CRASH_AT_BATCH": str(nth), "CONTRACT_PATCH": self.patch,
                "LOYALTY_ANCHOR_FILE": str(self.folder / f"anchors-{index}.jsonl")}  # fmt: skip
+        return [sys.executable, "-c", CRASHING, *self.argv(url)], env
+
+    def run(self, url: str, crash: tuple[str, int] | None = None) -> int:
+        """One life of the path; its exit code (137: the planned crash happened)."""
+        command, env = self.child(url, crash)
         done = subprocess.run(
-            [sys.executable, "-c", CRASHING, *self.argv(url)], env=env, stdin=subprocess.DEVNULL,
-            capture_output=True, timeout=RUN_TIMEOUT_S,
+            command, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+            timeout=RUN_TIMEOUT_S,
         )  # fmt: skip
         if crash is None:
             assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
@@ -210,6 +215,10 @@ class ExactlyOnceContract(ABC):
         assert len(mine.ledger) == len(clean.ledger)
         for a, b in zip(mine.ledger, clean.ledger, strict=True):
             assert a == b
+        self.check_resumed(database_url, twin)
+
+    def check_resumed(self, url: str, clean_url: str) -> None:  # noqa: B027 - optional
+        """What else a path's crashed-then-resumed run at `url` shares with the clean one."""
 
     def check_duplicates(self, conn: Connection) -> None:
         """Each resent event is in the inbox once and recorded as a duplicate per resend."""
