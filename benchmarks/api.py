@@ -2,7 +2,7 @@
 
     python benchmarks/api.py [--duration 10] [--customers 2000] [--post-rates 50,200,1000]
                              [--get-rates 500,2000] [--clients 32] [--ingest-events 20000]
-                             [--kafka BOOTSTRAP] [--seed 1] [--keep DIR]
+                             [--drain 30] [--kafka BOOTSTRAP] [--seed 1] [--keep DIR]
 
 1. Starts one PostgreSQL, as benchmarks/ingest.py does (LOYALTY_DATABASE_URL when
    set, else the embedded one with fsync on), and a real `loyalty serve` subprocess
@@ -16,8 +16,8 @@
    when the client got round to sending it, so a queue anywhere (server or
    client) shows in the figures instead of being hidden by a slower send rate.
    Bodies are encoded before the clock starts; at most 256 connections are open
-   (past that, requests wait in the client's pool, and the wait counts). A
-   request not answered 30 s after the last send is an error.
+   (past that, requests wait in the client, and the wait counts). A request
+   not answered `--drain` seconds (30) after the phase's last send is an error.
 3. GET /v1/customers/{id}: the same at `--get-rates`, then a closed loop of
    `--clients` concurrent clients, each sending its next request when its last
    is answered (the most the server gives; latency from the send).
@@ -64,6 +64,7 @@ import os
 import platform
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -170,7 +171,8 @@ def serving(url: str, program: Path, logdir: Path, name: str,
         process = subprocess.Popen(
             [LOYALTY, "serve", "--port", str(port), "--program", str(program)],
             stdout=log_file, stderr=subprocess.STDOUT,
-            env={**os.environ, "LOYALTY_DATABASE_URL": url, **(env or {})},
+            # unbuffered: the log is read after a kill too
+            env={**os.environ, "LOYALTY_DATABASE_URL": url, "PYTHONUNBUFFERED": "1", **(env or {})},
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
@@ -295,35 +297,43 @@ class Run:
 Send = Callable[[httpx.AsyncClient], Awaitable[bool]]
 
 
-async def _timed(client: httpx.AsyncClient, send: Send, due: float) -> Sample:
+async def _timed(client: httpx.AsyncClient, send: Send, due: float,
+                 gate: asyncio.Semaphore | None = None) -> Sample:  # fmt: skip
     loop = asyncio.get_running_loop()
-    late = loop.time() - due
     try:
-        ok = await send(client)
+        # the gate keeps httpx's pool at most `connections` deep: its waiters are scanned per
+        # answer, so thousands queued inside it cost the client more than the server
+        async with gate or contextlib.nullcontext():
+            late = loop.time() - due
+            ok = await send(client)
     except httpx.HTTPError:
         ok = False
+        late = loop.time() - due
     now = loop.time()
     return Sample(now - due, late, ok, now)
 
 
-async def open_loop(client: httpx.AsyncClient, send: Send, rate: float,
-                    duration_s: float) -> tuple[list[Sample], float]:  # fmt: skip
+async def open_loop(client: httpx.AsyncClient, send: Send, rate: float, duration_s: float,
+                    drain_s: float) -> tuple[list[Sample], float]:  # fmt: skip
     """Requests due at start + i / rate, each sent at its instant (or as soon after as the
     client can) without waiting for earlier answers; the samples and the phase's seconds."""
     loop = asyncio.get_running_loop()
+    gate = asyncio.Semaphore(OPEN_LOOP_CONNECTIONS)
     start = loop.time() + 0.05
     tasks = []
     for i in range(int(rate * duration_s)):
         due = start + i / rate
         if (wait := due - loop.time()) > 0:
             await asyncio.sleep(wait)
-        tasks.append(asyncio.create_task(_timed(client, send, due)))
-    done, pending = await asyncio.wait(tasks, timeout=DRAIN_TIMEOUT_S)
+        tasks.append(asyncio.create_task(_timed(client, send, due, gate)))
+    done, pending = await asyncio.wait(tasks, timeout=drain_s)
     for task in pending:
         task.cancel()
+    if pending:  # let the cancellations finish before the client closes its pool
+        await asyncio.wait(pending, timeout=10)
     samples = [t.result() for t in done]
     last = max((s.done_at for s in samples), default=start)
-    samples += [Sample(DRAIN_TIMEOUT_S, 0.0, False, last) for _ in pending]  # unanswered
+    samples += [Sample(loop.time() - start, 0.0, False, last) for _ in pending]  # unanswered
     return samples, last - start
 
 
@@ -344,7 +354,7 @@ async def closed_loop(client: httpx.AsyncClient, send: Send, clients: int,
 
 
 def measure(server: Serving, run: Run, send: Send, duration_s: float, clients: int,
-            method: str, route: str) -> Run:  # fmt: skip
+            method: str, route: str, drain_s: float = DRAIN_TIMEOUT_S) -> Run:  # fmt: skip
     """One phase: the load, with the server's and this process's CPU and /metrics around it."""
     before, cpu0, own0 = scrape(server), server.cpu_s(), time.process_time()
 
@@ -356,11 +366,11 @@ def measure(server: Serving, run: Run, send: Send, duration_s: float, clients: i
                               max_keepalive_connections=connections)  # fmt: skip
         async with httpx.AsyncClient(
             base_url=server.url, limits=limits, headers={"Authorization": f"Bearer {server.key}"},
-            timeout=httpx.Timeout(DRAIN_TIMEOUT_S, pool=None),
+            timeout=httpx.Timeout(drain_s, pool=None),
         ) as client:  # fmt: skip
             if run.offered is None:
                 return await closed_loop(client, send, clients, duration_s)
-            return await open_loop(client, send, run.offered, duration_s)
+            return await open_loop(client, send, run.offered, duration_s, drain_s)
 
     run.samples, run.seconds = asyncio.run(go())
     run.server_cpu_s, run.client_cpu_s = server.cpu_s() - cpu0, time.process_time() - own0
@@ -393,13 +403,13 @@ def get_sender(stream: Stream) -> Send:
 
 
 def post_runs(server: Serving, stream: Stream, rates: list[float], duration_s: float,
-              label: str) -> list[Run]:  # fmt: skip
+              label: str, drain_s: float) -> list[Run]:  # fmt: skip
     runs = []
     for rate in rates:
         run = measure(server, Run(f"POST /v1/events{label}", rate),
                       post_sender(stream, f"{label.strip(' ,') or 'p'}-{rate:g}",
                                   int(rate * duration_s)),
-                      duration_s, 0, "POST", "/v1/events")  # fmt: skip
+                      duration_s, 0, "POST", "/v1/events", drain_s)  # fmt: skip
         print(f"  {run.name} at {rate:g}/s offered: {run.answered_per_s():,.0f}/s answered, "
               f"p99 {run.quantile_ms(0.99):.1f} ms, {run.errors()} errors", flush=True)
         runs.append(run)
@@ -407,12 +417,12 @@ def post_runs(server: Serving, stream: Stream, rates: list[float], duration_s: f
 
 
 def get_runs(server: Serving, stream: Stream, rates: list[float], duration_s: float,
-             clients: int) -> list[Run]:  # fmt: skip
+             clients: int, drain_s: float) -> list[Run]:  # fmt: skip
     runs = [Run("GET /v1/customers/{id}", rate) for rate in rates]
     runs.append(Run(f"GET /v1/customers/{{id}}, {clients} clients closed loop", None))
     for run in runs:
         measure(server, run, get_sender(stream), duration_s, clients,
-                "GET", "/v1/customers/{customer_id}")  # fmt: skip
+                "GET", "/v1/customers/{customer_id}", drain_s)  # fmt: skip
         print(f"  {run.name} at {_offered(run)}: {run.answered_per_s():,.0f}/s answered, "
               f"p99 {run.quantile_ms(0.99):.1f} ms, {run.errors()} errors", flush=True)
     return runs
@@ -509,6 +519,9 @@ def _arguments() -> argparse.Namespace:
                         help="purchases in the file-ingest baseline (20000)")  # fmt: skip
     parser.add_argument("--kafka", metavar="BOOTSTRAP",
                         help="also measure POST against a server in Kafka mode on this broker")
+    parser.add_argument("--drain", type=float, default=DRAIN_TIMEOUT_S,
+                        help="seconds a phase waits for answers after its last send; "
+                        "unanswered by then counts as an error (30)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", type=Path, help="keep the program, logs and baseline file here")
     return parser.parse_args()
@@ -527,11 +540,14 @@ def kafka_runs(pg: Postgres, args: argparse.Namespace, program: Path,
                         "Kafka mode is not built here yet)")  # fmt: skip
         seed(server, stream)
         print(f"kafka mode on {args.kafka}:")
-        return post_runs(server, stream, args.post_rates, args.duration, ", kafka"), ""
+        return post_runs(server, stream, args.post_rates, args.duration, ", kafka",
+                         args.drain), ""
 
 
 def main() -> int:
     args = _arguments()
+    # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C: the server and PostgreSQL are stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     wall = time.perf_counter()
     print(f"load average before the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with contextlib.ExitStack() as stack:
@@ -549,8 +565,9 @@ def main() -> int:
             seconds = seed(server, stream)
             print(f"loyalty serve ({server.mode} mode) ready; {args.customers:,} signups "
                   f"posted in lists of {SIGNUP_BATCH} in {seconds:.1f} s")  # fmt: skip
-            runs = post_runs(server, stream, args.post_rates, args.duration, "")
-            runs += get_runs(server, stream, args.get_rates, args.duration, args.clients)
+            runs = post_runs(server, stream, args.post_rates, args.duration, "", args.drain)
+            runs += get_runs(server, stream, args.get_rates, args.duration, args.clients,
+                             args.drain)
         kafka_note = "kafka mode: not measured (no --kafka BOOTSTRAP given)"
         if args.kafka:
             kafka, kafka_note = kafka_runs(pg, args, program, outdir)
