@@ -20,7 +20,9 @@
    not answered `--drain` seconds (30) after the phase's last send is an error.
 3. GET /v1/customers/{id}: the same at `--get-rates`, then a closed loop of
    `--clients` concurrent clients, each sending its next request when its last
-   is answered (the most the server gives; latency from the send).
+   is answered (the most the server gives; latency from the send). Then the
+   same closed loop on GET /healthz (no database, no key check): the floor
+   this client and uvicorn set on this machine, whatever the route does.
 4. Baseline on the same machine, in the same run: `loyalty ingest` of a file
    with the same signups and `--ingest-events` purchases, on a fresh database.
 5. `--kafka BOOTSTRAP`: the POST figures again against a server started with
@@ -402,6 +404,10 @@ def get_sender(stream: Stream) -> Send:
     return send
 
 
+async def _healthz(client: httpx.AsyncClient) -> bool:
+    return (await client.get("/healthz")).status_code == 200
+
+
 def post_runs(server: Serving, stream: Stream, rates: list[float], duration_s: float,
               label: str, drain_s: float) -> list[Run]:  # fmt: skip
     runs = []
@@ -425,6 +431,9 @@ def get_runs(server: Serving, stream: Stream, rates: list[float], duration_s: fl
                 "GET", "/v1/customers/{customer_id}", drain_s)  # fmt: skip
         print(f"  {run.name} at {_offered(run)}: {run.answered_per_s():,.0f}/s answered, "
               f"p99 {run.quantile_ms(0.99):.1f} ms, {run.errors()} errors", flush=True)
+    # no database, no auth: what this client and uvicorn cost per request on this machine
+    floor = Run(f"GET /healthz (HTTP floor), {clients} clients closed loop", None)
+    runs.append(measure(server, floor, _healthz, duration_s, clients, "GET", "/healthz"))
     return runs
 
 
