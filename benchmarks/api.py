@@ -429,7 +429,7 @@ def get_runs(server: Serving, stream: Stream, rates: list[float], duration_s: fl
     for run in runs:
         measure(server, run, get_sender(stream), duration_s, clients,
                 "GET", "/v1/customers/{customer_id}", drain_s)  # fmt: skip
-        print(f"  {run.name} at {_offered(run)}: {run.answered_per_s():,.0f}/s answered, "
+        print(f"  {_at(run)}: {run.answered_per_s():,.0f}/s answered, "
               f"p99 {run.quantile_ms(0.99):.1f} ms, {run.errors()} errors", flush=True)
     # no database, no auth: what this client and uvicorn cost per request on this machine
     floor = Run(f"GET /healthz (HTTP floor), {clients} clients closed loop", None)
@@ -472,6 +472,10 @@ def _offered(run: Run) -> str:
     return f"{run.offered:,.0f}/s" if run.offered is not None else "closed"
 
 
+def _at(run: Run) -> str:
+    return f"{run.name} at {run.offered:,.0f}/s" if run.offered is not None else run.name
+
+
 def table(runs: list[Run]) -> str:
     head = ("measurement", "offered", "answered/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
             "errors", "late p99", "srv cpu", "cli cpu")  # fmt: skip
@@ -502,7 +506,7 @@ def where_the_time_goes(runs: list[Run]) -> str:
             continue
         group = (f"mean group {g.group_events:.1f} events, mean commit {_ms(g.commit_s)}, "
                  if g.group_events is not None else "")  # fmt: skip
-        lines.append(f"  {r.name} at {_offered(r)}: {group}server mean request "
+        lines.append(f"  {_at(r)}: {group}server mean request "
                      f"{_ms(g.request_s)} vs client p50 {r.quantile_ms(0.5):.1f} ms")  # fmt: skip
     return "\n".join(lines)
 
