@@ -1,0 +1,616 @@
+"""API throughput and latency: a real `loyalty serve` under open-loop load, beside a file ingest.
+
+    python benchmarks/api.py [--duration 10] [--customers 2000] [--post-rates 50,200,1000]
+                             [--get-rates 500,2000] [--clients 32] [--ingest-events 20000]
+                             [--drain 30] [--kafka BOOTSTRAP] [--seed 1] [--keep DIR]
+
+1. Starts one PostgreSQL, as benchmarks/ingest.py does (LOYALTY_DATABASE_URL when
+   set, else the embedded one with fsync on), and a real `loyalty serve` subprocess
+   (default settings: group commit, fsync on) over a fresh, migrated database with
+   the program of benchmarks/ingest.py. Creates a `pos` key (admin.api_keys.create)
+   and signs `--customers` customers up through `POST /v1/events` (lists of 500).
+2. POST: for each offered rate (requests/s), an open-loop generator (httpx,
+   asyncio) sends one purchase event per request, of a random customer, at fixed
+   instants (start + i / rate) for `--duration` seconds, whatever the answers'
+   latency. Latency is measured from the instant a request was *due*, not from
+   when the client got round to sending it, so a queue anywhere (server or
+   client) shows in the figures instead of being hidden by a slower send rate.
+   Bodies are encoded before the clock starts; at most 256 connections are open
+   (past that, requests wait in the client, and the wait counts). A request
+   not answered `--drain` seconds (30) after the phase's last send is an error.
+3. GET /v1/customers/{id}: the same at `--get-rates`, then a closed loop of
+   `--clients` concurrent clients, each sending its next request when its last
+   is answered (the most the server gives; latency from the send). Then the
+   same closed loop on GET /healthz (no database, no key check): the floor
+   this client and uvicorn set on this machine, whatever the route does.
+4. Baseline on the same machine, in the same run: `loyalty ingest` of a file
+   with the same signups and `--ingest-events` purchases, on a fresh database.
+5. `--kafka BOOTSTRAP`: the POST figures again against a server started with
+   LOYALTY_KAFKA_BOOTSTRAP set, on its own database. If that server does not
+   answer /readyz with mode "kafka" (Kafka mode not built in this tree), the
+   script says "kafka mode: not measured (...)" and prints no figures for it.
+
+How to read the table:
+
+- offered: requests/s the generator was told to send; answered/s: 2xx answers
+  per second of the phase (until the last answer); for POST one request is one
+  event, so answered/s is events/s.
+- p50/p95/p99/max: milliseconds from the due instant to the answer.
+- errors: answers other than 200 and transport errors (timeouts, refused);
+  POST also counts answers whose event was not `accepted`.
+- late p99: how late the client itself sent (due instant to send). When it is
+  more than a few ms the load generator, not the server, was the limit (both
+  share the machine's cores); read the row as "at most this rate".
+- srv cpu / cli cpu: CPU of the server process / of this script during the
+  phase, in cores (1.00 = one core busy). On a 2-core machine the two add up to
+  at most 2.
+- The "where the time goes" lines come from the server's /metrics, as deltas
+  over each phase: mean events per group commit (loyalty_batch_events), mean
+  seconds from a group's start to its commit and projection
+  (loyalty_commit_seconds) and the server's own mean request time
+  (loyalty_http_request_seconds): client p50 minus server mean is time spent in
+  the client, the kernel and uvicorn's accept/parse before the route runs.
+
+The machine and PostgreSQL settings are printed at the end; the load average
+before the run is printed at the start (the figures are only comparable on an
+otherwise idle machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import psycopg
+from prometheus_client.parser import text_string_to_metric_families
+
+from loyalty_ledger.admin import api_keys
+from loyalty_ledger.store.db import psycopg_url, redact
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ingest import PROGRAM, Postgres, postgres  # the sibling benchmark's program and server
+
+LOYALTY = shutil.which("loyalty", path=str(Path(sys.executable).parent)) or "loyalty"
+READY_TIMEOUT_S = 60.0
+DRAIN_TIMEOUT_S = 30.0  # how long a phase waits for its last answers after the last send
+SIGNUP_BATCH = 500
+OPEN_LOOP_CONNECTIONS = 256
+SIGNUPS_AT = datetime(2025, 1, 1, 9, 0, tzinfo=UTC)
+PURCHASES_FROM = datetime(2025, 2, 1, 9, 0, tzinfo=UTC)
+CATEGORIES = ("apparel", "shoes", "accessories", "beauty", "home")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# ====================================================================== events
+
+
+@dataclass(slots=True)
+class Stream:
+    """Deterministic events: the signups, then purchases numbered across every phase."""
+
+    customers: list[str]
+    rng: random.Random
+    serial: int = 0
+
+    @classmethod
+    def of(cls, n: int, seed: int) -> Stream:
+        return cls([f"cust-{i:06d}" for i in range(1, n + 1)], random.Random(seed))
+
+    def signups(self) -> list[dict[str, object]]:
+        return [{
+            "event_id": f"signup-{c}", "type": "signup", "customer_id": c,
+            "occurred_at": (SIGNUPS_AT + timedelta(seconds=i)).isoformat(),
+            "email": f"{c}@example.org", "channel": "web",
+        } for i, c in enumerate(self.customers)]  # fmt: skip
+
+    def purchase(self, prefix: str = "p") -> dict[str, object]:
+        """The next purchase, of a random customer; `prefix` keeps event ids apart per run."""
+        self.serial += 1
+        rng = self.rng
+        cents = rng.randrange(500, 15_000)
+        total = f"{cents // 100}.{cents % 100:02d}"
+        return {
+            "event_id": f"{prefix}-{self.serial:08d}", "type": "purchase",
+            "customer_id": rng.choice(self.customers),
+            "occurred_at": (PURCHASES_FROM + timedelta(seconds=self.serial)).isoformat(),
+            "order_id": f"O-{prefix}-{self.serial:08d}", "currency": "EUR", "total": total,
+            "channel": "pos", "items": [{"sku": "SKU-1", "category": rng.choice(CATEGORIES),
+                                         "quantity": 1, "unit_price": total}],
+        }  # fmt: skip
+
+
+# ====================================================================== the server
+
+
+@dataclass(slots=True)
+class Serving:
+    url: str
+    process: subprocess.Popen[bytes]
+    key: str
+    mode: str
+    log_path: Path
+
+    def cpu_s(self) -> float:
+        """The server process's user + system CPU seconds so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def serving(url: str, program: Path, logdir: Path, name: str,
+            env: dict[str, str] | None = None) -> Iterator[Serving]:  # fmt: skip
+    """`loyalty serve` on a free port over `url`, with a fresh `pos` key; SIGTERM at the end."""
+    with psycopg.connect(psycopg_url(url), autocommit=True) as conn:
+        _, key = api_keys.create(conn, f"bench-{name}", api_keys.Scope.pos)
+    port = _free_port()
+    log_path = logdir / f"serve-{name}.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [LOYALTY, "serve", "--port", str(port), "--program", str(program)],
+            stdout=log_file, stderr=subprocess.STDOUT,
+            # unbuffered: the log is read after a kill too
+            env={**os.environ, "LOYALTY_DATABASE_URL": url, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        mode = _wait_ready(base, process, log_path)
+        yield Serving(base, process, key, mode, log_path)
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def _wait_ready(base: str, process: subprocess.Popen[bytes], log_path: Path) -> str:
+    """The server's mode, once /readyz answers 200."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"loyalty serve exited {process.returncode}:\n"
+                     f"{log_path.read_text(errors='replace')[-3000:]}")  # fmt: skip
+        with contextlib.suppress(httpx.TransportError):
+            answer = httpx.get(f"{base}/readyz", timeout=2)
+            if answer.status_code == 200:
+                return str(answer.json().get("mode", "?"))
+        time.sleep(0.1)
+    sys.exit(f"loyalty serve not ready in {READY_TIMEOUT_S} s:\n"
+             f"{log_path.read_text(errors='replace')[-3000:]}")  # fmt: skip
+
+
+def seed(server: Serving, stream: Stream) -> float:
+    """Sign every customer up through the API; the seconds it took."""
+    signups = stream.signups()
+    started = time.perf_counter()
+    with httpx.Client(base_url=server.url, timeout=120,
+                      headers={"Authorization": f"Bearer {server.key}"}) as client:  # fmt: skip
+        for i in range(0, len(signups), SIGNUP_BATCH):
+            answer = client.post("/v1/events", json=signups[i : i + SIGNUP_BATCH])
+            if answer.status_code != 200:
+                sys.exit(f"signups refused: {answer.status_code} {answer.text[:500]}")
+    return time.perf_counter() - started
+
+
+# ====================================================================== /metrics
+
+
+Scrape = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(server: Serving) -> Scrape:
+    """Every sample of the server's /metrics, by name and labels."""
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def _delta(before: Scrape, after: Scrape, name: str, **labels: str) -> float:
+    key = (name, tuple(sorted(labels.items())))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+def _mean(before: Scrape, after: Scrape, name: str, **labels: str) -> float | None:
+    n = _delta(before, after, f"{name}_count", **labels)
+    return _delta(before, after, f"{name}_sum", **labels) / n if n else None
+
+
+@dataclass(slots=True)
+class TimeGoes:
+    """Server-side means over one phase, from /metrics deltas."""
+
+    group_events: float | None
+    commit_s: float | None
+    request_s: float | None
+
+    @classmethod
+    def between(cls, before: Scrape, after: Scrape, method: str, route: str) -> TimeGoes:
+        return cls(
+            _mean(before, after, "loyalty_batch_events"),
+            _mean(before, after, "loyalty_commit_seconds"),
+            _mean(before, after, "loyalty_http_request_seconds", method=method, route=route),
+        )
+
+
+# ====================================================================== load
+
+
+@dataclass(slots=True)
+class Sample:
+    latency_s: float
+    late_s: float  # how late the client sent, after the request was due
+    ok: bool
+    done_at: float  # the event loop's clock at the answer
+
+
+@dataclass(slots=True)
+class Run:
+    name: str
+    offered: float | None  # requests/s; None for the closed loop
+    samples: list[Sample] = field(default_factory=list)
+    seconds: float = 0.0
+    server_cpu_s: float = 0.0
+    client_cpu_s: float = 0.0
+    goes: TimeGoes | None = None
+
+    def answered_per_s(self) -> float:
+        return sum(s.ok for s in self.samples) / self.seconds if self.seconds else 0.0
+
+    def errors(self) -> int:
+        return sum(not s.ok for s in self.samples)
+
+    def quantile_ms(self, q: float, late: bool = False) -> float:
+        values = sorted(s.late_s if late else s.latency_s for s in self.samples)
+        if not values:
+            return float("nan")
+        return values[min(len(values) - 1, int(q * len(values)))] * 1000
+
+
+Send = Callable[[httpx.AsyncClient], Awaitable[bool]]
+
+
+async def _timed(client: httpx.AsyncClient, send: Send, due: float,
+                 gate: asyncio.Semaphore | None = None) -> Sample:  # fmt: skip
+    loop = asyncio.get_running_loop()
+    try:
+        # the gate keeps httpx's pool at most `connections` deep: its waiters are scanned per
+        # answer, so thousands queued inside it cost the client more than the server
+        async with gate or contextlib.nullcontext():
+            late = loop.time() - due
+            ok = await send(client)
+    except httpx.HTTPError:
+        ok = False
+        late = loop.time() - due
+    now = loop.time()
+    return Sample(now - due, late, ok, now)
+
+
+async def open_loop(client: httpx.AsyncClient, send: Send, rate: float, duration_s: float,
+                    drain_s: float) -> tuple[list[Sample], float]:  # fmt: skip
+    """Requests due at start + i / rate, each sent at its instant (or as soon after as the
+    client can) without waiting for earlier answers; the samples and the phase's seconds."""
+    loop = asyncio.get_running_loop()
+    gate = asyncio.Semaphore(OPEN_LOOP_CONNECTIONS)
+    start = loop.time() + 0.05
+    tasks = []
+    for i in range(int(rate * duration_s)):
+        due = start + i / rate
+        if (wait := due - loop.time()) > 0:
+            await asyncio.sleep(wait)
+        tasks.append(asyncio.create_task(_timed(client, send, due, gate)))
+    done, pending = await asyncio.wait(tasks, timeout=drain_s)
+    for task in pending:
+        task.cancel()
+    if pending:  # let the cancellations finish before the client closes its pool
+        await asyncio.wait(pending, timeout=10)
+    samples = [t.result() for t in done]
+    last = max((s.done_at for s in samples), default=start)
+    samples += [Sample(loop.time() - start, 0.0, False, last) for _ in pending]  # unanswered
+    return samples, last - start
+
+
+async def closed_loop(client: httpx.AsyncClient, send: Send, clients: int,
+                      duration_s: float) -> tuple[list[Sample], float]:  # fmt: skip
+    """`clients` workers, each sending its next request when its last is answered."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    end = start + duration_s
+    samples: list[Sample] = []
+
+    async def worker() -> None:
+        while loop.time() < end:
+            samples.append(await _timed(client, send, loop.time()))
+
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return samples, loop.time() - start
+
+
+def measure(server: Serving, run: Run, send: Send, duration_s: float, clients: int,
+            method: str, route: str, drain_s: float = DRAIN_TIMEOUT_S) -> Run:  # fmt: skip
+    """One phase: the load, with the server's and this process's CPU and /metrics around it."""
+    before, cpu0, own0 = scrape(server), server.cpu_s(), time.process_time()
+
+    async def go() -> tuple[list[Sample], float]:
+        # a bounded pool: past it, requests queue in the client, and their wait still counts
+        # (latency is from the due instant); thousands of sockets would cost more than they show
+        connections = clients if run.offered is None else OPEN_LOOP_CONNECTIONS
+        limits = httpx.Limits(max_connections=connections,
+                              max_keepalive_connections=connections)  # fmt: skip
+        async with httpx.AsyncClient(
+            base_url=server.url, limits=limits, headers={"Authorization": f"Bearer {server.key}"},
+            timeout=httpx.Timeout(drain_s, pool=None),
+        ) as client:  # fmt: skip
+            if run.offered is None:
+                return await closed_loop(client, send, clients, duration_s)
+            return await open_loop(client, send, run.offered, duration_s, drain_s)
+
+    run.samples, run.seconds = asyncio.run(go())
+    run.server_cpu_s, run.client_cpu_s = server.cpu_s() - cpu0, time.process_time() - own0
+    run.goes = TimeGoes.between(before, scrape(server), method, route)
+    return run
+
+
+def post_sender(stream: Stream, prefix: str, n: int) -> Send:
+    """Sends the next of `n` purchases, encoded before the clock starts (the client's CPU is
+    the server's CPU on a small machine)."""
+    bodies = iter([json.dumps(stream.purchase(prefix)).encode() for _ in range(n)])
+    headers = {"Content-Type": "application/json"}
+
+    async def send(client: httpx.AsyncClient) -> bool:
+        answer = await client.post("/v1/events", content=next(bodies), headers=headers)
+        # the answer is compact JSON (starlette): no parse needed for the one outcome
+        return answer.status_code == 200 and b'"outcome":"accepted"' in answer.content
+
+    return send
+
+
+def get_sender(stream: Stream) -> Send:
+    rng = random.Random(7)
+
+    async def send(client: httpx.AsyncClient) -> bool:
+        answer = await client.get(f"/v1/customers/{rng.choice(stream.customers)}")
+        return answer.status_code == 200
+
+    return send
+
+
+async def _healthz(client: httpx.AsyncClient) -> bool:
+    return (await client.get("/healthz")).status_code == 200
+
+
+def post_runs(server: Serving, stream: Stream, rates: list[float], duration_s: float,
+              label: str, drain_s: float) -> list[Run]:  # fmt: skip
+    runs = []
+    for rate in rates:
+        run = measure(server, Run(f"POST /v1/events{label}", rate),
+                      post_sender(stream, f"{label.strip(' ,') or 'p'}-{rate:g}",
+                                  int(rate * duration_s)),
+                      duration_s, 0, "POST", "/v1/events", drain_s)  # fmt: skip
+        print(f"  {run.name} at {rate:g}/s offered: {run.answered_per_s():,.0f}/s answered, "
+              f"p99 {run.quantile_ms(0.99):.1f} ms, {run.errors()} errors", flush=True)
+        runs.append(run)
+    return runs
+
+
+def get_runs(server: Serving, stream: Stream, rates: list[float], duration_s: float,
+             clients: int, drain_s: float) -> list[Run]:  # fmt: skip
+    runs = [Run("GET /v1/customers/{id}", rate) for rate in rates]
+    runs.append(Run(f"GET /v1/customers/{{id}}, {clients} clients closed loop", None))
+    for run in runs:
+        measure(server, run, get_sender(stream), duration_s, clients,
+                "GET", "/v1/customers/{customer_id}", drain_s)  # fmt: skip
+        print(f"  {_at(run)}: {run.answered_per_s():,.0f}/s answered, "
+              f"p99 {run.quantile_ms(0.99):.1f} ms, {run.errors()} errors", flush=True)
+    # no database, no auth: what this client and uvicorn cost per request on this machine
+    floor = Run(f"GET /healthz (HTTP floor), {clients} clients closed loop", None)
+    runs.append(measure(server, floor, _healthz, duration_s, clients, "GET", "/healthz"))
+    return runs
+
+
+# ====================================================================== the baseline
+
+
+def ingest_baseline(pg: Postgres, stream: Stream, program: Path, workdir: Path,
+                    purchases: int) -> tuple[int, float, dict[str, object]]:  # fmt: skip
+    """`loyalty ingest` of the signups and `purchases` purchases on a fresh database:
+    (lines, wall seconds with CLI startup, what the CLI logged)."""
+    baseline = Stream(stream.customers, random.Random(99))
+    lines = [*baseline.signups(), *(baseline.purchase("file") for _ in range(purchases))]
+    path = workdir / "baseline.jsonl"
+    path.write_text("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in lines))
+    url = pg.fresh("bench_api_ingest")
+    started = time.perf_counter()
+    result = subprocess.run([LOYALTY, "ingest", str(path), "--program", str(program)],
+                            env={**os.environ, "LOYALTY_DATABASE_URL": url},
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        sys.exit(f"loyalty ingest failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    logged: dict[str, object] = {}
+    for line in result.stderr.splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict) and record.get("event") == "ingested":
+                logged = record
+    return len(lines), seconds, logged
+
+
+# ====================================================================== output
+
+
+def _offered(run: Run) -> str:
+    return f"{run.offered:,.0f}/s" if run.offered is not None else "closed"
+
+
+def _at(run: Run) -> str:
+    return f"{run.name} at {run.offered:,.0f}/s" if run.offered is not None else run.name
+
+
+def table(runs: list[Run]) -> str:
+    head = ("measurement", "offered", "answered/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
+            "errors", "late p99", "srv cpu", "cli cpu")  # fmt: skip
+    body = [(r.name, _offered(r), f"{r.answered_per_s():,.0f}",
+             *(f"{r.quantile_ms(q):.1f}" for q in (0.50, 0.95, 0.99, 1.0)),
+             f"{r.errors():,}/{len(r.samples):,}", f"{r.quantile_ms(0.99, late=True):.1f}",
+             f"{r.server_cpu_s / r.seconds:.2f}" if r.seconds else "-",
+             f"{r.client_cpu_s / r.seconds:.2f}" if r.seconds else "-") for r in runs]  # fmt: skip
+    widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
+    out = []
+    for i, r in enumerate([head, *body]):
+        out.append("  ".join(c.ljust(w) if j == 0 else c.rjust(w)
+                             for j, (c, w) in enumerate(zip(r, widths, strict=True))))  # fmt: skip
+        if i == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def _ms(seconds: float | None) -> str:
+    return f"{seconds * 1000:.1f} ms" if seconds is not None else "-"
+
+
+def where_the_time_goes(runs: list[Run]) -> str:
+    lines = []
+    for r in runs:
+        g = r.goes
+        if g is None:
+            continue
+        group = (f"mean group {g.group_events:.1f} events, mean commit {_ms(g.commit_s)}, "
+                 if g.group_events is not None else "")  # fmt: skip
+        lines.append(f"  {_at(r)}: {group}server mean request "
+                     f"{_ms(g.request_s)} vs client p50 {r.quantile_ms(0.5):.1f} ms")  # fmt: skip
+    return "\n".join(lines)
+
+
+# ====================================================================== main
+
+
+def _rates(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase (10)")
+    parser.add_argument("--customers", type=int, default=2000, help="customers (2000)")
+    parser.add_argument("--post-rates", type=_rates, default=[50.0, 200.0, 1000.0],
+                        help="POST requests/s offered, comma-separated (50,200,1000)")  # fmt: skip
+    parser.add_argument("--get-rates", type=_rates, default=[500.0, 2000.0],
+                        help="GET requests/s offered, comma-separated (500,2000)")  # fmt: skip
+    parser.add_argument("--clients", type=int, default=32,
+                        help="concurrent clients of the closed-loop GET run (32)")  # fmt: skip
+    parser.add_argument("--ingest-events", type=int, default=20_000,
+                        help="purchases in the file-ingest baseline (20000)")  # fmt: skip
+    parser.add_argument("--kafka", metavar="BOOTSTRAP",
+                        help="also measure POST against a server in Kafka mode on this broker")
+    parser.add_argument("--drain", type=float, default=DRAIN_TIMEOUT_S,
+                        help="seconds a phase waits for answers after its last send; "
+                        "unanswered by then counts as an error (30)")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep", type=Path, help="keep the program, logs and baseline file here")
+    return parser.parse_args()
+
+
+def kafka_runs(pg: Postgres, args: argparse.Namespace, program: Path,
+               outdir: Path) -> tuple[list[Run], str]:  # fmt: skip
+    """The POST runs in Kafka mode, or none and why not."""
+    url = pg.fresh("bench_api_kafka")
+    stream = Stream.of(args.customers, args.seed)
+    env = {"LOYALTY_KAFKA_BOOTSTRAP": args.kafka}
+    with serving(url, program, outdir, "kafka", env) as server:
+        if server.mode != "kafka":
+            return [], (f"kafka mode: not measured (loyalty serve in this tree answers /readyz "
+                        f"with mode {server.mode!r} when LOYALTY_KAFKA_BOOTSTRAP is set: "
+                        "Kafka mode is not built here yet)")  # fmt: skip
+        seed(server, stream)
+        print(f"kafka mode on {args.kafka}:")
+        return post_runs(server, stream, args.post_rates, args.duration, ", kafka",
+                         args.drain), ""
+
+
+def main() -> int:
+    args = _arguments()
+    # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C: the server and PostgreSQL are stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    wall = time.perf_counter()
+    print(f"load average before the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="loyalty-api-")))
+        outdir = args.keep or workdir
+        outdir.mkdir(parents=True, exist_ok=True)
+        program = outdir / "program.toml"
+        program.write_text(PROGRAM, encoding="utf-8")
+        pg = stack.enter_context(postgres(workdir))
+        settings = pg.settings()
+        kind = "embedded" if pg.embedded_server else f"LOYALTY_DATABASE_URL {redact(pg.base_url)}"
+        stream = Stream.of(args.customers, args.seed)
+
+        with serving(pg.fresh("bench_api"), program, outdir, "embedded") as server:
+            seconds = seed(server, stream)
+            print(f"loyalty serve ({server.mode} mode) ready; {args.customers:,} signups "
+                  f"posted in lists of {SIGNUP_BATCH} in {seconds:.1f} s")  # fmt: skip
+            runs = post_runs(server, stream, args.post_rates, args.duration, "", args.drain)
+            runs += get_runs(server, stream, args.get_rates, args.duration, args.clients,
+                             args.drain)
+        kafka_note = "kafka mode: not measured (no --kafka BOOTSTRAP given)"
+        if args.kafka:
+            kafka, kafka_note = kafka_runs(pg, args, program, outdir)
+            runs += kafka
+        n_lines, ingest_s, logged = ingest_baseline(pg, stream, program, outdir,
+                                                    args.ingest_events)  # fmt: skip
+
+        print()
+        print(table(runs))
+        print("\nwhere the time goes (server /metrics, deltas over each phase):")
+        print(where_the_time_goes(runs))
+        if kafka_note:
+            print(f"\n{kafka_note}")
+        print(f"\nbaseline, same machine and run: loyalty ingest of {n_lines:,} lines "
+              f"({args.customers:,} signups + {args.ingest_events:,} purchases): "
+              f"{n_lines / ingest_s:,.0f} events/s wall ({ingest_s:.1f} s, CLI startup "
+              f"included); the CLI's own figure: {logged.get('events_per_s')} events/s")
+        cpus = len(os.sched_getaffinity(0))
+        print(f"\nmachine: {cpus} cpus (nproc), {platform.machine()}, {platform.system()} "
+              f"{platform.release()}, python {platform.python_version()}; load generator and "
+              "server share these cores")  # fmt: skip
+        print(f"postgres: {settings['server_version']}, fsync={settings['fsync']}, "
+              f"synchronous_commit={settings['synchronous_commit']}, {kind}")  # fmt: skip
+        if pg.embedded_server is None:
+            for name in ("bench_api", "bench_api_kafka", "bench_api_ingest"):
+                pg.drop(name)
+    print(f"load average after the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"whole script: {time.perf_counter() - wall:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
