@@ -292,11 +292,8 @@ def test_sigterm_during_a_burst_keeps_every_answered_write_once(
     assert all(n == 1 for n in credits.values())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="loyalty serve exits -SIGTERM, not 0: uvicorn (>= 0.29) re-raises the signal it "
-    "caught after its graceful shutdown (runtime/serve.py calls uvicorn.run)",
-)
-def test_sigterm_exits_zero(database_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_graceful_stop_exits_zero(database_url: str, tmp_path: Path, sig: int) -> None:
+    """SIGTERM (an orchestrator) and SIGINT (Ctrl-C) stop the server, then the command: 0."""
     with served(database_url, PROGRAM, tmp_path) as server:
-        assert server.stop(signal.SIGTERM) == 0
+        assert server.stop(sig) == 0, server.log()[-2000:]
