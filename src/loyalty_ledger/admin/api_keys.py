@@ -87,7 +87,7 @@ def listed(conn: Connection) -> list[ApiKey]:
 
 
 def revoke(conn: Connection, name: str) -> ApiKey:
-    """Revoke key `name` (at once: the server checks keys on every request)."""
+    """Revoke key `name` (a running server stops trusting it within http.auth.KEY_TRUST_S)."""
     with conn.transaction():
         row = conn.execute(
             "UPDATE public.api_keys SET revoked_at = coalesce(revoked_at, now()) "

@@ -1,22 +1,28 @@
 """API keys on every request: `Authorization: Bearer <key>` (or the console's cookie).
 
 A missing or unknown (or revoked) key is 401; a key whose scope is below the
-route's is 403. The key is checked against the database on each request, so a
-revocation holds at once; the key's name (never the key) goes to the access log.
+route's is 403. A key found in the database is trusted for KEY_TRUST_S without
+asking again (a till's every request would otherwise cost a round trip), so a
+revocation holds within that; an unknown key is never remembered. The key's name
+(never the key) goes to the access log.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from loyalty_ledger.admin.api_keys import ApiKey, Scope, authenticate
+from loyalty_ledger.admin.api_keys import ApiKey, Scope, authenticate, key_hash
 from loyalty_ledger.http.server import Server
 
 CONSOLE_COOKIE = "loyalty_console_key"
+KEY_TRUST_S = 1.0
+KEYS_REMEMBERED_MAX = 10_000  # a flood of distinct keys cannot grow the memory without end
 
 _bearer = HTTPBearer(auto_error=False, description="an API key: `loyalty api-keys create`")
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
@@ -33,12 +39,34 @@ def key_of(request: Request, credentials: HTTPAuthorizationCredentials | None) -
     if not secret:
         raise HTTPException(401, "missing API key: send Authorization: Bearer <key>",
                             headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
-    with server_of(request).reading() as conn:
-        key = authenticate(conn, secret)
+    key = _known(server_of(request), secret)
     if key is None:
         raise HTTPException(401, "unknown or revoked API key",
                             headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
     request.state.key_name = key.name
+    return key
+
+
+_trusted: dict[bytes, tuple[ApiKey, float]] = {}  # key hash -> key, when the database said so
+_trusted_lock = threading.Lock()
+
+
+def _known(server: Server, secret: str) -> ApiKey | None:
+    """The live key `secret` is: remembered for KEY_TRUST_S, else asked of the database."""
+    digest = key_hash(secret)
+    now = time.monotonic()
+    found = _trusted.get(digest)
+    if found is not None and now - found[1] < KEY_TRUST_S:
+        return found[0]
+    with server.reading() as conn:
+        key = authenticate(conn, secret)
+    with _trusted_lock:
+        if key is None:
+            _trusted.pop(digest, None)
+            return None
+        if len(_trusted) >= KEYS_REMEMBERED_MAX:
+            _trusted.clear()
+        _trusted[digest] = (key, now)
     return key
 
 
