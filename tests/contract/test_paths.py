@@ -143,9 +143,7 @@ class TestRedrive(_EveryLineOnce):
 SEND_TIMEOUT_S = 60.0  # one request's answer: a group commit plus the projections' catch-up
 DEATH_WAIT_S = 10.0  # a dropped connection: how long the server may take to be seen dead
 _ANSWERED = (200, 422)  # 422: every item invalid, or the body not JSON (dead-lettered whole)
-# A SIGTERM stop: 0, or the signal uvicorn raises again once it shut down gracefully (see
-# test_sigterm_stops_with_exit_0, which fails once that is fixed: then keep only 0 here).
-_STOPPED = (0,)  # SIGTERM: a graceful stop, exit 0
+_STOPPED = (0,)  # SIGTERM: a graceful stop, exit 0 (tests/http/test_api_writes.py)
 _LANDED_ONCE = (
     "SELECT (SELECT count(*) FROM inbox) + (SELECT count(DISTINCT raw) FROM dead_letters)"
 )
