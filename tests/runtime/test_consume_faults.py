@@ -469,16 +469,17 @@ def crash_repeatedly(
 def test_kill_9_at_random_points_then_restart_equals_a_clean_run(
     database_url: str, kafka_settings: KafkaSettings, fleet_for: Callable[[Path], Fleet]
 ) -> None:
-    case = CASES[6]  # 2,404 lines: ~96 batches of 25, more than 20 lives of a few each
+    case = CASES[6]  # 2,404 lines: ~96 batches of 25, more than 12 lives of a few each
     lines = lines_of(case)
     create_topics(kafka_settings, 1)
     produce_file(kafka_settings, str(case / "events.jsonl"))
     fleet = fleet_for(case)
     fleet.batch_size = 25
-    # 20 crash points: SIGKILL at random instants, and at every fourth restart a crash right
-    # after the Nth batch's PostgreSQL commit, before its courtesy commit to Kafka (N = 1..5).
-    plan: list[int | None] = [None] * 20
-    for n, at in enumerate((1, 5, 9, 13, 17), start=1):
+    # 12 crash points (20 cost the suite 3 minutes, and found nothing 12 do not): SIGKILL at
+    # random instants, and at every third restart a crash right after the Nth batch's
+    # PostgreSQL commit, before its courtesy commit to Kafka (N = 1..4).
+    plan: list[int | None] = [None] * 12
+    for n, at in enumerate((1, 4, 7, 10), start=1):
         plan[at] = n
     lives, final = crash_repeatedly(fleet, plan, random.Random(20), database_url, kafka_settings)
     for life in lives:
@@ -486,9 +487,9 @@ def test_kill_9_at_random_points_then_restart_equals_a_clean_run(
             assert life.kafka < life.after, life
             assert life.before < life.after, life
     mid_stream = sum(life.before < life.after < len(lines) for life in lives)
-    assert mid_stream >= 12, f"only {mid_stream} of the crashes landed mid-stream: {lives}"
+    assert mid_stream >= 7, f"only {mid_stream} of the crashes landed mid-stream: {lives}"
     behind = sum(life.kafka < life.after for life in lives)
-    assert behind >= 5, f"only {behind} crashes left Kafka's offset behind PostgreSQL's"
+    assert behind >= 4, f"only {behind} crashes left Kafka's offset behind PostgreSQL's"
 
     assert final.wait() == 0, final.tail()
     stream = stream_of(lines, 1)
