@@ -3,19 +3,22 @@
     python benchmarks/api.py [--duration 10] [--customers 2000] [--post-rates 50,200,1000]
                              [--get-rates 500,2000] [--clients 32] [--ingest-events 20000]
                              [--drain 30] [--kafka BOOTSTRAP] [--seed 1] [--keep DIR]
+                             [--generator-only]
 
 1. Starts one PostgreSQL, as benchmarks/ingest.py does (LOYALTY_DATABASE_URL when
    set, else the embedded one with fsync on), and a real `loyalty serve` subprocess
    (default settings: group commit, fsync on) over a fresh, migrated database with
    the program of benchmarks/ingest.py. Creates a `pos` key (admin.api_keys.create)
    and signs `--customers` customers up through `POST /v1/events` (lists of 500).
-2. POST: for each offered rate (requests/s), an open-loop generator (httpx,
-   asyncio) sends one purchase event per request, of a random customer, at fixed
+2. POST: for each offered rate (requests/s), an open-loop generator (a minimal
+   HTTP/1.1 client on asyncio streams over keep-alive connections, uvloop when
+   installed; httpx, which tops out near 160 requests/s on one core here, only
+   sets up) sends one purchase event per request, of a random customer, at fixed
    instants (start + i / rate) for `--duration` seconds, whatever the answers'
    latency. Latency is measured from the instant a request was *due*, not from
    when the client got round to sending it, so a queue anywhere (server or
    client) shows in the figures instead of being hidden by a slower send rate.
-   Bodies are encoded before the clock starts; at most 256 connections are open
+   Requests are encoded before the clock starts; at most 256 connections are open
    (past that, requests wait in the client, and the wait counts). A request
    not answered `--drain` seconds (30) after the phase's last send is an error.
 3. GET /v1/customers/{id}: the same at `--get-rates`, then a closed loop of
@@ -25,7 +28,10 @@
    this client and uvicorn set on this machine, whatever the route does.
 4. Baseline on the same machine, in the same run: `loyalty ingest` of a file
    with the same signups and `--ingest-events` purchases, on a fresh database.
-5. `--kafka BOOTSTRAP`: the POST figures again against a server started with
+5. `--generator-only`: none of the above; the generator alone against a stub
+   server (its own process, canned 200 answers, no PostgreSQL, no uvicorn) at
+   every rate given, then the closed loop: what the client reaches and costs.
+6. `--kafka BOOTSTRAP`: the POST figures again against a server started with
    LOYALTY_KAFKA_BOOTSTRAP set, on its own database. If that server does not
    answer /readyz with mode "kafka" (Kafka mode not built in this tree), the
    script says "kafka mode: not measured (...)" and prints no figures for it.
@@ -50,6 +56,8 @@ How to read the table:
   (loyalty_commit_seconds) and the server's own mean request time
   (loyalty_http_request_seconds): client p50 minus server mean is time spent in
   the client, the kernel and uvicorn's accept/parse before the route runs.
+- "load generator": this script's CPU per request on the /healthz closed loop,
+  as cores per 1,000 requests/s: the client's share of the machine at a rate.
 
 The machine and PostgreSQL settings are printed at the end; the load average
 before the run is printed at the start (the figures are only comparable on an
@@ -67,20 +75,24 @@ import platform
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import httpx
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
 from loyalty_ledger.admin import api_keys
+from loyalty_ledger.errors import LoyaltyError
 from loyalty_ledger.store.db import psycopg_url, redact
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -91,6 +103,7 @@ READY_TIMEOUT_S = 60.0
 DRAIN_TIMEOUT_S = 30.0  # how long a phase waits for its last answers after the last send
 SIGNUP_BATCH = 500
 OPEN_LOOP_CONNECTIONS = 256
+KEEP_ALIVE_S = 4.0  # below uvicorn's timeout_keep_alive (5 s): an older idle connection is dropped
 SIGNUPS_AT = datetime(2025, 1, 1, 9, 0, tzinfo=UTC)
 PURCHASES_FROM = datetime(2025, 2, 1, 9, 0, tzinfo=UTC)
 CATEGORIES = ("apparel", "shoes", "accessories", "beauty", "home")
@@ -153,8 +166,6 @@ class Serving:
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -265,12 +276,103 @@ class TimeGoes:
 # ====================================================================== load
 
 
+class UnreadableAnswer(LoyaltyError):
+    """An answer the load generator does not read: no Content-Length, or a broken status line."""
+
+
+@dataclass(slots=True)
+class Connection:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    idle_since: float = 0.0
+
+
+class RawClient:
+    """HTTP/1.1 over at most `size` keep-alive connections, for the load only.
+
+    httpx tops out near 160 requests/s on one core of this machine, so it measured itself;
+    this client sends bytes encoded before the clock starts and reads the status line,
+    Content-Length and body, nothing else (uvicorn answers every route with Content-Length;
+    an answer without one is an error). A connection that fails mid-exchange is closed and
+    the request counts as an error; the next request opens a fresh one. Past `size`
+    requests in flight, the rest wait for a connection, and the wait counts (latency is
+    from the due instant)."""
+
+    def __init__(self, url: str, key: str, size: int) -> None:
+        parts = urllib.parse.urlsplit(url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.key = key
+        self.gate = asyncio.Semaphore(size)
+        self.idle: list[Connection] = []
+        self.opened = 0
+
+    def encode(self, method: str, path: str, body: bytes = b"") -> bytes:
+        """One request's bytes, done before the clock starts."""
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+        if self.key:
+            head += f"Authorization: Bearer {self.key}\r\n"
+        if body:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        return (head + "\r\n").encode() + body
+
+    async def send(self, raw: bytes) -> tuple[int, bytes]:
+        """The status and body of the answer to `raw`."""
+        async with self.gate:
+            conn = await self._connection()
+            try:
+                status, body, keep = await _exchange(conn, raw)
+            except BaseException:
+                # a failed or cancelled exchange leaves the stream mid-answer: never reuse it
+                conn.writer.close()
+                raise
+            if keep:
+                conn.idle_since = time.monotonic()
+                self.idle.append(conn)
+            else:
+                conn.writer.close()
+            return status, body
+
+    async def _connection(self) -> Connection:
+        while self.idle:
+            conn = self.idle.pop()
+            # uvicorn closes a connection idle 5 s (timeout_keep_alive): reusing one it is
+            # closing would turn its keep-alive timer into a spurious error
+            if not conn.reader.at_eof() and time.monotonic() - conn.idle_since < KEEP_ALIVE_S:
+                return conn
+            conn.writer.close()
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        self.opened += 1
+        return Connection(reader, writer)
+
+    def close(self) -> None:
+        for conn in self.idle:
+            conn.writer.close()
+        self.idle.clear()
+
+
+async def _exchange(conn: Connection, raw: bytes) -> tuple[int, bytes, bool]:
+    """(status, body, whether the connection stays open) for one request on `conn`."""
+    conn.writer.write(raw)  # a few hundred bytes, one in flight per connection: no drain
+    head = await conn.reader.readuntil(b"\r\n\r\n")
+    lower = head.lower()
+    at = lower.find(b"\r\ncontent-length:")
+    if not head.startswith(b"HTTP/1.1 ") or at < 0:
+        raise UnreadableAnswer(f"unreadable answer head: {head[:200]!r}")
+    end = lower.index(b"\r\n", at + 2)
+    body = await conn.reader.readexactly(int(head[at + 17 : end]))
+    return int(head[9:12]), body, b"\r\nconnection: close" not in lower
+
+
+# what a failed exchange raises: refused, reset, closed mid-answer, unreadable, timed out
+EXCHANGE_ERRORS = (OSError, EOFError, asyncio.LimitOverrunError, UnreadableAnswer, ValueError)
+
+
 @dataclass(slots=True)
 class Sample:
     latency_s: float
     late_s: float  # how late the client sent, after the request was due
     ok: bool
-    done_at: float  # the event loop's clock at the answer
+    done_at: float  # time.perf_counter() at the answer
 
 
 @dataclass(slots=True)
@@ -295,117 +397,136 @@ class Run:
             return float("nan")
         return values[min(len(values) - 1, int(q * len(values)))] * 1000
 
+    def client_us_per_request(self) -> float:
+        """This script's CPU per request of the phase, in microseconds."""
+        return self.client_cpu_s / len(self.samples) * 1e6 if self.samples else float("nan")
 
-Send = Callable[[httpx.AsyncClient], Awaitable[bool]]
+
+Send = Callable[[RawClient], Awaitable[bool]]
 
 
-async def _timed(client: httpx.AsyncClient, send: Send, due: float,
-                 gate: asyncio.Semaphore | None = None) -> Sample:  # fmt: skip
-    loop = asyncio.get_running_loop()
+async def _timed(client: RawClient, send: Send, due: float,
+                 timeout_s: float | None = None) -> Sample:  # fmt: skip
+    # perf_counter, not loop.time(): uvloop's clock ticks in whole milliseconds
+    late = 0.0
     try:
-        # the gate keeps httpx's pool at most `connections` deep: its waiters are scanned per
-        # answer, so thousands queued inside it cost the client more than the server
-        async with gate or contextlib.nullcontext():
-            late = loop.time() - due
+        async with asyncio.timeout(timeout_s):
+            late = time.perf_counter() - due
             ok = await send(client)
-    except httpx.HTTPError:
+    except EXCHANGE_ERRORS:
         ok = False
-        late = loop.time() - due
-    now = loop.time()
+    now = time.perf_counter()
     return Sample(now - due, late, ok, now)
 
 
-async def open_loop(client: httpx.AsyncClient, send: Send, rate: float, duration_s: float,
+async def open_loop(client: RawClient, send: Send, rate: float, duration_s: float,
                     drain_s: float) -> tuple[list[Sample], float]:  # fmt: skip
     """Requests due at start + i / rate, each sent at its instant (or as soon after as the
     client can) without waiting for earlier answers; the samples and the phase's seconds."""
-    loop = asyncio.get_running_loop()
-    gate = asyncio.Semaphore(OPEN_LOOP_CONNECTIONS)
-    start = loop.time() + 0.05
+    start = time.perf_counter() + 0.05
     tasks = []
     for i in range(int(rate * duration_s)):
         due = start + i / rate
-        if (wait := due - loop.time()) > 0:
+        if (wait := due - time.perf_counter()) > 0:
             await asyncio.sleep(wait)
-        tasks.append(asyncio.create_task(_timed(client, send, due, gate)))
+        tasks.append(asyncio.create_task(_timed(client, send, due)))
     done, pending = await asyncio.wait(tasks, timeout=drain_s)
     for task in pending:
         task.cancel()
-    if pending:  # let the cancellations finish before the client closes its pool
+    if pending:  # let the cancellations finish before the connections close
         await asyncio.wait(pending, timeout=10)
     samples = [t.result() for t in done]
     last = max((s.done_at for s in samples), default=start)
-    samples += [Sample(loop.time() - start, 0.0, False, last) for _ in pending]  # unanswered
+    samples += [Sample(time.perf_counter() - start, 0.0, False, last) for _ in pending]  # lost
     return samples, last - start
 
 
-async def closed_loop(client: httpx.AsyncClient, send: Send, clients: int,
-                      duration_s: float) -> tuple[list[Sample], float]:  # fmt: skip
+async def closed_loop(client: RawClient, send: Send, clients: int, duration_s: float,
+                      timeout_s: float) -> tuple[list[Sample], float]:  # fmt: skip
     """`clients` workers, each sending its next request when its last is answered."""
-    loop = asyncio.get_running_loop()
-    start = loop.time()
+    start = time.perf_counter()
     end = start + duration_s
     samples: list[Sample] = []
 
     async def worker() -> None:
-        while loop.time() < end:
-            samples.append(await _timed(client, send, loop.time()))
+        while (now := time.perf_counter()) < end:
+            samples.append(await _timed(client, send, now, timeout_s))
 
     await asyncio.gather(*(worker() for _ in range(clients)))
-    return samples, loop.time() - start
+    return samples, time.perf_counter() - start
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed (uvicorn's `standard` extra brings it): the generator's cost per
+    request is the server's loss on a shared machine."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 def measure(server: Serving, run: Run, send: Send, duration_s: float, clients: int,
             method: str, route: str, drain_s: float = DRAIN_TIMEOUT_S) -> Run:  # fmt: skip
     """One phase: the load, with the server's and this process's CPU and /metrics around it."""
-    before, cpu0, own0 = scrape(server), server.cpu_s(), time.process_time()
+    metrics = server.mode != "stub"
+    before = scrape(server) if metrics else {}
+    cpu0, own0 = server.cpu_s(), time.process_time()
 
     async def go() -> tuple[list[Sample], float]:
         # a bounded pool: past it, requests queue in the client, and their wait still counts
         # (latency is from the due instant); thousands of sockets would cost more than they show
-        connections = clients if run.offered is None else OPEN_LOOP_CONNECTIONS
-        limits = httpx.Limits(max_connections=connections,
-                              max_keepalive_connections=connections)  # fmt: skip
-        async with httpx.AsyncClient(
-            base_url=server.url, limits=limits, headers={"Authorization": f"Bearer {server.key}"},
-            timeout=httpx.Timeout(drain_s, pool=None),
-        ) as client:  # fmt: skip
+        size = clients if run.offered is None else OPEN_LOOP_CONNECTIONS
+        client = RawClient(server.url, server.key, size)
+        try:
             if run.offered is None:
-                return await closed_loop(client, send, clients, duration_s)
+                return await closed_loop(client, send, clients, duration_s, drain_s)
             return await open_loop(client, send, run.offered, duration_s, drain_s)
+        finally:
+            client.close()
 
-    run.samples, run.seconds = asyncio.run(go())
+    with asyncio.Runner(loop_factory=_event_loop) as runner:
+        run.samples, run.seconds = runner.run(go())
     run.server_cpu_s, run.client_cpu_s = server.cpu_s() - cpu0, time.process_time() - own0
-    run.goes = TimeGoes.between(before, scrape(server), method, route)
+    if metrics:
+        run.goes = TimeGoes.between(before, scrape(server), method, route)
     return run
 
 
-def post_sender(stream: Stream, prefix: str, n: int) -> Send:
-    """Sends the next of `n` purchases, encoded before the clock starts (the client's CPU is
-    the server's CPU on a small machine)."""
-    bodies = iter([json.dumps(stream.purchase(prefix)).encode() for _ in range(n)])
-    headers = {"Content-Type": "application/json"}
+def post_sender(server: Serving, stream: Stream, prefix: str, n: int) -> Send:
+    """Sends the next of `n` purchases, encoded (body and head) before the clock starts: the
+    client's CPU is the server's CPU on a small machine."""
+    encoder = RawClient(server.url, server.key, 1)
+    requests = iter([encoder.encode("POST", "/v1/events", json.dumps(
+        stream.purchase(prefix), separators=(",", ":")).encode()) for _ in range(n)])  # fmt: skip
 
-    async def send(client: httpx.AsyncClient) -> bool:
-        answer = await client.post("/v1/events", content=next(bodies), headers=headers)
+    async def send(client: RawClient) -> bool:
+        status, body = await client.send(next(requests))
         # the answer is compact JSON (starlette): no parse needed for the one outcome
-        return answer.status_code == 200 and b'"outcome":"accepted"' in answer.content
+        return status == 200 and b'"outcome":"accepted"' in body
 
     return send
 
 
-def get_sender(stream: Stream) -> Send:
-    rng = random.Random(7)
+def get_sender(server: Serving, stream: Stream) -> Send:
+    """GET of a random customer; one request encoded per customer before the clock starts."""
+    encoder = RawClient(server.url, server.key, 1)
+    requests = [encoder.encode("GET", f"/v1/customers/{c}") for c in stream.customers]
+    choice = random.Random(7).choice
 
-    async def send(client: httpx.AsyncClient) -> bool:
-        answer = await client.get(f"/v1/customers/{rng.choice(stream.customers)}")
-        return answer.status_code == 200
+    async def send(client: RawClient) -> bool:
+        return (await client.send(choice(requests)))[0] == 200
 
     return send
 
 
-async def _healthz(client: httpx.AsyncClient) -> bool:
-    return (await client.get("/healthz")).status_code == 200
+def healthz_sender(server: Serving) -> Send:
+    request = RawClient(server.url, "", 1).encode("GET", "/healthz")
+
+    async def send(client: RawClient) -> bool:
+        return (await client.send(request))[0] == 200
+
+    return send
 
 
 def post_runs(server: Serving, stream: Stream, rates: list[float], duration_s: float,
@@ -413,7 +534,7 @@ def post_runs(server: Serving, stream: Stream, rates: list[float], duration_s: f
     runs = []
     for rate in rates:
         run = measure(server, Run(f"POST /v1/events{label}", rate),
-                      post_sender(stream, f"{label.strip(' ,') or 'p'}-{rate:g}",
+                      post_sender(server, stream, f"{label.strip(' ,') or 'p'}-{rate:g}",
                                   int(rate * duration_s)),
                       duration_s, 0, "POST", "/v1/events", drain_s)  # fmt: skip
         print(f"  {run.name} at {rate:g}/s offered: {run.answered_per_s():,.0f}/s answered, "
@@ -427,13 +548,108 @@ def get_runs(server: Serving, stream: Stream, rates: list[float], duration_s: fl
     runs = [Run("GET /v1/customers/{id}", rate) for rate in rates]
     runs.append(Run(f"GET /v1/customers/{{id}}, {clients} clients closed loop", None))
     for run in runs:
-        measure(server, run, get_sender(stream), duration_s, clients,
+        measure(server, run, get_sender(server, stream), duration_s, clients,
                 "GET", "/v1/customers/{customer_id}", drain_s)  # fmt: skip
         print(f"  {_at(run)}: {run.answered_per_s():,.0f}/s answered, "
               f"p99 {run.quantile_ms(0.99):.1f} ms, {run.errors()} errors", flush=True)
     # no database, no auth: what this client and uvicorn cost per request on this machine
     floor = Run(f"GET /healthz (HTTP floor), {clients} clients closed loop", None)
-    runs.append(measure(server, floor, _healthz, duration_s, clients, "GET", "/healthz"))
+    runs.append(measure(server, floor, healthz_sender(server), duration_s, clients,
+                        "GET", "/healthz", drain_s))  # fmt: skip
+    return runs
+
+
+def generator_line(runs: list[Run]) -> str:
+    """The load generator's own cost, from the closed loop on /healthz (the cheapest route):
+    how many cores 1,000 requests/s take, and the rate one core of it would reach."""
+    floor = next((r for r in runs if r.name.startswith("GET /healthz") and r.samples), None)
+    if floor is None:
+        return "load generator: not measured"
+    us = floor.client_us_per_request()
+    return (f"load generator (raw asyncio HTTP/1.1, {_loop_name()}): {us:.0f} us CPU per "
+            f"request on the GET /healthz closed loop = {us / 1000:.2f} cores per 1,000 "
+            f"requests/s, ceiling ~{1e6 / us:,.0f} requests/s on one core (a row whose "
+            "cli cpu nears 1.00 or whose late p99 is more than a few ms measured the client)")
+
+
+def _loop_name() -> str:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio event loop"
+    return "uvloop"
+
+
+# ====================================================================== generator-only
+
+
+CANNED = b"HTTP/1.1 200 OK\r\ncontent-length: 43\r\ncontent-type: application/json\r\n\r\n" \
+         b'{"event_id":"x","outcome":"accepted","n":0}'  # fmt: skip
+
+
+class _Canned(asyncio.Protocol):
+    """Answers every request head with CANNED; bodies are compact JSON (no blank line)."""
+
+    def __init__(self) -> None:
+        self.tail = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, but have its write()
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        seen = self.tail + data
+        if self.transport is not None and (n := seen.count(b"\r\n\r\n")):
+            self.transport.write(CANNED * n)
+        self.tail = seen[-3:]  # a head's end split across two reads
+
+
+def stub_server(port: int) -> None:
+    """`--stub-port`: a canned-answer HTTP server for --generator-only, until killed."""
+
+    async def serve() -> None:
+        server = await asyncio.get_running_loop().create_server(_Canned, "127.0.0.1", port)
+        await server.serve_forever()
+
+    with asyncio.Runner(loop_factory=_event_loop) as runner:
+        runner.run(serve())
+
+
+@contextlib.contextmanager
+def stubbed(logdir: Path) -> Iterator[Serving]:
+    """The stub server in its own process, as a Serving (no key, no /metrics)."""
+    port = _free_port()
+    log_path = logdir / "stub.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen([sys.executable, __file__, "--stub-port", str(port)],
+                                   stdout=log_file, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                break
+            time.sleep(0.05)
+        yield Serving(f"http://127.0.0.1:{port}", process, "", "stub", log_path)
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def generator_only(args: argparse.Namespace, outdir: Path) -> list[Run]:
+    """The generator against the stub: what the client alone costs and reaches, with no
+    PostgreSQL and no uvicorn; POST bodies are the real ones, the answers canned."""
+    stream = Stream.of(args.customers, args.seed)
+    runs = []
+    with stubbed(outdir) as stub:
+        for rate in sorted({*args.post_rates, *args.get_rates}):
+            run = Run("stub POST", rate)
+            runs.append(measure(stub, run, post_sender(stub, stream, f"g-{rate:g}",
+                                                       int(rate * args.duration)),
+                                args.duration, 0, "POST", "/", args.drain))  # fmt: skip
+        floor = Run(f"GET /healthz (stub), {args.clients} clients closed loop", None)
+        runs.append(measure(stub, floor, healthz_sender(stub), args.duration, args.clients,
+                            "GET", "/", args.drain))  # fmt: skip
     return runs
 
 
@@ -537,6 +753,11 @@ def _arguments() -> argparse.Namespace:
                         "unanswered by then counts as an error (30)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", type=Path, help="keep the program, logs and baseline file here")
+    parser.add_argument("--generator-only", action="store_true",
+                        help="measure only the load generator, against a canned-answer "
+                        "stub server (no PostgreSQL, no loyalty serve), at every rate "
+                        "given")  # fmt: skip
+    parser.add_argument("--stub-port", type=int, help=argparse.SUPPRESS)  # the stub's process
     return parser.parse_args()
 
 
@@ -559,6 +780,9 @@ def kafka_runs(pg: Postgres, args: argparse.Namespace, program: Path,
 
 def main() -> int:
     args = _arguments()
+    if args.stub_port:
+        stub_server(args.stub_port)
+        return 0
     # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C: the server and PostgreSQL are stopped
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     wall = time.perf_counter()
@@ -569,6 +793,10 @@ def main() -> int:
         outdir.mkdir(parents=True, exist_ok=True)
         program = outdir / "program.toml"
         program.write_text(PROGRAM, encoding="utf-8")
+        if args.generator_only:
+            runs = generator_only(args, outdir)
+            print(f"\n{table(runs)}\n\n{generator_line(runs)}")
+            return 0
         pg = stack.enter_context(postgres(workdir))
         settings = pg.settings()
         kind = "embedded" if pg.embedded_server else f"LOYALTY_DATABASE_URL {redact(pg.base_url)}"
@@ -592,6 +820,7 @@ def main() -> int:
         print(table(runs))
         print("\nwhere the time goes (server /metrics, deltas over each phase):")
         print(where_the_time_goes(runs))
+        print(f"\n{generator_line(runs)}")
         if kafka_note:
             print(f"\n{kafka_note}")
         print(f"\nbaseline, same machine and run: loyalty ingest of {n_lines:,} lines "
