@@ -316,21 +316,20 @@ class RawClient:
         return (head + "\r\n").encode() + body
 
     async def send(self, raw: bytes) -> tuple[int, bytes]:
-        """The status and body of the answer to `raw`."""
-        async with self.gate:
-            conn = await self._connection()
-            try:
-                status, body, keep = await _exchange(conn, raw)
-            except BaseException:
-                # a failed or cancelled exchange leaves the stream mid-answer: never reuse it
-                conn.writer.close()
-                raise
-            if keep:
-                conn.idle_since = time.monotonic()
-                self.idle.append(conn)
-            else:
-                conn.writer.close()
-            return status, body
+        """The status and body of the answer to `raw`; the caller holds `gate`."""
+        conn = await self._connection()
+        try:
+            status, body, keep = await _exchange(conn, raw)
+        except BaseException:
+            # a failed or cancelled exchange leaves the stream mid-answer: never reuse it
+            conn.writer.close()
+            raise
+        if keep:
+            conn.idle_since = time.monotonic()
+            self.idle.append(conn)
+        else:
+            conn.writer.close()
+        return status, body
 
     async def _connection(self) -> Connection:
         while self.idle:
@@ -410,11 +409,13 @@ async def _timed(client: RawClient, send: Send, due: float,
     # perf_counter, not loop.time(): uvloop's clock ticks in whole milliseconds
     late = 0.0
     try:
-        async with asyncio.timeout(timeout_s):
+        # waiting for a free connection is the client's delay: it counts in `late`
+        async with client.gate, asyncio.timeout(timeout_s):
             late = time.perf_counter() - due
             ok = await send(client)
     except EXCHANGE_ERRORS:
         ok = False
+        late = late or time.perf_counter() - due
     now = time.perf_counter()
     return Sample(now - due, late, ok, now)
 
