@@ -44,9 +44,12 @@ How to read the table:
 - p50/p95/p99/max: milliseconds from the due instant to the answer.
 - errors: answers other than 200 and transport errors (timeouts, refused);
   POST also counts answers whose event was not `accepted`.
-- late p99: how late the client itself sent (due instant to send). When it is
-  more than a few ms the load generator, not the server, was the limit (both
-  share the machine's cores); read the row as "at most this rate".
+- late p99: how late the client itself got round to a request (due instant to
+  the request's turn on the generator's event loop; a wait for one of the 256
+  connections, all held by answers the server owes, counts in the latency, not
+  here). When it is more than a few ms the load generator did not get the CPU
+  to send on time (its own cost: cli cpu; or the cores busy with the server,
+  PostgreSQL and other users): read the row as "at most this rate".
 - srv cpu / cli cpu: CPU of the server process / of this script during the
   phase, in cores (1.00 = one core busy). On a 2-core machine the two add up to
   at most 2.
@@ -316,20 +319,21 @@ class RawClient:
         return (head + "\r\n").encode() + body
 
     async def send(self, raw: bytes) -> tuple[int, bytes]:
-        """The status and body of the answer to `raw`; the caller holds `gate`."""
-        conn = await self._connection()
-        try:
-            status, body, keep = await _exchange(conn, raw)
-        except BaseException:
-            # a failed or cancelled exchange leaves the stream mid-answer: never reuse it
-            conn.writer.close()
-            raise
-        if keep:
-            conn.idle_since = time.monotonic()
-            self.idle.append(conn)
-        else:
-            conn.writer.close()
-        return status, body
+        """The status and body of the answer to `raw`."""
+        async with self.gate:
+            conn = await self._connection()
+            try:
+                status, body, keep = await _exchange(conn, raw)
+            except BaseException:
+                # a failed or cancelled exchange leaves the stream mid-answer: never reuse it
+                conn.writer.close()
+                raise
+            if keep:
+                conn.idle_since = time.monotonic()
+                self.idle.append(conn)
+            else:
+                conn.writer.close()
+            return status, body
 
     async def _connection(self) -> Connection:
         while self.idle:
@@ -409,13 +413,12 @@ async def _timed(client: RawClient, send: Send, due: float,
     # perf_counter, not loop.time(): uvloop's clock ticks in whole milliseconds
     late = 0.0
     try:
-        # waiting for a free connection is the client's delay: it counts in `late`
-        async with client.gate, asyncio.timeout(timeout_s):
+        async with asyncio.timeout(timeout_s):
+            # before RawClient.send's wait for a connection: that wait is the server's delay
             late = time.perf_counter() - due
             ok = await send(client)
     except EXCHANGE_ERRORS:
         ok = False
-        late = late or time.perf_counter() - due
     now = time.perf_counter()
     return Sample(now - due, late, ok, now)
 
