@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from loyalty_ledger.admin.api_keys import ApiKey, Scope, authenticate, key_hash
 from loyalty_ledger.http.server import Server
@@ -34,12 +35,31 @@ def server_of(request: Request) -> Server:
 
 
 def key_of(request: Request, credentials: HTTPAuthorizationCredentials | None) -> ApiKey:
-    """The live key the request carries; 401 without one."""
+    """The live key the request carries; 401 without one (blocking: from a thread)."""
+    secret = _secret(request, credentials)
+    return _live(request, _remembered(secret) or _known(server_of(request), secret))
+
+
+async def key_of_async(
+    request: Request, credentials: HTTPAuthorizationCredentials | None
+) -> ApiKey:
+    """`key_of` on the event loop: a remembered key costs no thread and no round trip."""
+    secret = _secret(request, credentials)
+    key = _remembered(secret)
+    if key is None:
+        key = await run_in_threadpool(_known, server_of(request), secret)
+    return _live(request, key)
+
+
+def _secret(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str:
     secret = credentials.credentials if credentials else request.cookies.get(CONSOLE_COOKIE)
     if not secret:
         raise HTTPException(401, "missing API key: send Authorization: Bearer <key>",
                             headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
-    key = _known(server_of(request), secret)
+    return secret
+
+
+def _live(request: Request, key: ApiKey | None) -> ApiKey:
     if key is None:
         raise HTTPException(401, "unknown or revoked API key",
                             headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
@@ -51,13 +71,18 @@ _trusted: dict[bytes, tuple[ApiKey, float]] = {}  # key hash -> key, when the da
 _trusted_lock = threading.Lock()
 
 
+def _remembered(secret: str) -> ApiKey | None:
+    """The key `secret` is, if the database said it was live less than KEY_TRUST_S ago."""
+    found = _trusted.get(key_hash(secret))
+    if found is not None and time.monotonic() - found[1] < KEY_TRUST_S:
+        return found[0]
+    return None
+
+
 def _known(server: Server, secret: str) -> ApiKey | None:
-    """The live key `secret` is: remembered for KEY_TRUST_S, else asked of the database."""
+    """The live key `secret` is, asked of the database (and remembered)."""
     digest = key_hash(secret)
     now = time.monotonic()
-    found = _trusted.get(digest)
-    if found is not None and now - found[1] < KEY_TRUST_S:
-        return found[0]
     with server.reading() as conn:
         key = authenticate(conn, secret)
     with _trusted_lock:
@@ -70,11 +95,11 @@ def _known(server: Server, secret: str) -> ApiKey | None:
     return key
 
 
-def require(needed: Scope) -> Callable[..., ApiKey]:
+def require(needed: Scope) -> Callable[..., Awaitable[ApiKey]]:
     """A dependency: the request's key, which must allow `needed` (else 403)."""
 
-    def dependency(request: Request, credentials: Bearer) -> ApiKey:
-        key = key_of(request, credentials)
+    async def dependency(request: Request, credentials: Bearer) -> ApiKey:
+        key = await key_of_async(request, credentials)
         if not key.scope.allows(needed):
             raise HTTPException(
                 403, f"key {key.name!r} has scope {key.scope.value}; this needs {needed.value}"
