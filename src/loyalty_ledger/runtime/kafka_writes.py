@@ -51,7 +51,7 @@ class PublishFailed(Unavailable):
     """The broker did not take a request's events; send the request again."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # a request is itself: compared by identity
 class _Request:
     items: list[list[tuple[bytes, str | None]]]  # per item: its messages' (value, event id)
     future: Future[Answers] = field(default_factory=Future)
@@ -174,26 +174,32 @@ class KafkaWrites:
             self._waiting = [r for r in self._waiting if r not in done and r not in stale]
         if done:
             runner.catch_up(self.conn)  # read-your-writes: the answer follows the projections
-        for request in done:
-            request.future.set_result(self._answers(request))
+            self._answer(done)
 
-    def _answers(self, request: _Request) -> Answers:
-        """What became of each item's first message, by its event id and its source position;
-        balance and tier are the customer's as projected now (the consumer's batch may hold
-        later events of the customer: this mode cannot say "just after it")."""
-        firsts = [(places[0], messages[0][1]) for places, messages
+    def _answer(self, done: Sequence[_Request]) -> None:
+        """What became of each item's first message, by its event id and its source position,
+        read for every request at once; balance and tier are the customer's as projected now
+        (the consumer's batch may hold later events of the customer: this mode cannot say
+        "just after it")."""
+        firsts = [(places[0], messages[0][1]) for request in done for places, messages
                   in zip(request.item_places, request.items, strict=True)]  # fmt: skip
         found = _outcomes(self.conn, self.settings.inputs, firsts)
         named = sorted({a.outcome.customer_id for a in found if a.outcome.customer_id})
         customers = customer_card.read_models(self.conn, named)
-        answers = []
-        for answer in found:
-            now = customers.get(answer.outcome.customer_id or "")
-            if now is not None:
-                outcome = answer.outcome._replace(balance=now["balance"], tier=now["tier"])
-                answer = Answer(outcome, answer.first_status, answer.first_reason)
-            answers.append(answer)
-        return Answers(tuple(answers), customers)
+        at = 0
+        for request in done:
+            answers = []
+            for answer in found[at : at + len(request.items)]:
+                now = customers.get(answer.outcome.customer_id or "")
+                if now is not None:
+                    outcome = answer.outcome._replace(balance=now["balance"], tier=now["tier"])
+                    answer = Answer(outcome, answer.first_status, answer.first_reason)
+                answers.append(answer)
+            at += len(request.items)
+            mine = {a.outcome.customer_id for a in answers if a.outcome.customer_id}
+            request.future.set_result(
+                Answers(tuple(answers), {c: customers[c] for c in sorted(mine) if c in customers})
+            )
 
 
 def _outcomes(
