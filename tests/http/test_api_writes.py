@@ -292,7 +292,7 @@ def test_sigterm_during_a_burst_keeps_every_answered_write_once(
     assert all(n == 1 for n in credits.values())
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_graceful_stop_exits_zero(database_url: str, tmp_path: Path, sig: int) -> None:
     """SIGTERM (an orchestrator) and SIGINT (Ctrl-C) stop the server, then the command: 0."""
     with served(database_url, PROGRAM, tmp_path) as server:

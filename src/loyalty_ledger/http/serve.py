@@ -1,26 +1,27 @@
 """`loyalty serve`: the HTTP API on uvicorn over one database, in one of two modes.
 
-Embedded (no Kafka): the server is the one writer of the ledger while it runs
-(it holds the writer lock, as a file ingest does) and its group-commit thread
-owns the pipeline. Kafka (LOYALTY_KAFKA_BOOTSTRAP): it publishes to the inputs
-topic and answers when the consumer group has committed (kafka_writes); any
-number of servers may run. Either way a pool of connections serves the reads.
+Embedded (no Kafka): the server's group-commit thread owns the pipeline and
+writes each group under the writer lock, as a file ingest writes its run.
+Kafka (LOYALTY_KAFKA_BOOTSTRAP): it publishes to the inputs topic and answers
+when the consumer group has committed (kafka_writes); any number of servers
+may run. Either way a pool of connections serves the reads.
 
 uvicorn's SIGTERM/SIGINT handling stops taking connections and lets the
 requests in flight finish; then the writer commits what is queued and the pool
-closes.
-"""
+closes."""
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
 
 from loyalty_ledger import log
 from loyalty_ledger.engine import compile_rules
+from loyalty_ledger.errors import LoyaltyError
 from loyalty_ledger.generations import programs
 from loyalty_ledger.http.app import create_app
 from loyalty_ledger.http.metrics import Metrics
@@ -28,7 +29,6 @@ from loyalty_ledger.http.server import ProgramInForce, Server, Writes
 from loyalty_ledger.kafka.settings import KafkaSettings
 from loyalty_ledger.runtime.group_commit import EVENTS_MAX, LINGER_MS, GroupCommit
 from loyalty_ledger.runtime.kafka_writes import ANSWER_WAIT_S, KafkaWrites
-from loyalty_ledger.store import locks
 from loyalty_ledger.store.db import Connection, Database, sibling, use_schema
 
 READ_CONNECTIONS = 8
@@ -52,19 +52,18 @@ def serve(conn: Connection, settings: ServeSettings, program_source: str | None,
     """Serve until SIGTERM or SIGINT; `conn` becomes the writer's."""
     import uvicorn
 
-    with ExitStack() as stack:
-        if settings.kafka is None:  # the one writer, as a file ingest is
-            stack.enter_context(locks.one_file_writer(conn))
-        server = build_server(conn, settings, program_source, program_origin)
-        app = create_app(server)
-        log.get("serve").info("serving", host=settings.host, port=settings.port,
-                              mode=server.writes.mode)  # fmt: skip
-        with _stopped_is_done():
-            uvicorn.run(
-                app, host=settings.host, port=settings.port, log_config=log.stdlib_config(),
-                access_log=False, timeout_graceful_shutdown=int(settings.graceful_s),
-                server_header=False,
-            )  # fmt: skip
+    server = build_server(conn, settings, program_source, program_origin)
+    app = create_app(server)
+    log.get("serve").info("serving", host=settings.host, port=settings.port,
+                          mode=server.writes.mode)  # fmt: skip
+    with _stopped_is_done():
+        uvicorn.run(
+            app, host=settings.host, port=settings.port, log_config=log.stdlib_config(),
+            access_log=False, timeout_graceful_shutdown=int(settings.graceful_s),
+            server_header=False,
+        )  # fmt: skip
+    if server.writes.fatal is not None:  # the writer stopped the server: say why, exit 2
+        raise server.writes.fatal
 
 
 @contextmanager
@@ -81,6 +80,13 @@ def _stopped_is_done() -> Iterator[None]:
     finally:
         for sig, handler in ignored.items():
             signal.signal(sig, handler)
+
+
+def _stop_serving(why: LoyaltyError) -> None:
+    """The writer cannot go on (a promotion, a lost database): stop gracefully, as SIGTERM
+    does; `serve` then raises `why` (one line, exit 2) and a supervisor starts it again."""
+    log.get("serve").error("writer_stopped", reason=str(why))
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _ignore(sig: int, frame: FrameType | None) -> None:
@@ -111,7 +117,7 @@ def build_server(conn: Connection, settings: ServeSettings, program_source: str 
     if settings.kafka is None:
         writes = GroupCommit(
             conn, compile_rules(program), events_max=settings.group_events_max,
-            linger_ms=settings.group_linger_ms, observe=metrics.committed,
+            linger_ms=settings.group_linger_ms, observe=metrics.committed, on_fatal=_stop_serving,
         )  # fmt: skip
     else:
         writes = KafkaWrites(sibling(conn), settings.kafka, settings.group, settings.answer_wait_s)

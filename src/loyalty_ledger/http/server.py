@@ -11,6 +11,7 @@ from typing import Protocol
 
 from psycopg_pool import ConnectionPool
 
+from loyalty_ledger.errors import LoyaltyError
 from loyalty_ledger.http.metrics import Metrics
 from loyalty_ledger.program import Program
 from loyalty_ledger.runtime.group_commit import Answers
@@ -21,6 +22,7 @@ class Writes(Protocol):
     """Where posted events go: `submit` answers after commit (or not within the wait)."""
 
     mode: str  # embedded | kafka
+    fatal: LoyaltyError | None  # why the writer stopped for good (the server stops), or None
     answer_wait_s: float | None  # None: answers always come (embedded); else 202 after it
 
     def submit(self, raws: Sequence[bytes], key_name: str) -> Future[Answers]: ...

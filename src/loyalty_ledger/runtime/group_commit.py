@@ -1,20 +1,21 @@
 """`loyalty serve`'s single writer: HTTP requests grouped into one pipeline batch each, answered
 once that batch has committed and the projections have caught up with it.
 
-One thread owns the pipeline (as a file ingest does, under the writer lock); a
-request waits in a queue until the thread takes it into a group: up to
-`events_max` events, or what arrived within `linger_ms` of the group's first
-request. While a group commits, the next one gathers, so a busy till fleet
-costs one commit per group, not per request (group commit). A request is
-never split, and the inputs of a group keep their arrival order.
+One thread owns the pipeline and takes the writer lock for each group (so an
+erasure or a redrive is never locked out by a running server); a request waits
+in a queue until the thread takes it into a group: up to `events_max` events,
+or what arrived within `linger_ms` of the group's first request. While a group
+commits, the next one gathers, so a busy till fleet costs one commit per
+group, not per request (group commit). A request is never split, and the
+inputs of a group keep their arrival order.
 
 Each API key is a source of its own (`http:<key name>`) whose positions count
 its inputs; they commit with the batch, like a file's line number, so every
-input, and the key that sent it, is in the inbox or the dead letters for good.
-"""
+input, and the key that sent it, is in the inbox or the dead letters for good."""
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -27,13 +28,14 @@ from typing import Any
 from loyalty_ledger import log
 from loyalty_ledger.admin import customer_card
 from loyalty_ledger.engine import Rules
-from loyalty_ledger.errors import Unavailable
+from loyalty_ledger.errors import Conflict, LoyaltyError, Unavailable
 from loyalty_ledger.pipeline import Outcome, Pipeline
 from loyalty_ledger.projectors import runner
 from loyalty_ledger.sources.address import SourceAddress, SourceKind
 from loyalty_ledger.sources.line import Line
+from loyalty_ledger.store import locks
 from loyalty_ledger.store.batch import Position, write_positions
-from loyalty_ledger.store.db import Connection
+from loyalty_ledger.store.db import Connection, StoreUnavailable
 
 EVENTS_MAX = 1_000  # a group's events: larger groups pay more latency than they save
 LINGER_MS = 2  # how long a group's first request waits for company
@@ -87,13 +89,17 @@ class GroupCommit:
         events_max: int = EVENTS_MAX,
         linger_ms: float = LINGER_MS,
         observe: Observe | None = None,
+        on_fatal: Callable[[LoyaltyError], None] | None = None,
     ) -> None:
         self.conn = conn  # the writer's own: it holds the writer lock
         self.events_max = events_max
         self.linger_s = linger_ms / 1000
         self.observe = observe
+        self.on_fatal = on_fatal  # the writer cannot go on: e.g. stop the server
+        self.fatal: LoyaltyError | None = None
         self._pipeline = Pipeline(conn, rules, after_commit=runner.catch_up)
         self._positions = _http_positions(conn)
+        self._epoch = -1  # the writer epoch of the last group: none yet
         self._queue: queue.SimpleQueue[_Request | object] = queue.SimpleQueue()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
@@ -134,7 +140,7 @@ class GroupCommit:
             # begun, it cannot be cancelled: its answer is set whether anyone waits or not.
             group = [r for r in group if r.future.set_running_or_notify_cancel()]
             if group:
-                self._commit(group)
+                self._as_the_writer(group)
         while True:  # requests that raced the stop: refused, never left hanging
             late = self._queue.get_nowait() if not self._queue.empty() else None
             if late is None:
@@ -159,6 +165,25 @@ class GroupCommit:
             events += len(more.raws)
         return group, False
 
+    def _as_the_writer(self, group: list[_Request]) -> None:
+        """Commit `group` holding the writer lock, taken group by group: an erasure, a
+        redrive or a file ingest gets its turn between two groups. If one ran since the
+        last group, what the pipeline cached (states, positions) may be stale: dropped."""
+        try:
+            epoch = locks.take_writer(self.conn)
+        except Exception as e:
+            self._failed(group, e)
+            return
+        try:
+            if epoch != self._epoch + 1:
+                self._pipeline.forget()
+                self._positions = _http_positions(self.conn)
+            self._epoch = epoch
+            self._commit(group)
+        finally:
+            with contextlib.suppress(Exception):  # a lost connection released it already
+                locks.release_writer(self.conn)
+
     def _commit(self, group: list[_Request]) -> None:
         positions = dict(self._positions)
         lines = []
@@ -171,21 +196,43 @@ class GroupCommit:
         started = time.perf_counter()
         try:
             self._pipeline.process(lines, partial(write_positions, positions=changed))
-            outcomes = list(self._pipeline.written)
-            firsts = _first_outcomes(self.conn, outcomes)
-            customers = _read_models(self.conn, outcomes)
-        except Exception as e:  # the group failed as a whole: nothing of it committed
-            self._logger.error("group_failed", events=len(lines), error=type(e).__name__)
-            failure = e if isinstance(e, Unavailable) else WriterStopped(
-                "the ledger could not commit this request: send it again"
-            )
-            for request in group:
-                request.future.set_exception(failure)
+        except Exception as e:  # nothing of the group committed (its transaction was undone)
+            self._failed(group, e)
             return
         self._positions = positions
+        outcomes = list(self._pipeline.written)
         if self.observe is not None:
             self.observe(len(lines), time.perf_counter() - started, outcomes)
+        try:
+            firsts = _first_outcomes(self.conn, outcomes)
+            customers = _read_models(self.conn, outcomes)
+        except Exception as e:  # committed, unanswered: a retry gets the first outcomes
+            self._failed(group, e)
+            return
         _answer(group, outcomes, firsts, customers)
+
+    def _failed(self, group: Sequence[_Request], error: Exception) -> None:
+        """Fail the group's requests (a retry is safe: event ids are idempotency keys). A lost
+        database or a promotion stops the writer for good: the server then stops, to be
+        started again on the database and generation as they are now."""
+        self._logger.error("group_failed", events=sum(len(r.raws) for r in group),
+                           error=type(error).__name__)  # fmt: skip
+        if isinstance(error, Conflict):
+            self.fatal = error
+        elif self.conn.broken or self.conn.closed:
+            self.fatal = StoreUnavailable("lost the database connection: start the server again")
+        if self.fatal is not None:
+            failure: LoyaltyError = WriterStopped(
+                f"the server is stopping ({self.fatal}): send the request again once it is back"
+            )
+        elif isinstance(error, Unavailable):
+            failure = error
+        else:
+            failure = WriterStopped("the ledger could not commit this request: send it again")
+        for request in group:
+            request.future.set_exception(failure)
+        if self.fatal is not None and self.on_fatal is not None:
+            self.on_fatal(self.fatal)
 
 
 def _answer(

@@ -30,7 +30,7 @@ from psycopg import sql
 
 from loyalty_ledger import log
 from loyalty_ledger.admin import customer_card
-from loyalty_ledger.errors import Unavailable
+from loyalty_ledger.errors import LoyaltyError, Unavailable
 from loyalty_ledger.kafka.producer import producer as kafka_producer
 from loyalty_ledger.kafka.settings import ClientErrors, KafkaSettings
 from loyalty_ledger.kafka.topics import partition_count
@@ -65,6 +65,7 @@ class KafkaWrites:
     """Publishes requests and answers them after the consumer group commits them."""
 
     mode = "kafka"
+    fatal: LoyaltyError | None = None  # the consumers write: nothing here stops for good
 
     def __init__(
         self, conn: Connection, settings: KafkaSettings, group: str,

@@ -5,8 +5,10 @@ here, together, where two keys cannot collide unseen. The order, outermost first
 of one may take those below it, never those above, so no two commands deadlock):
 
 1. `migrating` (session): commands starting together migrate one at a time.
-2. `one_file_writer` (session): one file ingest, redrive or erasure per database at a time
-   (their pipelines cache customers' states in memory).
+2. `one_file_writer` (session): one file ingest, redrive, erasure or group of `loyalty serve`
+   (embedded mode) per database at a time (their pipelines cache customers' states in
+   memory). Each taking of it bumps the writer epoch, so a server that takes it group by
+   group can tell whether another writer ran in between (and drop what it cached).
 3. `hold_appends` (session, per generation): a promotion stops every live writer.
 4. `APPEND` (transaction, per generation): held by a batch from its first identity-numbered
    row to commit, so ledger seqs, dead-letter and outbox ids commit in order (readers that
@@ -39,16 +41,33 @@ def migrating(conn: Connection) -> None:
 
 
 @contextmanager
-def one_file_writer(conn: Connection) -> Iterator[None]:
-    """The pipeline caches state in memory: two writers at once would overwrite each other."""
+def one_file_writer(conn: Connection) -> Iterator[int]:
+    """The pipeline caches state in memory: two writers at once would overwrite each other.
+    Yields the writer epoch this taking of the lock made."""
+    epoch = take_writer(conn)
+    try:
+        yield epoch
+    finally:
+        release_writer(conn)
+
+
+def take_writer(conn: Connection) -> int:
+    """Take the writer lock (waiting for its holder), and bump and return the writer epoch."""
     row = conn.execute("SELECT pg_try_advisory_lock(%s)", (WRITER_KEY,)).fetchone()
     if not (row and row[0]):
         log.get("ingest").info("waiting for another writer to finish")
         conn.execute("SELECT pg_advisory_lock(%s)", (WRITER_KEY,))
-    try:
-        yield
-    finally:
-        conn.execute("SELECT pg_advisory_unlock(%s)", (WRITER_KEY,))
+    bumped = conn.execute(
+        "INSERT INTO public.settings (key, value) VALUES ('writer_epoch', '1') "
+        "ON CONFLICT (key) DO UPDATE SET value = (settings.value::bigint + 1)::text "
+        "RETURNING value::bigint"
+    ).fetchone()
+    assert bumped is not None
+    return int(bumped[0])
+
+
+def release_writer(conn: Connection) -> None:
+    conn.execute("SELECT pg_advisory_unlock(%s)", (WRITER_KEY,))
 
 
 def hold_appends(conn: Connection, schema: str) -> None:
