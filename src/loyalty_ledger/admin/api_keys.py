@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 import psycopg
 
@@ -99,15 +101,24 @@ def revoke(conn: Connection, name: str) -> ApiKey:
     return ApiKey(row[0], Scope(row[1]), row[2], row[3], row[4])
 
 
+AUTHENTICATE = (
+    "SELECT name, scope, prefix, created_at FROM public.api_keys "
+    "WHERE key_hash = %s AND revoked_at IS NULL"
+)
+
+
+def may_be_a_key(key: str) -> bool:
+    """Whether `key` has a key's shape (else it is not looked up at all)."""
+    return key.startswith(KEY_PREFIX) and len(key) <= 128
+
+
 def authenticate(conn: Connection, key: str) -> ApiKey | None:
     """The live key `key` is, or None (unknown or revoked)."""
-    if not key.startswith(KEY_PREFIX) or len(key) > 128:
+    if not may_be_a_key(key):
         return None
-    row = conn.execute(
-        "SELECT name, scope, prefix, created_at FROM public.api_keys "
-        "WHERE key_hash = %s AND revoked_at IS NULL",
-        (key_hash(key),),
-    ).fetchone()
-    if row is None:
-        return None
-    return ApiKey(row[0], Scope(row[1]), row[2], row[3], None)
+    return key_from(conn.execute(AUTHENTICATE, (key_hash(key),)).fetchone())
+
+
+def key_from(row: Sequence[Any] | None) -> ApiKey | None:
+    """The key from AUTHENTICATE's row, whoever ran the query."""
+    return None if row is None else ApiKey(row[0], Scope(row[1]), row[2], row[3], None)

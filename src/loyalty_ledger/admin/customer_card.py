@@ -40,18 +40,30 @@ def read_models(conn: Connection, customer_ids: Sequence[str]) -> dict[str, dict
     }
 
 
-def card(conn: Connection, customer_id: str, program: Program, as_of: datetime) -> dict[str, Any]:
-    """The card of `customer_id`; points expiring counts from `as_of` (a request's instant).
+# The read model and the customer's open lots expiring by the horizon (from `point_lots`),
+# in one statement: one snapshot, one round trip.
+CARD = sql.SQL(
+    "SELECT {}, ARRAY(SELECT row(l.expires_at, l.remaining) FROM point_lots l "
+    "WHERE l.customer_id = c.customer_id AND l.lot_seq > 0 AND l.expires_at <= %s "
+    "ORDER BY l.expires_at, l.lot_seq) FROM customers c WHERE c.customer_id = %s"
+).format(sql.SQL(", ").join(sql.Identifier("c", f) for f in CUSTOMER_FIELDS))
 
-    One statement (one snapshot, one round trip): the read model and the customer's open
-    lots expiring by the horizon, from the `point_lots` projection."""
-    horizon = as_of + timedelta(days=EXPIRING_DAYS)
-    query = sql.SQL(
-        "SELECT {}, ARRAY(SELECT row(l.expires_at, l.remaining) FROM point_lots l "
-        "WHERE l.customer_id = c.customer_id AND l.lot_seq > 0 AND l.expires_at <= %s "
-        "ORDER BY l.expires_at, l.lot_seq) FROM customers c WHERE c.customer_id = %s"
-    ).format(sql.SQL(", ").join(sql.Identifier("c", f) for f in CUSTOMER_FIELDS))
-    row = conn.execute(query, (horizon, customer_id)).fetchone()
+
+def card_parameters(customer_id: str, as_of: datetime) -> tuple[datetime, str]:
+    """CARD's parameters: points expiring count from `as_of` (a request's instant)."""
+    return as_of + timedelta(days=EXPIRING_DAYS), customer_id
+
+
+def card(conn: Connection, customer_id: str, program: Program, as_of: datetime) -> dict[str, Any]:
+    """The card of `customer_id`; points expiring count from `as_of`."""
+    row = conn.execute(CARD, card_parameters(customer_id, as_of)).fetchone()
+    return card_of(row, customer_id, program, as_of)
+
+
+def card_of(
+    row: Sequence[Any] | None, customer_id: str, program: Program, as_of: datetime
+) -> dict[str, Any]:
+    """The card from CARD's row (None: no such customer), whoever ran the query."""
     if row is None:
         raise UnknownCustomer(
             f"no enrolled customer {customer_id!r}: check the id (ids are case-sensitive)"

@@ -206,19 +206,30 @@ def page(
 ) -> Page:
     """Up to `limit` entries of `customer_id` past seq `after`, only of `kinds` and `causes`
     when given. The balance after each is the ledger's, whatever the filter."""
+    params = page_parameters(customer_id, after, limit, kinds=kinds, causes=causes)
+    return page_of(conn.execute(PAGE, params).fetchall(), limit)
+
+
+def page_parameters(
+    customer_id: str, after: int, limit: int, *, kinds: Sequence[str], causes: Sequence[str]
+) -> dict[str, Any]:
+    """PAGE's parameters (one row more than `limit`: whether there is a next page)."""
     signs = {kind.value: sign for kind, sign in BALANCE_SIGN.items()}
-    params = {
+    return {
         "customer": customer_id, "after": after, "limit": limit + 1,
         "kinds": list(kinds), "causes": list(causes),
         "sign_kinds": list(signs), "signs": list(signs.values()),
     }  # fmt: skip
-    rows = conn.execute(_PAGE, params).fetchall()
+
+
+def page_of(rows: Sequence[Sequence[Any]], limit: int) -> Page:
+    """The page from PAGE's rows, whoever ran the query."""
     entries = tuple(Entry(_Row(*r[:-2]), int(r[-2]), int(r[-1])) for r in rows[:limit])
     return Page(entries, entries[-1].row.seq if len(rows) > limit else None)
 
 
 # The running balance is over every entry of the customer; the filters apply after it.
-_PAGE = """
+PAGE = """
 SELECT * FROM (
     SELECT l.seq, l.version, l.occurred_at, l.kind, l.points, l.cause, l.event_id,
            i.event_type, l.reason, l.ref, l.reward, l.tier_from, l.tier_to, l.amount,

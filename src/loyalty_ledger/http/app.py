@@ -12,6 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import TypeAdapter
+from starlette.concurrency import run_in_threadpool
 
 from loyalty_ledger import events as ev
 from loyalty_ledger.errors import Conflict, LoyaltyError, Unavailable
@@ -27,9 +28,9 @@ def create_app(server: Server) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await server.open()
         yield
-        server.writes.close()  # graceful: the requests already queued are committed first
-        server.pool.close()
+        await server.close()
 
     app = FastAPI(
         title="loyalty-ledger", version=API_VERSION, lifespan=lifespan,
@@ -49,27 +50,27 @@ def create_app(server: Server) -> FastAPI:
 
 def _operations(app: FastAPI, server: Server) -> None:
     @app.get("/healthz", tags=["operations"], response_class=PlainTextResponse)
-    def healthz() -> str:
+    async def healthz() -> str:
         """Liveness: the process answers."""
         return "ok\n"
 
     @app.get("/readyz", tags=["operations"])
-    def readyz() -> JSONResponse:
+    async def readyz() -> JSONResponse:
         """Readiness: the database answers, and the writer (in Kafka mode: the broker)."""
         problems: dict[str, str] = {}
         try:
-            with server.reading() as conn:
-                conn.execute("SELECT 1")
+            async with server.areading() as conn:
+                await conn.execute("SELECT 1")
         except Exception as e:  # any failure is "not ready", with its kind
             problems["database"] = type(e).__name__
-        why = server.writes.not_ready()
+        why = await run_in_threadpool(server.writes.not_ready)  # Kafka mode asks the broker
         if why is not None:
             problems[server.writes.mode] = why
         body = {"ready": not problems, "mode": server.writes.mode, "problems": problems}
         return JSONResponse(body, 200 if not problems else 503)
 
     @app.get("/metrics", tags=["operations"])
-    def metrics() -> Response:
+    async def metrics() -> Response:
         """Prometheus text format."""
         return Response(generate_latest(server.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

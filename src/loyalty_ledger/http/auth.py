@@ -16,9 +16,16 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
 
-from loyalty_ledger.admin.api_keys import ApiKey, Scope, authenticate, key_hash
+from loyalty_ledger.admin.api_keys import (
+    AUTHENTICATE,
+    ApiKey,
+    Scope,
+    authenticate,
+    key_from,
+    key_hash,
+    may_be_a_key,
+)
 from loyalty_ledger.http.server import Server
 
 CONSOLE_COOKIE = "loyalty_console_key"
@@ -46,8 +53,10 @@ async def key_of_async(
     """`key_of` on the event loop: a remembered key costs no thread and no round trip."""
     secret = _secret(request, credentials)
     key = _remembered(secret)
-    if key is None:
-        key = await run_in_threadpool(_known, server_of(request), secret)
+    if key is None and may_be_a_key(secret):
+        async with server_of(request).areading() as conn:
+            row = await (await conn.execute(AUTHENTICATE, (key_hash(secret),))).fetchone()
+        key = _remember(secret, key_from(row))
     return _live(request, key)
 
 
@@ -81,10 +90,14 @@ def _remembered(secret: str) -> ApiKey | None:
 
 def _known(server: Server, secret: str) -> ApiKey | None:
     """The live key `secret` is, asked of the database (and remembered)."""
+    with server.reading() as conn:
+        return _remember(secret, authenticate(conn, secret))
+
+
+def _remember(secret: str, key: ApiKey | None) -> ApiKey | None:
+    """Trust `key`, just found live, for KEY_TRUST_S; forget `secret` if it is not."""
     digest = key_hash(secret)
     now = time.monotonic()
-    with server.reading() as conn:
-        key = authenticate(conn, secret)
     with _trusted_lock:
         if key is None:
             _trusted.pop(digest, None)

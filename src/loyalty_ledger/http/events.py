@@ -180,15 +180,16 @@ class EventOutcome(BaseModel):
 
 @router.get("/events/{event_id}", response_model=EventOutcome,
             responses={404: {"description": "not applied (yet)"}})  # fmt: skip
-def get_event(
+async def get_event(
     event_id: str, request: Request, key: Poster
 ) -> EventOutcome:
     """The outcome of an event already applied, from any input path; 404 until it is."""
-    with server_of(request).reading() as conn:
-        row = conn.execute(
+    async with server_of(request).areading() as conn:
+        cursor = await conn.execute(
             "SELECT outcome, reason, event_type, customer_id, source FROM inbox "
             "WHERE event_id = %s", (event_id,)
-        ).fetchone()  # fmt: skip
+        )  # fmt: skip
+        row = await cursor.fetchone()
     if row is None:
         raise HTTPException(404, f"event {event_id!r} is not applied (yet)")
     return EventOutcome(event_id=event_id, outcome=row[0], reason=row[1], type=row[2],

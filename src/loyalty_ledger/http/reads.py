@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1", tags=["reads"])
 
 
 @router.get("/customers/{customer_id}")
-def get_customer(
+async def get_customer(
     customer_id: str,
     request: Request,
     key: Reader,
@@ -30,17 +30,20 @@ def get_customer(
     if as_of is not None and as_of.tzinfo is None:
         raise HTTPException(422, "as_of needs an offset, like 2025-01-01T00:00:00Z")
     server = server_of(request)
-    with server.reading() as conn:
-        try:
-            return customer_card.card(
-                conn, customer_id, server.program.program, as_of or datetime.now(UTC)
-            )
-        except customer_card.UnknownCustomer as e:
-            raise HTTPException(404, str(e)) from None
+    at = as_of or datetime.now(UTC)
+    async with server.areading() as conn:
+        cursor = await conn.execute(
+            customer_card.CARD, customer_card.card_parameters(customer_id, at)
+        )
+        row = await cursor.fetchone()
+    try:
+        return customer_card.card_of(row, customer_id, server.program.program, at)
+    except customer_card.UnknownCustomer as e:
+        raise HTTPException(404, str(e)) from None
 
 
 @router.get("/customers/{customer_id}/statement")
-def get_statement(
+async def get_statement(
     customer_id: str,
     request: Request,
     key: Reader,
@@ -51,15 +54,17 @@ def get_statement(
 ) -> dict[str, Any]:
     """The customer's ledger entries with their causes, oldest first, paged by cursor; the
     balance after each entry is the ledger's, whatever the filter."""
-    with server_of(request).reading() as conn:
-        found = conn.execute(
+    params = statement.page_parameters(customer_id, after, limit, kinds=kind or (),
+                                       causes=cause or ())  # fmt: skip
+    async with server_of(request).areading() as conn:
+        cursor = await conn.execute(
             "SELECT 1 FROM customer_state WHERE customer_id = %s", (customer_id,)
-        ).fetchone()
-        if found is None:
+        )
+        if await cursor.fetchone() is None:
             raise HTTPException(404, f"no customer {customer_id!r}: check the id "
                                      "(ids are case-sensitive)")  # fmt: skip
-        page = statement.page(conn, customer_id, after, limit, kinds=kind or (),
-                              causes=cause or ())  # fmt: skip
+        rows = await (await conn.execute(statement.PAGE, params)).fetchall()
+    page = statement.page_of(rows, limit)
     return {
         "customer_id": customer_id,
         "entries": [statement.entry_json(e) for e in page.entries],
@@ -68,13 +73,13 @@ def get_statement(
 
 
 @router.get("/rewards")
-def get_rewards(request: Request, key: Reader) -> dict[str, Any]:
+async def get_rewards(request: Request, key: Reader) -> dict[str, Any]:
     """The rewards catalogue of the program in force."""
     return customer_card.catalogue(server_of(request).program.program)
 
 
 @router.get("/program")
-def get_program(request: Request, key: Reader) -> dict[str, Any]:
+async def get_program(request: Request, key: Reader) -> dict[str, Any]:
     """The program in force: its name, hash, currency, time zone and TOML text."""
     held = server_of(request).program
     section = held.program.program

@@ -111,7 +111,7 @@ def build_server(conn: Connection, settings: ServeSettings, program_source: str 
 
     pool: ConnectionPool[Connection] = ConnectionPool(
         database.conninfo(), kwargs={"autocommit": True}, configure=configure,
-        min_size=1, max_size=settings.read_connections, open=True, name="reads",
+        min_size=1, max_size=4, open=True, name="reads",  # the console's pages
     )  # fmt: skip
     writes: Writes
     if settings.kafka is None:
@@ -121,4 +121,5 @@ def build_server(conn: Connection, settings: ServeSettings, program_source: str 
         )  # fmt: skip
     else:
         writes = KafkaWrites(sibling(conn), settings.kafka, settings.group, settings.answer_wait_s)
-    return Server(pool, ProgramInForce(program, live[0], live[1]), writes, metrics)
+    return Server(pool, ProgramInForce(program, live[0], live[1]), writes, metrics, database,
+                  settings.read_connections)  # fmt: skip
