@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
 
 from loyalty_ledger.admin import customer_card, statement
 from loyalty_ledger.http.auth import Reader, server_of
@@ -23,7 +24,7 @@ async def get_customer(
     request: Request,
     key: Reader,
     as_of: Annotated[datetime | None, Query(description="instant for `expiring` (now)")] = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     """The read model of the customer (every field of `loyalty export customers`), the next
     tier and the spend missing to it, the points expiring in the next 30 days and the
     rewards affordable now."""
@@ -37,9 +38,10 @@ async def get_customer(
         )
         row = await cursor.fetchone()
     try:
-        return customer_card.card_of(row, customer_id, server.program.program, at)
+        card = customer_card.card_of(row, customer_id, server.program.program, at)
     except customer_card.UnknownCustomer as e:
         raise HTTPException(404, str(e)) from None
+    return JSONResponse(card)  # JSON values already: FastAPI's encoder would walk it again
 
 
 @router.get("/customers/{customer_id}/statement")
@@ -51,7 +53,7 @@ async def get_statement(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     kind: Annotated[list[str] | None, Query(description="only these entry kinds")] = None,
     cause: Annotated[list[str] | None, Query(description="only these causes")] = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     """The customer's ledger entries with their causes, oldest first, paged by cursor; the
     balance after each entry is the ledger's, whatever the filter."""
     params = statement.page_parameters(customer_id, after, limit, kinds=kind or (),
@@ -65,11 +67,11 @@ async def get_statement(
                                      "(ids are case-sensitive)")  # fmt: skip
         rows = await (await conn.execute(statement.PAGE, params)).fetchall()
     page = statement.page_of(rows, limit)
-    return {
+    return JSONResponse({
         "customer_id": customer_id,
         "entries": [statement.entry_json(e) for e in page.entries],
         "next": page.next,
-    }
+    })  # fmt: skip
 
 
 @router.get("/rewards")
