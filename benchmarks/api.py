@@ -99,7 +99,12 @@ from loyalty_ledger.errors import LoyaltyError
 from loyalty_ledger.store.db import psycopg_url, redact
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ingest import PROGRAM, Postgres, postgres  # the sibling benchmark's program and server
+from ingest import (  # the sibling benchmark's program and server
+    PROGRAM,
+    Postgres,
+    aligned,
+    postgres,
+)
 
 LOYALTY = shutil.which("loyalty", path=str(Path(sys.executable).parent)) or "loyalty"
 READY_TIMEOUT_S = 60.0
@@ -196,13 +201,7 @@ def serving(url: str, program: Path, logdir: Path, name: str,
         mode = _wait_ready(base, process, log_path)
         yield Serving(base, process, key, mode, log_path)
     finally:
-        if process.poll() is None:
-            process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        _stop(process)
 
 
 def _wait_ready(base: str, process: subprocess.Popen[bytes], log_path: Path) -> str:
@@ -716,14 +715,7 @@ def table(runs: list[Run]) -> str:
              f"{r.errors():,}/{len(r.samples):,}", f"{r.quantile_ms(0.99, late=True):.1f}",
              f"{r.server_cpu_s / r.seconds:.2f}" if r.seconds else "-",
              f"{r.client_cpu_s / r.seconds:.2f}" if r.seconds else "-") for r in runs]  # fmt: skip
-    widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
-    out = []
-    for i, r in enumerate([head, *body]):
-        out.append("  ".join(c.ljust(w) if j == 0 else c.rjust(w)
-                             for j, (c, w) in enumerate(zip(r, widths, strict=True))))  # fmt: skip
-        if i == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
+    return aligned(head, body)
 
 
 def _ms(seconds: float | None) -> str:
@@ -829,12 +821,18 @@ def consuming(url: str, program: Path, logdir: Path, n: int, group: str,
     try:
         yield
     finally:
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (a graceful stop), then SIGKILL if it takes more than 30 s."""
+    if process.poll() is None:
         process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
 
 
 @contextlib.contextmanager

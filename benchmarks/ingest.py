@@ -43,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -754,6 +754,11 @@ def table(figures: list[Figure], baseline: Figure) -> str:
     head = ("measurement", "events", "seconds", "events/s", "vs e2e")
     body = [(f.name, f"{f.events:,}", f"{f.seconds:.2f}", f"{f.rate:,.0f}",
              f"{f.rate / baseline.rate:.2f}x") for f in figures]  # fmt: skip
+    return aligned(head, body)
+
+
+def aligned(head: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    """A plain-text table: the first column left-aligned, the others right-aligned."""
     widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
     out = []
     for i, r in enumerate([head, *body]):

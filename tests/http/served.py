@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from conftest import PgServer, twin_database
 from loyalty_ledger.admin import api_keys
 from loyalty_ledger.store.db import psycopg_url
 from support import LOYALTY
@@ -109,3 +110,15 @@ def wait_ready(server: Served) -> None:
             pass
         time.sleep(0.1)
     raise AssertionError(f"loyalty serve not ready in {READY_TIMEOUT_S} s:\n{server.log()}")
+
+
+@contextmanager
+def module_server(
+    pg_server: PgServer, template_db: str, log_dir: Path, program: Path
+) -> Iterator[tuple[Served, str]]:
+    """One server over a database of its own, for a test module's tests to share; the
+    server and its URL. Its ledger anchors go beside its log."""
+    anchors = {"LOYALTY_ANCHOR_FILE": str(log_dir / "anchors.jsonl")}
+    with twin_database(pg_server, template_db) as url, \
+            served(url, program, log_dir, env=anchors) as server:  # fmt: skip
+        yield server, url

@@ -22,7 +22,7 @@ import pytest
 
 from conftest import PgServer, twin_database
 from loyalty_ledger.store.db import connect
-from served import Served, served
+from served import Served, module_server, served
 from support import CASES, assert_matches, export
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
@@ -55,10 +55,9 @@ def shared(
 ) -> Iterator[tuple[Served, str]]:
     """One server for the module over a database of its own, with the example story posted."""
     log_dir = tmp_path_factory.mktemp("serve")
-    anchors = {"LOYALTY_ANCHOR_FILE": str(log_dir / "anchors.jsonl")}
-    with twin_database(pg_server, template_db) as url, \
-            served(url, EXAMPLES / "program.toml", log_dir, env=anchors) as server, \
-            server.client("admin") as admin:  # fmt: skip
+    with module_server(pg_server, template_db, log_dir, EXAMPLES / "program.toml") as shared, \
+            shared[0].client("admin") as admin:  # fmt: skip
+        server, url = shared
         # The story has ticks (admin), a duplicate and an invalid event among its 74.
         results = _post(admin, _events(prefix=STORY))
         assert len(results) == 74

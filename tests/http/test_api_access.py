@@ -13,11 +13,11 @@ import httpx
 import psycopg
 import pytest
 
-from conftest import PgServer, twin_database
+from conftest import PgServer
 from loyalty_ledger.admin import api_keys
 from loyalty_ledger.http.auth import KEY_TRUST_S
 from loyalty_ledger.store.db import connect, psycopg_url
-from served import Served, served
+from served import Served, module_server
 from support import cli_in_process, run
 
 PROGRAM = Path(__file__).parents[2] / "examples" / "program.toml"
@@ -32,10 +32,8 @@ def shared(
 ) -> Iterator[tuple[Served, str]]:
     """One server for the module over a database of its own."""
     log_dir = tmp_path_factory.mktemp("serve")
-    anchors = {"LOYALTY_ANCHOR_FILE": str(log_dir / "anchors.jsonl")}
-    with twin_database(pg_server, template_db) as url, \
-            served(url, PROGRAM, log_dir, env=anchors) as server:  # fmt: skip
-        yield server, url
+    with module_server(pg_server, template_db, log_dir, PROGRAM) as shared:
+        yield shared
 
 
 def _with_key(server: Served, key: str | None) -> httpx.Client:

@@ -22,7 +22,7 @@ import pytest
 
 from conftest import PgServer, twin_database
 from loyalty_ledger.store.db import connect
-from served import Served, served
+from served import Served, module_server, served
 from support import export, ingest, normalized
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
@@ -37,10 +37,8 @@ def shared(
 ) -> Iterator[tuple[Served, str]]:
     """One server for the module over a database of its own."""
     log_dir = tmp_path_factory.mktemp("serve")
-    anchors = {"LOYALTY_ANCHOR_FILE": str(log_dir / "anchors.jsonl")}
-    with twin_database(pg_server, template_db) as url, \
-            served(url, PROGRAM, log_dir, env=anchors) as server:  # fmt: skip
-        yield server, url
+    with module_server(pg_server, template_db, log_dir, PROGRAM) as shared:
+        yield shared
 
 
 def _at(day: int, minute: int) -> str:
