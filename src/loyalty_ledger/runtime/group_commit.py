@@ -102,9 +102,9 @@ class GroupCommit:
         self._epoch = -1  # the writer epoch of the last group: none yet
         self._queue: queue.SimpleQueue[_Request | object] = queue.SimpleQueue()
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
-        self._thread.start()
         self._logger = log.get("serve")
+        self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
+        self._thread.start()  # last: the thread uses every attribute above
 
     def submit(self, raws: Sequence[bytes], key_name: str) -> Future[Answers]:
         """Queue one request's inputs; the future holds their answers after commit."""
