@@ -157,7 +157,7 @@ def to_json(done: Statement) -> dict[str, Any]:
         "balance": done.balance,
         "debt": done.debt,
         "tier": done.tier,
-        "entries": [_entry_json(e) for e in done.entries],
+        "entries": [entry_json(e) for e in done.entries],
         "lots": [
             {"remaining": lot.remaining, "expires_at": _instant(lot.expires_at), "n": lot.n}
             for lot in done.lots
@@ -171,7 +171,7 @@ def to_json(done: Statement) -> dict[str, Any]:
     }
 
 
-def _entry_json(entry: Entry) -> dict[str, Any]:
+def entry_json(entry: Entry) -> dict[str, Any]:
     row = entry.row
     return {
         "seq": row.seq, "version": row.version, "occurred_at": _instant(row.occurred_at),
@@ -256,7 +256,3 @@ def causes(conn: Connection, customer_id: str) -> dict[str, int]:
         "GROUP BY cause ORDER BY cause", (customer_id,),
     ).fetchall()  # fmt: skip
     return {cause: int(n) for cause, n in rows}
-
-
-def entry_json(entry: Entry) -> dict[str, Any]:
-    return _entry_json(entry)

@@ -361,21 +361,17 @@ def _write_small(conn: Connection, batch: Batch) -> None:
 
 
 def write_file_position(conn: Connection, *, position: Position) -> None:
-    conn.execute(
-        "INSERT INTO source_positions (source, position, byte_offset, fingerprint) "
-        "VALUES (%s, %s, %s, %s) ON CONFLICT (source) DO UPDATE SET "
-        "position = excluded.position, byte_offset = excluded.byte_offset, "
-        "fingerprint = excluded.fingerprint, updated_at = now()",
-        (position.source, position.position, position.byte_offset, position.fingerprint),
-    )
+    write_positions(conn, positions=(position,))
 
 
 def write_positions(conn: Connection, *, positions: Sequence[Position]) -> None:
-    """Several sources' positions at once: a group of HTTP requests from several API keys."""
+    """Sources' positions, in the batch's transaction: a file's, or a group of HTTP requests'
+    from several API keys."""
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO source_positions (source, position, byte_offset, fingerprint) "
             "VALUES (%s, %s, %s, %s) ON CONFLICT (source) DO UPDATE SET "
-            "position = excluded.position, updated_at = now()",
+            "position = excluded.position, byte_offset = excluded.byte_offset, "
+            "fingerprint = excluded.fingerprint, updated_at = now()",
             [(p.source, p.position, p.byte_offset, p.fingerprint) for p in positions],
         )
