@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
+import pytest
 
 from conftest import PgServer, twin_database
 from loyalty_ledger.admin import api_keys
@@ -21,6 +22,7 @@ from loyalty_ledger.store.db import psycopg_url
 from support import LOYALTY
 
 READY_TIMEOUT_S = 30.0
+EXAMPLES_PROGRAM = Path(__file__).parents[2] / "examples" / "program.toml"
 
 
 @dataclass
@@ -122,3 +124,14 @@ def module_server(
     with twin_database(pg_server, template_db) as url, \
             served(url, program, log_dir, env=anchors) as server:  # fmt: skip
         yield server, url
+
+
+@pytest.fixture(scope="module", name="shared")
+def shared_examples_server(
+    pg_server: PgServer, template_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Served, str]]:
+    """A module's `shared` fixture (import it): one server under the example program over a
+    database of its own."""
+    log_dir = tmp_path_factory.mktemp("serve")
+    with module_server(pg_server, template_db, log_dir, EXAMPLES_PROGRAM) as shared:
+        yield shared

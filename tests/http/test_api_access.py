@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +12,10 @@ import httpx
 import psycopg
 import pytest
 
-from conftest import PgServer
 from loyalty_ledger.admin import api_keys
 from loyalty_ledger.http.auth import KEY_TRUST_S
 from loyalty_ledger.store.db import connect, psycopg_url
-from served import Served, module_server
+from served import Served, shared_examples_server  # noqa: F401 (the fixture)
 from support import cli_in_process, run
 
 PROGRAM = Path(__file__).parents[2] / "examples" / "program.toml"
@@ -26,14 +24,6 @@ SIGNUP = {"event_id": "acc-1", "type": "signup", "occurred_at": "2025-03-01T10:0
 TICK = {"event_id": "acc-tick", "type": "tick", "occurred_at": "2025-03-02T00:00:00Z"}
 
 
-@pytest.fixture(scope="module")
-def shared(
-    pg_server: PgServer, template_db: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Served, str]]:
-    """One server for the module over a database of its own."""
-    log_dir = tmp_path_factory.mktemp("serve")
-    with module_server(pg_server, template_db, log_dir, PROGRAM) as shared:
-        yield shared
 
 
 def _with_key(server: Served, key: str | None) -> httpx.Client:

@@ -12,7 +12,6 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import pytest
 
 from conftest import PgServer, twin_database
 from loyalty_ledger.store.db import connect
-from served import Served, module_server, served
+from served import Served, served, shared_examples_server  # noqa: F401 (the fixture)
 from support import export, ingest, normalized
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
@@ -31,14 +30,6 @@ PROGRAM = EXAMPLES / "program.toml"
 Event = dict[str, Any]
 
 
-@pytest.fixture(scope="module")
-def shared(
-    pg_server: PgServer, template_db: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Served, str]]:
-    """One server for the module over a database of its own."""
-    log_dir = tmp_path_factory.mktemp("serve")
-    with module_server(pg_server, template_db, log_dir, PROGRAM) as shared:
-        yield shared
 
 
 def _at(day: int, minute: int) -> str:
