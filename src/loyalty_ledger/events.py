@@ -20,6 +20,7 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
@@ -32,10 +33,12 @@ __all__ = [
     "EVENT_TYPES",
     "MAX_LINE_BYTES",
     "Action",
+    "Adjustment",
     "Event",
     "Id",
     "Invalid",
     "Item",
+    "Membership",
     "Money",
     "NonEmptyStr",
     "PositiveMoney",
@@ -45,6 +48,7 @@ __all__ = [
     "Return",
     "Signup",
     "Tick",
+    "Transfer",
     "decode",
     "json_schemas",
 ]
@@ -60,6 +64,7 @@ TEXT_LENGTH_MAX: Final = 1000
 QUANTITY_MAX: Final = 1_000_000
 ITEMS_MAX: Final = 1000
 POINTS_MAX: Final = 1_000_000_000
+REASON_LENGTH_MAX: Final = 200
 FIRST_INSTANT: Final = datetime(1970, 1, 1, tzinfo=UTC)
 LAST_INSTANT: Final = datetime(2999, 12, 31, 23, 59, 59, tzinfo=UTC)
 FIRST_BIRTH_DATE: Final = date(1900, 1, 1)
@@ -344,12 +349,49 @@ class Action(_Common):
     action: NonEmptyStr
 
 
+class Adjustment(_Common):
+    """A support agent's correction: points credited (> 0) or taken (< 0), with why."""
+
+    type: Literal["adjustment"]
+    customer_id: Id
+    points: Annotated[int, Strict(), Ge(-POINTS_MAX), Le(POINTS_MAX)]
+    reason: Annotated[
+        str, StringConstraints(strict=True, min_length=1, max_length=REASON_LENGTH_MAX), _NoNul
+    ]
+
+    @field_validator("points")
+    @classmethod
+    def _not_zero(cls, points: int) -> int:
+        if points == 0:
+            raise PydanticCustomError("adjustment_zero", "must not be 0 (negative takes away)")
+        return points
+
+
+class Transfer(_Common):
+    """Points `customer_id` gives to `to_customer_id`, oldest-to-expire first."""
+
+    type: Literal["transfer"]
+    customer_id: Id
+    to_customer_id: Id
+    points: Annotated[int, Strict(), Gt(0), Le(POINTS_MAX)]
+
+
+class Membership(_Common):
+    """A paid plan bought or renewed; `paid` must be the plan's price for the customer."""
+
+    type: Literal["membership"]
+    customer_id: Id
+    plan: NonEmptyStr
+    paid: Money
+
+
 class Tick(_Common):
     type: Literal["tick"]
 
 
 Event = Annotated[
-    Signup | Purchase | Return | Referral | Redemption | Action | Tick,
+    Signup | Purchase | Return | Referral | Redemption | Action | Adjustment | Transfer
+    | Membership | Tick,
     Field(discriminator="type"),
 ]
 EVENT_TYPES: Final[tuple[str, ...]] = (
@@ -359,6 +401,9 @@ EVENT_TYPES: Final[tuple[str, ...]] = (
     "referral",
     "redemption",
     "action",
+    "adjustment",
+    "transfer",
+    "membership",
     "tick",
 )
 EVENT_CLASSES: Final[dict[str, type[BaseModel]]] = {
@@ -368,6 +413,9 @@ EVENT_CLASSES: Final[dict[str, type[BaseModel]]] = {
     "referral": Referral,
     "redemption": Redemption,
     "action": Action,
+    "adjustment": Adjustment,
+    "transfer": Transfer,
+    "membership": Membership,
     "tick": Tick,
 }
 

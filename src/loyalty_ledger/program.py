@@ -8,6 +8,7 @@ import re
 import tomllib
 import zoneinfo
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, get_args, get_origin
@@ -22,6 +23,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError, core_schema
 
@@ -31,10 +33,13 @@ __all__ = [
     "ISO_4217_CODES",
     "Action",
     "BirthdaySection",
+    "Campaign",
     "Channel",
     "EarnSection",
     "ExpirySection",
     "LadderStep",
+    "MembershipPlan",
+    "PendingSection",
     "Program",
     "ProgramError",
     "ProgramSection",
@@ -45,6 +50,7 @@ __all__ = [
     "StampCard",
     "TierLevel",
     "TiersSection",
+    "TransfersSection",
     "load_program",
     "parse_program",
     "program_hash",
@@ -81,7 +87,7 @@ FACTOR_MAX: Final = Decimal(1000)  # multipliers and points_per_unit
 DECIMALS_MAX: Final = 6
 MONEY_DIGITS_MAX: Final = 12  # before the point, as money on the wire
 EXPIRY_MONTHS_MAX: Final = 1200
-WINDOW_DAYS_MAX: Final = 3660
+WINDOW_DAYS_MAX: Final = 3660  # also `[pending] days` and a membership's `days`
 TEXT_LENGTH_MAX: Final = 1000
 NO_NUL_PATTERN: Final = r"^[^\x00]*$"  # PostgreSQL text cannot hold U+0000
 
@@ -158,7 +164,41 @@ def _float_example(value: float) -> str:
     return f'"{exact:f}"' if exact.is_finite() else '"1.25"'
 
 
+class _InstantRule:
+    """A pydantic annotation: an RFC 3339 string or TOML datetime with an offset, as UTC."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            cls._validate, json_schema_input_schema=core_schema.str_schema()
+        )
+
+    @staticmethod
+    def _validate(value: object) -> datetime:
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value.upper())
+            except ValueError:
+                raise _not_an_instant() from None
+        if not isinstance(value, datetime) or value.utcoffset() is None:
+            raise _not_an_instant()
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise _not_an_instant() from None
+
+
+def _not_an_instant() -> PydanticCustomError:
+    return PydanticCustomError(
+        "instant_format", 'must be an instant with an offset like "2026-03-06T18:00:00+01:00"'
+    )
+
+
 Money = Annotated[Decimal, _AmountRule()]
+Instant = Annotated[datetime, _InstantRule]
+Days = Annotated[int, Strict(), Ge(1), Le(WINDOW_DAYS_MAX)]
 Factor = Annotated[Decimal, _AmountRule(most=FACTOR_MAX)]
 Count = Annotated[int, Strict(), Ge(0), Le(COUNT_MAX)]
 PositiveCount = Annotated[int, Strict(), Ge(1), Le(COUNT_MAX)]
@@ -330,6 +370,63 @@ class RedemptionSection(_Section):
     min_points: Count = 0
 
 
+class PendingSection(_Section):
+    days: Annotated[int, Strict(), Ge(0), Le(WINDOW_DAYS_MAX)]
+
+
+class Campaign(_Section):
+    id: Name
+    starts_at: Instant
+    ends_at: Instant
+    multiplier: Factor = Decimal(1)
+    bonus: Count = 0
+    categories: tuple[Text, ...] = ()
+    channels: tuple[Channel, ...] = ()
+    tiers: tuple[Name, ...] = ()
+    min_total: Money = Decimal(0)
+    max_per_customer: PositiveCount | None = None
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> Campaign:
+        if self.ends_at <= self.starts_at:
+            raise PydanticCustomError(
+                "program_rule",
+                "{message}",
+                {"message": "must be after starts_at; give the campaign a window",
+                 "at": ("ends_at",)},
+            )  # fmt: skip
+        return self
+
+
+class MembershipPlan(_Section):
+    id: Name
+    days: Days
+    fee: Money
+    member_fee: Money | None = None
+    member_fee_min_balance: Count | None = None
+    multiplier: Factor = Decimal(1)
+
+    @model_validator(mode="after")
+    def _member_fee_pair(self) -> MembershipPlan:
+        if (self.member_fee is None) != (self.member_fee_min_balance is None):
+            given, missing = (
+                ("member_fee", "member_fee_min_balance")
+                if self.member_fee is not None
+                else ("member_fee_min_balance", "member_fee")
+            )
+            raise PydanticCustomError(
+                "program_rule",
+                "{message}",
+                {"message": f"is missing; {given} needs it (give both or neither)",
+                 "at": (missing,)},
+            )  # fmt: skip
+        return self
+
+
+class TransfersSection(_Section):
+    min_points: Count = 0
+
+
 class Program(_Section):
     program: ProgramSection
     earn: EarnSection
@@ -342,6 +439,37 @@ class Program(_Section):
     actions: tuple[Action, ...] = ()
     stamp_cards: tuple[StampCard, ...] = ()
     rewards: tuple[Reward, ...] = ()
+    pending: PendingSection | None = None
+    campaigns: tuple[Campaign, ...] = ()
+    memberships: tuple[MembershipPlan, ...] = ()
+    transfers: TransfersSection | None = None
+
+    @field_validator("campaigns")
+    @classmethod
+    def _unique_campaigns(cls, campaigns: tuple[Campaign, ...]) -> tuple[Campaign, ...]:
+        _refuse_duplicates([campaign.id for campaign in campaigns], "campaign id", "id")
+        return campaigns
+
+    @field_validator("memberships")
+    @classmethod
+    def _unique_plans(cls, plans: tuple[MembershipPlan, ...]) -> tuple[MembershipPlan, ...]:
+        _refuse_duplicates([plan.id for plan in plans], "membership id", "id")
+        return plans
+
+    @model_validator(mode="after")
+    def _campaign_tiers_exist(self) -> Program:
+        levels = {level.name for level in self.tiers.levels} if self.tiers else set()
+        for index, campaign in enumerate(self.campaigns):
+            for tier in campaign.tiers:
+                if tier not in levels:
+                    known = ", ".join(sorted(levels)) if levels else "none: there is no [tiers]"
+                    raise PydanticCustomError(
+                        "program_rule",
+                        "{message}",
+                        {"message": f"names tier {json.dumps(tier)}, which [tiers] does not "
+                         f"have (levels: {known})", "at": ("campaigns", index, "tiers")},
+                    )  # fmt: skip
+        return self
 
     @field_validator("actions")
     @classmethod
@@ -421,8 +549,14 @@ def read_program_text(path: Path) -> str:
 def program_hash(text: str) -> str:
     """Sha256 hex of the validated program, so whitespace, comments and key order don't count."""
     program = parse_program(text)
+    dumped = program.model_dump(mode="python")
+    for key in _VERSION_2_SECTIONS:
+        if not dumped[key]:
+            # A program without them hashes as it did before version 2 existed, so a ledger
+            # kept under it goes on without a re-run.
+            del dumped[key]
     canonical = json.dumps(
-        _canonical(program.model_dump(mode="python")),
+        _canonical(dumped),
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
@@ -430,7 +564,12 @@ def program_hash(text: str) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+_VERSION_2_SECTIONS: Final = ("pending", "campaigns", "memberships", "transfers")
+
+
 def _canonical(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()  # UTC already: one instant, one text
     if isinstance(value, Decimal):
         return f"{value.normalize():f}"  # "1.50" and "1.5" are one amount
     if isinstance(value, dict):

@@ -1,8 +1,9 @@
 """Ledger entry types: one immutable row per effect, named after the effect.
 
 Points are magnitudes (never negative); the kind says which way they move the
-available balance, so conservation reads straight off the ledger:
-balance = credit - redemption - reversal - expiry.
+available balance, so conservation reads straight off the ledger (PROGRAM.md version 2):
+balance = credit + adjustment_credit - adjustment_debit + transfer_in
+          - redemption - reversal - expiry - transfer_out.
 """
 
 from __future__ import annotations
@@ -30,14 +31,42 @@ class Kind(StrEnum):
     referral_settled = "referral_settled"  # ref: referrer_id, cause: qualified | not_qualified
     referral_qualified = "referral_qualified"  # on the referrer; ref: referee id
     rejected = "rejected"  # reason, ref: the event's type
+    # Version 2. A pending amount waits out the return window: made by a purchase
+    # (expires_at: the instant it matures), matured into a `credit` (cause purchase) that
+    # follows it, or cancelled by a return. None of them moves the balance.
+    pending_created = "pending_created"  # ref: order_id, expires_at: matures at
+    pending_matured = "pending_matured"  # ref: order_id; the credit entry follows
+    pending_cancelled = "pending_cancelled"  # ref: order_id; points a return took from it
+    # amount: the points it added beyond the base rules, signed (a multiplier below 1
+    # takes some away); the purchase's order_placed entry shares its event_id.
+    campaign_applied = "campaign_applied"  # ref: campaign id
+    adjustment_credit = "adjustment_credit"  # reason: the agent's reason, expires_at: lot's
+    adjustment_debit = "adjustment_debit"  # reason: the agent's reason
+    transfer_out = "transfer_out"  # on the giver; ref: the recipient's id
+    transfer_in = "transfer_in"  # on the recipient, one per lot part; ref: the giver's id,
+    #                              expires_at: the part's own expiry instant (never later)
+    membership_started = "membership_started"  # ref: plan, amount: paid, expires_at: end
+    membership_renewed = "membership_renewed"  # ref: plan, amount: paid, expires_at: new end
+    membership_ended = "membership_ended"  # ref: plan, expires_at: the end that passed
+
+
+# Kinds that add points to the available balance and make a lot (a debt_settled entry
+# after one says how much of it paid debt instead).
+CREDIT_KINDS: frozenset[Kind] = frozenset(
+    {Kind.credit, Kind.adjustment_credit, Kind.transfer_in}
+)
 
 
 # Kinds whose points move the available balance, with the direction.
 BALANCE_SIGN: dict[Kind, int] = {
     Kind.credit: 1,
+    Kind.adjustment_credit: 1,
+    Kind.transfer_in: 1,
     Kind.redemption: -1,
     Kind.reversal: -1,
     Kind.expiry: -1,
+    Kind.adjustment_debit: -1,
+    Kind.transfer_out: -1,
 }
 
 
