@@ -390,8 +390,16 @@ class Tick(_Common):
 
 
 Event = Annotated[
-    Signup | Purchase | Return | Referral | Redemption | Action | Adjustment | Transfer
-    | Membership | Tick,
+    Signup
+    | Purchase
+    | Return
+    | Referral
+    | Redemption
+    | Action
+    | Adjustment
+    | Transfer
+    | Membership
+    | Tick,
     Field(discriminator="type"),
 ]
 EVENT_TYPES: Final[tuple[str, ...]] = (

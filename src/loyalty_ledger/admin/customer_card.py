@@ -48,7 +48,9 @@ CARD = sql.SQL(
         "SELECT {}, ARRAY(SELECT row(l.expires_at, l.remaining) FROM point_lots l "
         "WHERE l.customer_id = c.customer_id AND l.lot_seq > 0 AND l.expires_at <= %s "
         "ORDER BY l.expires_at, l.lot_seq) FROM customers c WHERE c.customer_id = %s"
-    ).format(sql.SQL(", ").join(sql.Identifier("c", f) for f in CUSTOMER_FIELDS)).as_string()
+    )
+    .format(sql.SQL(", ").join(sql.Identifier("c", f) for f in CUSTOMER_FIELDS))
+    .as_string()
 )
 
 

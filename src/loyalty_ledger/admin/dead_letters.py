@@ -18,7 +18,7 @@ from psycopg import sql
 from psycopg.rows import class_row
 
 from loyalty_ledger import events, log
-from loyalty_ledger.engine import ReferrerCredit, compile_rules
+from loyalty_ledger.engine import COMMAND_CLASSES, compile_rules
 from loyalty_ledger.errors import UserError
 from loyalty_ledger.generations import catalog as generations
 from loyalty_ledger.generations import programs
@@ -249,11 +249,11 @@ def _redrive_batch(letters: Sequence[DeadLetter], targets: _Targets, result: Red
                 StillInvalid(letter.id, letter.source, letter.position, decoded.reason)
             )
         elif kafka is not None:
-            key = decoded.referrer_id if isinstance(decoded, ReferrerCredit) else (
+            key = decoded.owner_id if isinstance(decoded, COMMAND_CLASSES) else (
                 None if isinstance(decoded, events.Tick) else decoded.customer_id)  # fmt: skip
             to_kafka.append((letter, kafka, key))
         else:
-            assert not isinstance(decoded, ReferrerCredit)  # files carry no commands
+            assert not isinstance(decoded, COMMAND_CLASSES)  # files carry no commands
             to_pipeline.append((letter, decoded.event_id))
     if to_pipeline:
         counts = targets.into_pipeline(to_pipeline)

@@ -102,8 +102,11 @@ def _chain(
     if why is not None:
         return total, [Problem("chain", f"generation {record.generation}", why)]
     # Anchors of other ledgers (another database, a recreated one) may share the file.
-    mine = [f for f in filed
-            if (f.anchor.chain_id, f.anchor.generation) == (record.chain_id, record.generation)]
+    mine = [
+        f
+        for f in filed
+        if (f.anchor.chain_id, f.anchor.generation) == (record.chain_id, record.generation)
+    ]
     pending: dict[int, list[Filed]] = {}
     for f in mine:
         if f.anchor.seq > 0:
@@ -308,9 +311,7 @@ def _projections(conn: Connection) -> list[Problem]:
 
 def _rebuild_into(conn: Connection, name: str, create: str, apply: str) -> None:
     """The projection from seq 0 up to where the one in place stands (its checkpoint)."""
-    row = conn.execute(
-        "SELECT seq FROM projection_checkpoints WHERE name = %s", (name,)
-    ).fetchone()
+    row = conn.execute("SELECT seq FROM projection_checkpoints WHERE name = %s", (name,)).fetchone()
     conn.execute(sql.SQL(create))  # trusted files, not input
     conn.execute(sql.SQL(apply), {"after": 0, "upto": int(row[0]) if row else 0})
 
@@ -339,4 +340,3 @@ def _difference(conn: Connection, name: str, schema: str, scratch: str) -> Probl
 def _short(values: list[object]) -> str:
     text = ", ".join("null" if v is None else str(v) for v in values)
     return f"({text[:120]}{'…' if len(text) > 120 else ''})"
-

@@ -1,8 +1,11 @@
 """The pure decision engine: input event + customer state -> ledger entries + new state."""
 
 from loyalty_ledger.engine.decide import (
+    COMMAND_CLASSES,
+    Command,
     Decision,
     ReferrerCredit,
+    TransferCredit,
     decide,
     decide_command,
     decide_tick,
@@ -12,11 +15,14 @@ from loyalty_ledger.engine.rules import Rules, compile_rules
 from loyalty_ledger.engine.state import CustomerState
 
 __all__ = [
+    "COMMAND_CLASSES",
+    "Command",
     "CustomerState",
     "Decision",
     "Reason",
     "ReferrerCredit",
     "Rules",
+    "TransferCredit",
     "compile_rules",
     "decide",
     "decide_command",

@@ -27,6 +27,12 @@ def next_due_at(state: CustomerState, rules: Rules) -> datetime | None:
         expires_at = state.lots[0].expires_at
         # A late credit can expire before the clock: any tick at all then expires it.
         due.append(ANY_TICK if state.clock and expires_at <= state.clock else expires_at)
+    if state.pending:  # sorted by maturity instant; a late one matures at any tick
+        matures_at = state.pending[0].matures_at
+        due.append(ANY_TICK if state.clock and matures_at <= state.clock else matures_at)
+    if state.membership is not None:
+        ends_at = state.membership[1]
+        due.append(ANY_TICK if state.clock and ends_at <= state.clock else ends_at)
     if rules.levels and state.spend:
         due.append(state.spend[0][0] + rules.window)  # spend is sorted
     birthday = _next_birthday(state, rules)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Context, Decimal, localcontext
 from typing import Any
@@ -21,8 +21,8 @@ from loyalty_ledger import events as ev
 from loyalty_ledger.engine import lots
 from loyalty_ledger.engine.dates import birthday_in
 from loyalty_ledger.engine.reasons import Reason
-from loyalty_ledger.engine.rules import Rules
-from loyalty_ledger.engine.state import POINTS_LIMIT, CustomerState, Order, new_customer
+from loyalty_ledger.engine.rules import Campaign, Rules
+from loyalty_ledger.engine.state import POINTS_LIMIT, CustomerState, Order, Pending, new_customer
 from loyalty_ledger.ledger.entries import Entry, Kind
 
 # Money on the wire has up to 18 digits, factors up to 10 and quantities 7: a purchase's
@@ -46,13 +46,41 @@ class ReferrerCredit:
     referee_id: str
     occurred_at: datetime
 
+    @property
+    def owner_id(self) -> str:
+        return self.referrer_id
+
+
+@dataclass(frozen=True, slots=True)
+class TransferCredit:
+    """A transfer's credit to a recipient this decider does not own (guarantee 3).
+
+    Carries the lot parts taken from the giver, each with its expiry instant (None: never),
+    so the recipient's lots expire when the giver's would have; decided by `decide_command`
+    at the owner, once per `command_id`, at the transfer's instant.
+    """
+
+    command_id: str
+    recipient_id: str
+    giver_id: str
+    parts: tuple[tuple[int, datetime | None], ...]
+    occurred_at: datetime
+
+    @property
+    def owner_id(self) -> str:
+        return self.recipient_id
+
+
+Command = ReferrerCredit | TransferCredit
+COMMAND_CLASSES = (ReferrerCredit, TransferCredit)
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
     entries: tuple[Entry, ...]
     states: dict[str, CustomerState]  # new states of every customer touched
     reason: Reason | None  # None: accepted
-    commands: tuple[ReferrerCredit, ...] = ()
+    commands: tuple[Command, ...] = ()
 
     def __post_init__(self) -> None:
         # Paired with CHECK (points <= 10^15) on the ledger and the balance projection's CHECK.
@@ -91,7 +119,7 @@ class _Context:
     book: Mapping[str, CustomerState]
     touched: dict[str, CustomerState]
     owns: Callable[[str], bool] = _owns_everyone
-    commands: list[ReferrerCredit] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)
 
     def customer(self, customer_id: str) -> CustomerState:
         state = self.touched.get(customer_id)
@@ -111,7 +139,8 @@ def decide(
     """Decide a customer event; `book` holds every known customer it may touch.
 
     `owns` says which customers this decider may change; a qualified referral
-    whose referrer it does not own becomes a `ReferrerCredit` command instead.
+    whose referrer it does not own becomes a `ReferrerCredit` command instead, a
+    transfer to a recipient it does not own a `TransferCredit`.
     """
     assert not isinstance(event, ev.Tick), "ticks go to decide_tick"
     with localcontext(_EXACT):
@@ -127,8 +156,7 @@ def _decide(
     at = event.occurred_at
     _advance(state, at, ctx)
     reason = _RULES[event.type](state, event, ctx)
-    # `earned` bounds every other total (state.py): it alone is checked here.
-    if reason is None and state.earned > POINTS_LIMIT:
+    if reason is None and not state.within_limit():
         # The rule's effects on every customer, and its commands, are dropped: decided
         # again from the book with steps 2 and 4 only. Rare, so the usual path copies nothing.
         ctx = _Context(rules, _Recorder(event.event_id), book, {}, owns)
@@ -141,14 +169,16 @@ def _decide(
     return Decision(tuple(ctx.rec.entries), ctx.touched, reason, tuple(ctx.commands))
 
 
-def decide_command(
-    book: Mapping[str, CustomerState], command: ReferrerCredit, rules: Rules
-) -> Decision:
-    """Apply a referrer's share of a qualified referral, decided where the referee is owned."""
+def decide_command(book: Mapping[str, CustomerState], command: Command, rules: Rules) -> Decision:
+    """Apply a referrer's share of a qualified referral, or a transfer's credit, decided
+    where the referee or the giver is owned."""
     ctx = _Context(rules, _Recorder(command.command_id), book, {})
     with localcontext(_EXACT):
-        referrer = ctx.customer(command.referrer_id)
-        _credit_referrer(referrer, command.referee_id, command.occurred_at, ctx)
+        owner = ctx.customer(command.owner_id)
+        if isinstance(command, ReferrerCredit):
+            _credit_referrer(owner, command.referee_id, command.occurred_at, ctx)
+        else:
+            _receive(owner, command.giver_id, command.parts, command.occurred_at, ctx)
     return Decision(tuple(ctx.rec.entries), ctx.touched, None)
 
 
@@ -169,14 +199,31 @@ def decide_tick(states: Iterable[CustomerState], tick: ev.Tick, rules: Rules) ->
 
 
 def _advance(state: CustomerState, at: datetime, ctx: _Context) -> None:
-    """Step 2: the clock moves to max(clock, at), lots expire, the tier is re-evaluated."""
+    """Step 2: the clock moves to max(clock, at), pending amounts mature, lots expire, a
+    membership whose end passed ends, the tier is re-evaluated."""
     clock = at if state.clock is None or at > state.clock else state.clock
     state.clock = clock
+    if state.pending and state.pending[0].matures_at <= clock:
+        _mature(state, clock, ctx)
     for lot in lots.expire(state, clock):
         state.expired += lot.remaining
         assert state.expired <= POINTS_LIMIT, state.customer_id
         ctx.rec.add(state, Kind.expiry, clock, points=lot.remaining, expires_at=lot.expires_at)
+    if state.membership is not None and state.membership[1] <= clock:
+        plan, ends_at = state.membership
+        state.membership = None
+        ctx.rec.add(state, Kind.membership_ended, clock, ref=plan, expires_at=ends_at)
     _evaluate_tier(state, ctx)
+
+
+def _mature(state: CustomerState, clock: datetime, ctx: _Context) -> None:
+    """Credit every pending amount due by `clock`, by maturity instant, then creation."""
+    while state.pending and state.pending[0].matures_at <= clock:
+        due = state.pending.pop(0)
+        ctx.rec.add(
+            state, Kind.pending_matured, due.matures_at, points=due.points, ref=due.order_id
+        )
+        _credit(state, due.points, due.matures_at, "purchase", due.order_id, ctx)
 
 
 def _evaluate_tier(state: CustomerState, ctx: _Context) -> None:
@@ -232,6 +279,23 @@ def _credit(
         ctx.rec.add(state, Kind.debt_settled, at, points=paid)
 
 
+def _credit_until(
+    state: CustomerState,
+    points: int,
+    at: datetime,
+    expires_at: datetime | None,
+    kind: Kind,
+    ctx: _Context,
+    **fields: Any,
+) -> None:
+    """A credit of another kind than `credit` (an adjustment, a transfer's part): debt
+    first, then a lot expiring at `expires_at`; the caller counts it in its total."""
+    paid, _lot = lots.credit_until(state, points, expires_at)
+    ctx.rec.add(state, kind, at, points=points, expires_at=expires_at, **fields)
+    if paid:
+        ctx.rec.add(state, Kind.debt_settled, at, points=paid)
+
+
 def _tier_multiplier(state: CustomerState, rules: Rules) -> Decimal:
     for level in rules.levels:
         if level.name == state.tier:
@@ -239,8 +303,17 @@ def _tier_multiplier(state: CustomerState, rules: Rules) -> Decimal:
     return _ONE
 
 
+def _membership_multiplier(state: CustomerState, rules: Rules) -> Decimal:
+    # Step 2 ended a membership whose end passed: one still held is active.
+    if state.membership is None or rules.plans is None:
+        return _ONE
+    plan = rules.plans.get(state.membership[0])
+    return plan.multiplier if plan is not None else _ONE
+
+
 def _purchase_points(event: ev.Purchase, state: CustomerState, rules: Rules) -> int:
-    """floor(base * points_per_unit * channel and tier multipliers), exact until the floor."""
+    """floor(base * points_per_unit * channel, tier and membership multipliers), exact until
+    the floor; without campaigns (they go to `_campaign_points`)."""
     if event.items:
         base = _ZERO
         for item in event.items:
@@ -248,9 +321,72 @@ def _purchase_points(event: ev.Purchase, state: CustomerState, rules: Rules) -> 
             base += item.quantity * item.unit_price * factor
     else:
         base = event.total
+    return int(base * _factor(event, state, rules))  # int() rounds toward zero
+
+
+def _factor(event: ev.Purchase, state: CustomerState, rules: Rules) -> Decimal:
     channel = rules.channel_multipliers.get(event.channel, _ONE)
-    points = base * rules.points_per_unit * channel * _tier_multiplier(state, rules)
-    return int(points)  # int() rounds toward zero
+    factor = rules.points_per_unit * channel * _tier_multiplier(state, rules)
+    return factor * _membership_multiplier(state, rules) if state.membership else factor
+
+
+def _applying(event: ev.Purchase, state: CustomerState, rules: Rules) -> list[Campaign]:
+    """The campaigns that apply to this purchase (PROGRAM.md version 2), in program order."""
+    at, found = event.occurred_at, []
+    categories = {item.category for item in event.items}
+    for c in rules.campaigns:
+        if not c.starts_at <= at < c.ends_at or event.total < c.min_total:
+            continue
+        if (c.channels and event.channel not in c.channels) or (
+            c.tiers and state.tier not in c.tiers
+        ):
+            continue
+        if c.categories and not c.categories & categories:
+            continue
+        if c.max_per_customer is not None and state.campaigns.get(c.id, 0) >= c.max_per_customer:
+            continue
+        found.append(c)
+    return found
+
+
+def _campaign_points(
+    event: ev.Purchase, state: CustomerState, rules: Rules, applying: list[Campaign]
+) -> tuple[int, list[tuple[Campaign, int]]]:
+    """The purchase's points with campaigns, and what each campaign added beyond the base
+    rules. Each item takes the highest multiplier of the campaigns that match it (the first
+    in program order wins a tie); the shares telescope, so they sum to the whole uplift."""
+    uplift: dict[str, Decimal] = {c.id: _ZERO for c in applying}
+    base = _ZERO
+    if event.items:
+        for item in event.items:
+            value = item.quantity * item.unit_price
+            value *= rules.category_multipliers.get(item.category, _ONE)
+            base += value
+            winner = _best(c for c in applying if not c.categories or item.category in c.categories)
+            if winner is not None:
+                uplift[winner.id] += value * (winner.multiplier - _ONE)
+    else:
+        base = event.total
+        winner = _best(c for c in applying if not c.categories)
+        if winner is not None:
+            uplift[winner.id] += base * (winner.multiplier - _ONE)
+    factor = _factor(event, state, rules)
+    running, before = base, int(base * factor)
+    shares = []
+    for c in applying:
+        running += uplift[c.id]
+        after = int(running * factor)
+        shares.append((c, after - before + c.bonus))
+        before = after
+    return before + sum(c.bonus for c in applying), shares
+
+
+def _best(matching: Iterable[Campaign]) -> Campaign | None:
+    best: Campaign | None = None
+    for c in matching:
+        if best is None or c.multiplier > best.multiplier:
+            best = c
+    return best
 
 
 # ------------------------------------------------------------------- the rules
@@ -284,9 +420,20 @@ def _purchase(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason | 
     at = event.occurred_at
     _enroll(state, at, "purchase", ctx)
     first_order = not state.orders
-    points = _purchase_points(event, state, rules)
+    applying = _applying(event, state, rules) if rules.campaigns else []
     ctx.rec.add(state, Kind.order_placed, at, amount=event.total, ref=event.order_id)
-    _credit(state, points, at, "purchase", event.order_id, ctx)
+    if applying:
+        points, shares = _campaign_points(event, state, rules, applying)
+        counts = state.own_campaigns()
+        for campaign, share in shares:
+            counts[campaign.id] = counts.get(campaign.id, 0) + 1
+            ctx.rec.add(state, Kind.campaign_applied, at, amount=Decimal(share), ref=campaign.id)
+    else:
+        points = _purchase_points(event, state, rules)
+    if rules.pending_wait is None:
+        _credit(state, points, at, "purchase", event.order_id, ctx)
+    elif points:
+        _make_pending(state, points, at, event.order_id, ctx)
     state.own_orders()[event.order_id] = Order(event.total, _ZERO, points, 0)
     if rules.levels:
         bisect.insort(state.spend, (at, event.total))
@@ -295,6 +442,22 @@ def _purchase(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason | 
     if first_order and state.referrer_id is not None and not state.referral_settled:
         _settle_referral(state, event, ctx)
     return None
+
+
+def _make_pending(
+    state: CustomerState, points: int, at: datetime, order_id: str, ctx: _Context
+) -> None:
+    # A maturity already behind the clock (a late purchase) waits for the next step 2.
+    assert ctx.rules.pending_wait is not None
+    matures_at = at + ctx.rules.pending_wait
+    state.pending_made += 1
+    pending = Pending(matures_at, state.pending_made, order_id, points)
+    queue = state.pending
+    if not queue or (queue[-1].matures_at, queue[-1].n) <= (matures_at, pending.n):
+        queue.append(pending)
+    else:
+        bisect.insort(queue, pending, key=lambda p: (p.matures_at, p.n))
+    ctx.rec.add(state, Kind.pending_created, at, points=points, ref=order_id, expires_at=matures_at)
 
 
 def _stamp(state: CustomerState, event: ev.Purchase, ctx: _Context) -> None:
@@ -368,21 +531,42 @@ def _return(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason | No
     applied = min(event.amount, left)
     refunded = order.refunded + applied
     target = int((order.points_earned * refunded) // order.total)
-    reversed_now = target - order.points_reversed
-    assert reversed_now >= 0
+    taken = target - order.points_reversed
+    assert taken >= 0
     ctx.rec.add(state, Kind.refund_applied, at, amount=applied, ref=event.order_id)
+    # What is still pending is taken first: those points were never credited.
+    cancelled = _cancel_pending(state, event.order_id, taken, at, ctx) if state.pending else 0
+    reversed_now = taken - cancelled
     if reversed_now:
         lots.debit(state, reversed_now)
         state.reversed += reversed_now
         assert state.reversed <= POINTS_LIMIT, state.customer_id
         ctx.rec.add(state, Kind.reversal, at, points=reversed_now, ref=event.order_id)
     state.own_orders()[event.order_id] = Order(
-        order.total, refunded, order.points_earned, order.points_reversed + reversed_now
+        order.total, refunded, order.points_earned, order.points_reversed + taken
     )
     if ctx.rules.levels:
         bisect.insort(state.spend, (at, -applied))
         state.spend_total -= applied
     return None
+
+
+def _cancel_pending(
+    state: CustomerState, order_id: str, points: int, at: datetime, ctx: _Context
+) -> int:
+    """Take up to `points` from the order's pending amount; returns how many it took."""
+    for index, pending in enumerate(state.pending):
+        if pending.order_id != order_id:
+            continue
+        cancelled = min(points, pending.points)
+        if cancelled == pending.points:
+            del state.pending[index]
+        elif cancelled:
+            state.pending[index] = replace(pending, points=pending.points - cancelled)
+        if cancelled:
+            ctx.rec.add(state, Kind.pending_cancelled, at, points=cancelled, ref=order_id)
+        return cancelled
+    return 0
 
 
 def _referral(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason | None:
@@ -455,6 +639,95 @@ def _act(state: CustomerState, name: str, at: datetime, ctx: _Context) -> Reason
     return None
 
 
+def _adjustment(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason | None:
+    assert isinstance(event, ev.Adjustment)
+    if not state.enrolled:
+        return Reason.not_enrolled
+    points, at = event.points, event.occurred_at
+    if points < 0 and -points > state.balance:
+        return Reason.insufficient_points
+    state.adjusted += points
+    if points > 0:
+        months = ctx.rules.expiry_months
+        expires_at = lots.add_months(at, months) if months else None
+        _credit_until(state, points, at, expires_at, Kind.adjustment_credit, ctx,
+                      reason=event.reason)  # fmt: skip
+    else:
+        debt = lots.debit(state, -points)
+        assert debt == 0, "an adjustment never creates debt"
+        ctx.rec.add(state, Kind.adjustment_debit, at, points=-points, reason=event.reason)
+    return None
+
+
+def _transfer(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason | None:
+    assert isinstance(event, ev.Transfer)
+    rules, at, points = ctx.rules, event.occurred_at, event.points
+    if not rules.transfers_on:
+        return Reason.transfers_disabled
+    if not state.enrolled:
+        return Reason.not_enrolled
+    if event.to_customer_id == state.customer_id:
+        return Reason.self_transfer
+    if points < rules.transfer_min_points:
+        return Reason.below_minimum
+    if points > state.balance:
+        return Reason.insufficient_points
+    parts = tuple(lots.take(state, points))
+    state.transferred_out += points
+    recipient_id = event.to_customer_id
+    ctx.rec.add(state, Kind.transfer_out, at, points=points, ref=recipient_id)
+    if ctx.owns(recipient_id):
+        _receive(ctx.customer(recipient_id), state.customer_id, parts, at, ctx)
+    else:
+        command_id = f"{ctx.rec.event_id}/transfer"
+        ctx.commands.append(TransferCredit(command_id, recipient_id, state.customer_id, parts, at))
+    return None
+
+
+def _receive(
+    recipient: CustomerState,
+    giver_id: str,
+    parts: tuple[tuple[int, datetime | None], ...],
+    at: datetime,
+    ctx: _Context,
+) -> None:
+    """A transfer's credit: one per lot part, each keeping its expiry instant (a part already
+    expired by the recipient's clock expires at its next step 2 or tick). The recipient's
+    clock does not move, as a referrer's; what would pass the limit is dropped."""
+    _enroll(recipient, at, "transfer", ctx)
+    for points, expires_at in parts:
+        points = min(points, recipient.credit_room(recipient.transferred_in))
+        if not points:
+            continue
+        recipient.transferred_in += points
+        _credit_until(recipient, points, at, expires_at, Kind.transfer_in, ctx, ref=giver_id)
+
+
+def _membership(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason | None:
+    assert isinstance(event, ev.Membership)
+    if not state.enrolled:
+        return Reason.not_enrolled
+    plan = ctx.rules.plans.get(event.plan) if ctx.rules.plans else None
+    if plan is None:
+        return Reason.unknown_plan
+    held = state.membership  # step 2 ended it if its end passed: held is active
+    if held is not None and held[0] != plan.id:
+        return Reason.membership_active
+    if event.paid != plan.price_for(state.balance):
+        return Reason.wrong_fee
+    at, clock = event.occurred_at, state.clock
+    assert clock is not None
+    if held is not None:
+        ends_at = held[1] + plan.length
+        kind = Kind.membership_renewed
+    else:
+        ends_at = clock + plan.length
+        kind = Kind.membership_started
+    state.membership = (plan.id, ends_at)
+    ctx.rec.add(state, kind, at, ref=plan.id, amount=event.paid, expires_at=ends_at)
+    return None
+
+
 def _grant_birthdays(state: CustomerState, at: datetime, ctx: _Context) -> None:
     bonus = ctx.rules.birthday_bonus
     if not bonus or state.signed_up_on is None or state.birth_date is None:
@@ -478,4 +751,7 @@ _RULES: dict[str, _Rule] = {
     "referral": _referral,
     "redemption": _redemption,
     "action": _action,
+    "adjustment": _adjustment,
+    "transfer": _transfer,
+    "membership": _membership,
 }

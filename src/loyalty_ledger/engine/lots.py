@@ -35,13 +35,20 @@ def _order(lot: Lot) -> tuple[datetime, int]:
 
 def credit(state: CustomerState, points: int, at: datetime, months: int) -> tuple[int, Lot | None]:
     """Add `points` at `at`: pay off debt first, then a new lot. Returns (debt paid, lot)."""
+    return credit_until(state, points, add_months(at, months) if months else None)
+
+
+def credit_until(
+    state: CustomerState, points: int, expires_at: datetime | None
+) -> tuple[int, Lot | None]:
+    """Add `points` expiring at `expires_at` (None: never): debt first, then a new lot."""
     assert points > 0
     paid = min(points, state.debt)
     state.debt -= paid
     if paid == points:
         return paid, None
     state.lots_made += 1
-    lot = Lot(points - paid, add_months(at, months) if months else None, state.lots_made)
+    lot = Lot(points - paid, expires_at, state.lots_made)
     lots = state.lots
     if not lots or _order(lots[-1]) <= _order(lot):
         lots.append(lot)  # the usual case: credits come in time order, so do their expiries
@@ -64,6 +71,25 @@ def debit(state: CustomerState, points: int) -> int:
             del state.lots[0]
     state.debt += left
     return left
+
+
+def take(state: CustomerState, points: int) -> list[tuple[int, datetime | None]]:
+    """Take `points` (at most the lots hold) first to expire first, as a debit does; returns
+    the parts taken, each (points, its lot's expiry instant), for a transfer to carry."""
+    assert 0 < points <= state.balance
+    parts: list[tuple[int, datetime | None]] = []
+    left = points
+    while left:
+        lot = state.lots[0]
+        if lot.remaining > left:
+            state.lots[0] = Lot(lot.remaining - left, lot.expires_at, lot.n)
+            parts.append((left, lot.expires_at))
+            left = 0
+        else:
+            left -= lot.remaining
+            parts.append((lot.remaining, lot.expires_at))
+            del state.lots[0]
+    return parts
 
 
 def expire(state: CustomerState, clock: datetime) -> list[Lot]:

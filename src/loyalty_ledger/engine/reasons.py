@@ -20,3 +20,9 @@ class Reason(StrEnum):
     unknown_action = "unknown_action"
     action_limit_reached = "action_limit_reached"
     points_limit = "points_limit"  # a point total of the customer would pass 10^15
+    # version 2
+    transfers_disabled = "transfers_disabled"
+    self_transfer = "self_transfer"
+    unknown_plan = "unknown_plan"
+    membership_active = "membership_active"
+    wrong_fee = "wrong_fee"

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from loyalty_ledger import program as program_model
 from loyalty_ledger.program import Program
 
 
@@ -24,6 +25,36 @@ class Card:
     min_total: Decimal
     categories: frozenset[str]
     reward: str
+
+
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    id: str
+    starts_at: datetime  # inclusive
+    ends_at: datetime  # exclusive
+    multiplier: Decimal
+    bonus: int
+    categories: frozenset[str]  # empty: every item, and purchases without items
+    channels: frozenset[str]  # empty: every channel
+    tiers: frozenset[str]  # empty: every tier
+    min_total: Decimal
+    max_per_customer: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    id: str
+    length: timedelta
+    fee: Decimal
+    member_fee: Decimal | None  # with member_fee_min_balance, or neither
+    member_fee_min_balance: int
+    multiplier: Decimal
+
+    def price_for(self, balance: int) -> Decimal:
+        """What a customer with this available balance pays for the plan."""
+        if self.member_fee is not None and balance >= self.member_fee_min_balance:
+            return self.member_fee
+        return self.fee
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +78,12 @@ class Rules:
     cards: tuple[Card, ...]
     reward_costs: dict[str, int]
     min_points: int
+    # Version 2: every part off when its section is absent.
+    pending_wait: timedelta | None = None  # None: purchase points are credited at once
+    campaigns: tuple[Campaign, ...] = ()
+    plans: dict[str, Plan] | None = None  # None: no [[memberships]]
+    transfers_on: bool = False
+    transfer_min_points: int = 0
 
     @property
     def first_tier(self) -> str | None:
@@ -81,4 +118,25 @@ def compile_rules(program: Program) -> Rules:
         ),
         reward_costs={r.id: r.cost for r in program.rewards},
         min_points=program.redemption.min_points if program.redemption else 0,
+        pending_wait=timedelta(days=program.pending.days)
+        if program.pending and program.pending.days
+        else None,
+        campaigns=tuple(_campaign(c) for c in program.campaigns),
+        plans={p.id: _plan(p) for p in program.memberships} if program.memberships else None,
+        transfers_on=program.transfers is not None,
+        transfer_min_points=program.transfers.min_points if program.transfers else 0,
     )
+
+
+def _campaign(c: program_model.Campaign) -> Campaign:
+    return Campaign(
+        c.id, c.starts_at, c.ends_at, c.multiplier, c.bonus, frozenset(c.categories),
+        frozenset(c.channels), frozenset(c.tiers), c.min_total, c.max_per_customer,
+    )  # fmt: skip
+
+
+def _plan(p: program_model.MembershipPlan) -> Plan:
+    return Plan(
+        p.id, timedelta(days=p.days), p.fee, p.member_fee, p.member_fee_min_balance or 0,
+        p.multiplier,
+    )  # fmt: skip

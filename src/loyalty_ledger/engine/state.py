@@ -36,6 +36,19 @@ class Order:
         assert 0 <= self.points_reversed <= self.points_earned, self
 
 
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """An order's points waiting out the return window (PROGRAM.md version 2)."""
+
+    matures_at: datetime
+    n: int  # creation order within the customer
+    order_id: str
+    points: int  # what is left of it
+
+    def __post_init__(self) -> None:
+        assert self.points > 0, self
+
+
 @dataclass(slots=True)
 class CustomerState:
     """Mutable only inside one decision, on a clone; the engine never touches its input."""
@@ -69,16 +82,45 @@ class CustomerState:
     stamps: dict[str, int] = field(default_factory=dict)
     birthday_years: list[int] = field(default_factory=list)
     redemption_ids: set[str] = field(default_factory=set)
+    # Version 2: adjustments (signed), transfers, pending amounts, campaign counts by id,
+    # and the membership (plan, end instant) while it has not been seen to end.
+    adjusted: int = 0
+    transferred_in: int = 0
+    transferred_out: int = 0
+    pending: list[Pending] = field(default_factory=list)  # by (matures_at, n)
+    pending_made: int = 0
+    campaigns: dict[str, int] = field(default_factory=dict)
+    membership: tuple[str, datetime] | None = None
 
     @property
     def balance(self) -> int:
         return sum(lot.remaining for lot in self.lots) - self.debt
 
-    def credit_room(self) -> int:
-        """The most points a credit may add before a total would pass POINTS_LIMIT.
+    @property
+    def pending_points(self) -> int:
+        return sum(p.points for p in self.pending)
 
-        Only `earned` can: a credit adds as much to the balance, which is never above it."""
-        return max(0, POINTS_LIMIT - self.earned)
+    def within_limit(self) -> bool:
+        """Every point total within POINTS_LIMIT (PROGRAM.md "Bounds"). Pending points are
+        counted as if they had matured already, so a maturity never crosses the limit."""
+        pending = self.pending_points if self.pending else 0
+        return (
+            self.earned + pending <= POINTS_LIMIT
+            and abs(self.balance) + pending <= POINTS_LIMIT
+            and abs(self.adjusted) <= POINTS_LIMIT
+            and self.transferred_in <= POINTS_LIMIT
+            and self.transferred_out <= POINTS_LIMIT
+            and self.redeemed <= POINTS_LIMIT
+            and self.reversed <= POINTS_LIMIT
+            and self.expired <= POINTS_LIMIT
+        )
+
+    def credit_room(self, total: int = -1) -> int:
+        """The most points a credit counted in `total` (default: `earned`) may add before it
+        or the balance would pass POINTS_LIMIT."""
+        counted = self.earned if total < 0 else total
+        pending = self.pending_points if self.pending else 0
+        return max(0, min(POINTS_LIMIT - counted, POINTS_LIMIT - self.balance) - pending)
 
     def clone(self) -> CustomerState:
         """A copy the engine may change. Lots and spend (small, changed by most events) are
@@ -111,7 +153,18 @@ class CustomerState:
             stamps=self.stamps,
             birthday_years=self.birthday_years,
             redemption_ids=self.redemption_ids,
+            adjusted=self.adjusted,
+            transferred_in=self.transferred_in,
+            transferred_out=self.transferred_out,
+            pending=list(self.pending) if self.pending else [],
+            pending_made=self.pending_made,
+            campaigns=self.campaigns,
+            membership=self.membership,
         )
+
+    def own_campaigns(self) -> dict[str, int]:
+        self.campaigns = dict(self.campaigns)
+        return self.campaigns
 
     def own_orders(self) -> dict[str, Order]:
         self.orders = dict(self.orders)
@@ -153,8 +206,9 @@ def _parse_instant(value: int | None) -> datetime | None:
 
 
 def to_snapshot(state: CustomerState) -> dict[str, Any]:
-    """A JSON-ready dict; `from_snapshot` inverts it exactly."""
-    return {
+    """A JSON-ready dict; `from_snapshot` inverts it exactly. Version 2's parts are written
+    only when used, so a version 1 customer's snapshot stays as small as it was."""
+    snapshot: dict[str, Any] = {
         "v": state.version,
         "clock": _instant(state.clock),
         "ticks": state.ticks_seen,
@@ -182,13 +236,43 @@ def to_snapshot(state: CustomerState) -> dict[str, Any]:
         "birthdays": list(state.birthday_years),
         "redemptions": sorted(state.redemption_ids),
     }
+    if state.adjusted or state.transferred_in or state.transferred_out:
+        snapshot["moved"] = [state.adjusted, state.transferred_in, state.transferred_out]
+    if state.pending_made:
+        snapshot["pending_made"] = state.pending_made
+        snapshot["pending"] = [
+            [_instant(p.matures_at), p.n, p.order_id, p.points] for p in state.pending
+        ]
+    if state.campaigns:
+        snapshot["campaigns"] = dict(state.campaigns)
+    if state.membership is not None:
+        snapshot["membership"] = [state.membership[0], _instant(state.membership[1])]
+    return snapshot
+
+
+def _version_2(state: CustomerState, data: dict[str, Any]) -> CustomerState:
+    moved = data.get("moved")
+    if moved is not None:
+        state.adjusted, state.transferred_in, state.transferred_out = moved
+    if "pending_made" in data:
+        state.pending_made = data["pending_made"]
+        state.pending = [
+            Pending(_EPOCH + timedelta(microseconds=m), n, order_id, points)
+            for m, n, order_id, points in data["pending"]
+        ]
+    if "campaigns" in data:
+        state.campaigns = dict(data["campaigns"])
+    membership = data.get("membership")
+    if membership is not None:
+        state.membership = (membership[0], _EPOCH + timedelta(microseconds=membership[1]))
+    return state
 
 
 def from_snapshot(customer_id: str, data: dict[str, Any]) -> CustomerState:
     """The state `to_snapshot` gave. Snapshots from before the lifetime totals got them from
     migration 0006, which summed the ledger."""
     spend = [(_EPOCH + timedelta(microseconds=s), Decimal(a)) for s, a in data["spend"]]
-    return CustomerState(
+    state = CustomerState(
         customer_id=customer_id,
         version=data["v"],
         clock=_parse_instant(data["clock"]),
@@ -218,3 +302,7 @@ def from_snapshot(customer_id: str, data: dict[str, Any]) -> CustomerState:
         birthday_years=list(data["birthdays"]),
         redemption_ids=set(data["redemptions"]),
     )
+    return _version_2(state, data) if len(data) > _VERSION_1_KEYS else state
+
+
+_VERSION_1_KEYS: Final = 23  # the keys every snapshot has; more means version 2 parts

@@ -31,6 +31,7 @@ GENERATION_TABLES = (
 )  # fmt: skip
 RELAY_NAMES = ("ledger", "deadletter", "internal")
 
+
 class GenerationError(UserError):
     """A generation that does not exist, or cannot do what was asked; the message says why."""
 

@@ -79,9 +79,7 @@ _BODY_DOC: dict[str, Any] = {
     openapi_extra=_BODY_DOC,
     responses={202: {"model": Pending}, 413: {}, 422: {"model": PostAnswer}},
 )
-async def post_events(
-    request: Request, key: Poster
-) -> JSONResponse:
+async def post_events(request: Request, key: Poster) -> JSONResponse:
     """Apply events in order; answered once they are committed (or 202 in Kafka mode after
     the wait). All items invalid (or the body not JSON): 422."""
     server = server_of(request)
@@ -180,9 +178,7 @@ class EventOutcome(BaseModel):
 
 @router.get("/events/{event_id}", response_model=EventOutcome,
             responses={404: {"description": "not applied (yet)"}})  # fmt: skip
-async def get_event(
-    event_id: str, request: Request, key: Poster
-) -> EventOutcome:
+async def get_event(event_id: str, request: Request, key: Poster) -> EventOutcome:
     """The outcome of an event already applied, from any input path; 404 until it is."""
     async with server_of(request).areading() as conn:
         cursor = await conn.execute(

@@ -52,9 +52,7 @@ class Kind(StrEnum):
 
 # Kinds that add points to the available balance and make a lot (a debt_settled entry
 # after one says how much of it paid debt instead).
-CREDIT_KINDS: frozenset[Kind] = frozenset(
-    {Kind.credit, Kind.adjustment_credit, Kind.transfer_in}
-)
+CREDIT_KINDS: frozenset[Kind] = frozenset({Kind.credit, Kind.adjustment_credit, Kind.transfer_in})
 
 
 # Kinds whose points move the available balance, with the direction.

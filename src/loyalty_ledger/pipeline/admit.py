@@ -14,7 +14,7 @@ from collections.abc import MutableMapping
 from typing import NamedTuple
 
 from loyalty_ledger import events as ev
-from loyalty_ledger.engine import ReferrerCredit
+from loyalty_ledger.engine import COMMAND_CLASSES, Command
 from loyalty_ledger.pipeline import commands
 from loyalty_ledger.pipeline.types import Routing
 from loyalty_ledger.sources.line import Line
@@ -25,13 +25,13 @@ from loyalty_ledger.text import printable
 
 __all__ = ["Admitted", "DeadLetter", "Decoded", "Duplicate", "admit", "decode"]
 
-Decoded = ev.Event | ReferrerCredit | ev.Invalid
+Decoded = ev.Event | Command | ev.Invalid
 
 
 class Admitted(NamedTuple):
     """A valid input seen for the first time, with what its rows need."""
 
-    item: ev.Event | ReferrerCredit
+    item: ev.Event | Command
     event_id: str
     customer_id: str | None  # None for a tick
     body_hash: bytes  # sha256 of the raw input
@@ -88,27 +88,29 @@ def misrouted(line: Line, customer_id: str | None, routing: Routing) -> str | No
     )
 
 
-def event_id_of(item: ev.Event | ReferrerCredit) -> str:
-    return item.command_id if isinstance(item, ReferrerCredit) else item.event_id
+def event_id_of(item: ev.Event | Command) -> str:
+    return item.command_id if isinstance(item, COMMAND_CLASSES) else item.event_id
 
 
-def customer_of(item: ev.Event | ReferrerCredit) -> str | None:
-    if isinstance(item, ReferrerCredit):
-        return item.referrer_id
+def customer_of(item: ev.Event | Command) -> str | None:
+    if isinstance(item, COMMAND_CLASSES):
+        return item.owner_id
     return None if isinstance(item, ev.Tick) else item.customer_id
 
 
 def named_in(item: Decoded) -> list[str]:
-    """Customer ids an input names: its customer and any referrer."""
+    """Customer ids an input names: its customer and any referrer or transfer recipient."""
     if isinstance(item, ev.Invalid | ev.Tick):
         return []
-    if isinstance(item, ReferrerCredit):
-        return [item.referrer_id]
+    if isinstance(item, COMMAND_CLASSES):
+        return [item.owner_id]
     named = [item.customer_id]
     if isinstance(item, ev.Signup) and item.referred_by:
         named.append(item.referred_by)
     elif isinstance(item, ev.Referral):
         named.append(item.referrer_id)
+    elif isinstance(item, ev.Transfer):
+        named.append(item.to_customer_id)
     return named
 
 

@@ -16,9 +16,10 @@ from datetime import datetime
 
 from loyalty_ledger import events as ev
 from loyalty_ledger.engine import (
+    COMMAND_CLASSES,
+    Command,
     CustomerState,
     Decision,
-    ReferrerCredit,
     Rules,
     decide,
     decide_command,
@@ -126,7 +127,7 @@ class BatchRows:
         self._snapshot(work)
         return work
 
-    def _decide(self, work: Work, line: Line, item: ev.Event | ReferrerCredit) -> Decision:
+    def _decide(self, work: Work, line: Line, item: ev.Event | Command) -> Decision:
         book = work.book
         if isinstance(item, ev.Tick):
             decision = self._decide_tick(work, line.stream, item)
@@ -135,7 +136,7 @@ class BatchRows:
             for customer_id in _customers_of(item, book):
                 state = overlay.get(customer_id) or states.get(customer_id)
                 self.streams.catch_up(state, customer_id)
-            if isinstance(item, ReferrerCredit):
+            if isinstance(item, COMMAND_CLASSES):
                 decision = decide_command(book, item, self.rules)
             else:
                 decision = decide(book, item, self.rules, self.routing.owns)
@@ -164,8 +165,8 @@ class BatchRows:
         raw = line.raw.decode("utf-8")
         item, batch, counts = admitted.item, work.batch, work.counts
         outcome = "accepted" if decision.reason is None else "rejected"
-        if isinstance(item, ReferrerCredit):
-            event_type, occurred_at = commands.COMMAND_TYPE, item.occurred_at
+        if isinstance(item, COMMAND_CLASSES):
+            event_type, occurred_at = commands.type_of(item), item.occurred_at
         else:
             event_type, occurred_at = item.type, item.occurred_at
         batch.inbox.append(store_batch.InboxRow(
@@ -176,7 +177,7 @@ class BatchRows:
         counts.entries += len(decision.entries)
         for command in decision.commands:
             batch.outbox.append(store_batch.OutboxRow(
-                commands.COMMAND_TYPE, command.referrer_id, commands.encode(command).decode()
+                commands.type_of(command), command.owner_id, commands.encode(command).decode()
             ))  # fmt: skip
         counts.commands += len(decision.commands)
         if decision.reason is not None:
@@ -208,7 +209,7 @@ def _outcome(admitted: Admitted, decision: Decision, book: Book) -> Outcome:
     )
 
 
-def _customers_of(item: ev.Event | ReferrerCredit, book: Book) -> list[str]:
+def _customers_of(item: ev.Event | Command, book: Book) -> list[str]:
     """The customer and the referrer its purchase could credit."""
     named = named_in(item)
     state = book.get(named[0])

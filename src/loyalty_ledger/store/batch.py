@@ -273,8 +273,7 @@ class _Staged:
             sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(
                 table,
                 sql.SQL(", ").join(
-                    sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t))
-                    for c, t in self.columns
+                    sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in self.columns
                 ),
             )
         )
