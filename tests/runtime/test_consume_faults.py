@@ -36,6 +36,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from psycopg import sql
 
 from loyalty_ledger import events as ev
 from loyalty_ledger.engine import compile_rules
@@ -43,7 +44,9 @@ from loyalty_ledger.generations import programs
 from loyalty_ledger.kafka.partitioner import partition_for
 from loyalty_ledger.kafka.settings import ENV_CONFIG, KafkaSettings
 from loyalty_ledger.kafka.topics import create_topics
+from loyalty_ledger.ledger.entries import BALANCE_SIGN
 from loyalty_ledger.pipeline import Pipeline
+from loyalty_ledger.pipeline import commands as commands_module
 from loyalty_ledger.runtime.produce import messages_for, produce_file
 from loyalty_ledger.sources.kafka import KafkaSource, PartitionRouting
 from loyalty_ledger.sources.line import Line
@@ -54,6 +57,8 @@ LOYALTY = str(Path(sys.executable).with_name("loyalty"))
 GROUP = "g"
 START_TIMEOUT_S = 30.0  # process start, PostgreSQL, metadata and Tansu's 3 s join delay
 RUN_TIMEOUT_S = 90.0  # a consumer that should exit by itself (idle) does so within this
+# Version 2 with transfers between customers of different partitions (15 accepted).
+TRANSFERS_CASE = next(case for case in CASES if case.name == "case-13")
 COURTESY_CRASHES_WHEN_TWICE = (2, 3, 2)  # of 75 batches of 50: each life makes progress
 
 # The consumer as a `python -c` child: the same `loyalty` entry point, with the courtesy
@@ -301,7 +306,8 @@ def stream_of(lines: list[bytes], partitions: int, copies: int = 1) -> Stream:
 
 
 def referrers_of(lines: list[bytes]) -> set[str]:
-    """Customers a referral or a signup names as referrer: their credits may travel as commands."""
+    """Customers a referral or a signup names as referrer, or a transfer as recipient: their
+    credits may travel as commands, and arrive later than in the one-stream order."""
     found: set[str] = set()
     for line in lines:
         try:
@@ -310,7 +316,9 @@ def referrers_of(lines: list[bytes]) -> set[str]:
             continue
         if isinstance(body, dict):
             found.update(
-                v for k in ("referrer_id", "referred_by") if isinstance(v := body.get(k), str)
+                v
+                for k in ("referrer_id", "referred_by", "to_customer_id")
+                if isinstance(v := body.get(k), str)
             )
     return found
 
@@ -368,35 +376,47 @@ def assert_invariants(
         ).fetchone() or (None,)
         assert resent == stream.duplicates
         inbox = conn.execute("SELECT event_type, event_id FROM inbox").fetchall()
-        inputs = Counter(i for t, i in inbox if t != "referrer_credit")
+        inputs = Counter(i for t, i in inbox if t not in commands_module.COMMAND_TYPES)
         assert set(inputs) == set(stream.valid_ids) and max(inputs.values()) == 1
 
         # Internal commands: each one written to the outbox is applied exactly once.
         commands = Counter(json.loads(p)["command_id"] for (p,) in conn.execute(
             "SELECT payload FROM outbox"))  # fmt: skip
         assert max(commands.values(), default=1) == 1, "one command written twice"
-        applied = Counter(i for t, i in inbox if t == "referrer_credit")
+        applied = Counter(i for t, i in inbox if t in commands_module.COMMAND_TYPES)
         assert applied == commands, "commands not applied exactly once"
         qualified = Counter(e for (e,) in conn.execute(
             "SELECT event_id FROM ledger WHERE kind = 'referral_qualified' AND event_id LIKE "
             "'%%/referrer'"))  # fmt: skip
-        assert qualified == commands
+        assert qualified == Counter(c for c in commands if c.endswith("/referrer"))
+        assert_transfers_arrive_whole(conn)
 
-        # Conservation, in the projection and straight off the ledger.
-        broken = conn.execute(
+        # Conservation (version 2), the projection's balance straight off the ledger.
+        signed = sql.SQL(" ").join(
+            sql.SQL("WHEN {} THEN {}").format(sql.Literal(kind.value), sql.Literal(sign))
+            for kind, sign in BALANCE_SIGN.items()
+        )
+        broken = conn.execute(sql.SQL(
             "SELECT customer_id FROM balance b FULL JOIN (SELECT customer_id, "
-            "sum(points) FILTER (WHERE kind = 'credit') AS e, "
-            "sum(points) FILTER (WHERE kind = 'redemption') AS r, "
-            "sum(points) FILTER (WHERE kind = 'reversal') AS v, "
-            "sum(points) FILTER (WHERE kind = 'expiry') AS x FROM ledger WHERE kind IN "
-            "('credit', 'redemption', 'reversal', 'expiry') GROUP BY customer_id) l "
-            "USING (customer_id) WHERE b.customer_id IS NULL "
-            "OR b.balance <> b.earned - b.redeemed - b.reversed - b.expired "
-            "OR b.earned <> coalesce(l.e, 0) OR b.redeemed <> coalesce(l.r, 0) "
-            "OR b.reversed <> coalesce(l.v, 0) OR b.expired <> coalesce(l.x, 0)"
-        ).fetchall()
+            "sum(points * CASE kind {} END) AS moved FROM ledger WHERE kind = ANY(%s) "
+            "GROUP BY customer_id) l USING (customer_id) "
+            "WHERE b.customer_id IS NULL OR b.balance <> coalesce(l.moved, 0)"
+        ).format(signed), ([k.value for k in BALANCE_SIGN],)).fetchall()  # fmt: skip
         assert broken == [], f"conservation broken for {broken[:5]}"
     assert_gapless(url)
+
+
+def assert_transfers_arrive_whole(conn: Connection) -> None:
+    """Every accepted transfer's points reached its recipient once: in the giver's batch
+    (same event id) or as a command (`<event id>/transfer`), in lot parts that sum to it."""
+    rows = conn.execute(
+        "SELECT o.event_id, o.ref, o.points, coalesce(sum(i.points), 0), count(i.*) "
+        "FROM ledger o LEFT JOIN ledger i ON i.kind = 'transfer_in' AND i.customer_id = o.ref "
+        "AND i.event_id IN (o.event_id, o.event_id || '/transfer') "
+        "WHERE o.kind = 'transfer_out' GROUP BY o.event_id, o.ref, o.points"
+    ).fetchall()
+    short = [(e, r, out, got) for e, r, out, got, parts in rows if got != out or parts == 0]
+    assert short == [], f"transfers not received whole (event, to, out, in): {short[:5]}"
 
 
 def assert_gapless(url: str) -> None:
@@ -607,10 +627,14 @@ def test_rebalance_second_consumer_joins_and_leaves(
     assert_invariants(case, database_url, kafka_settings.inputs, lines, stream)
 
 
+@pytest.mark.parametrize("case", [CASES[6], TRANSFERS_CASE], ids=lambda c: c.name)
 def test_eight_partitions_two_processes(
-    database_url: str, kafka_settings: KafkaSettings, fleet_for: Callable[[Path], Fleet]
+    case: Path,
+    database_url: str,
+    kafka_settings: KafkaSettings,
+    fleet_for: Callable[[Path], Fleet],
 ) -> None:
-    case, partitions = CASES[6], 8
+    partitions = 8
     lines = lines_of(case)
     create_topics(kafka_settings, partitions)
     produce_file(kafka_settings, str(case / "events.jsonl"))
@@ -623,7 +647,7 @@ def test_eight_partitions_two_processes(
     assert_every_offset_once(database_url, kafka_settings, stream)
     assert_invariants(case, database_url, kafka_settings.inputs, lines, stream)
 
-    # Referrers: credits that travelled as internal commands, applied once each.
+    # Referrers and transfer recipients: credits that travelled as internal commands.
     with connect(database_url) as conn:
         assert conn.execute("SELECT count(*) FROM outbox").fetchone() != (0,), "no commands"
     rows, _ = export(database_url)
@@ -638,6 +662,39 @@ def test_eight_partitions_two_processes(
         != norm("referrals_qualified", w["referrals_qualified"])
     }
     assert differ == {}, f"referrals_qualified (got, want): {differ}"
+
+
+def test_transfers_across_partitions_under_kills_and_resends(
+    database_url: str, kafka_settings: KafkaSettings, fleet_for: Callable[[Path], Fleet]
+) -> None:
+    """Version 2's transfers between customers of different owners travel as commands.
+    Every message is sent twice, two consumers share 8 partitions, and each of them is
+    killed (SIGKILL) mid-stream and replaced: each transfer still reaches its recipient
+    once, whole, and every invariant of several partitions holds."""
+    case, partitions = TRANSFERS_CASE, 8
+    lines = lines_of(case)
+    create_topics(kafka_settings, partitions)
+    produce_file(kafka_settings, str(case / "events.jsonl"))
+    produce_file(kafka_settings, str(case / "events.jsonl"))  # every message resent
+    fleet = fleet_for(case)
+    fleet.batch_size = 20
+    stream = stream_of(lines, partitions, copies=2)
+    one, two = fleet.start(), fleet.start()
+    for victim in (one, two):
+        wait_until("two batches", lambda m=victim: m.count("batch") >= 2,  # type: ignore[misc]
+                   START_TIMEOUT_S, victim)  # fmt: skip
+        victim.kill()
+    assert consumed(database_url, kafka_settings.inputs) < stream.messages, "killed at the end"
+    three, four = fleet.start(), fleet.start()
+    assert three.wait() == 0, three.tail()
+    assert four.wait() == 0, four.tail()
+    assert_every_offset_once(database_url, kafka_settings, stream)
+    assert_invariants(case, database_url, kafka_settings.inputs, lines, stream)
+    with connect(database_url) as conn:
+        moved = conn.execute(
+            "SELECT count(*) FROM inbox WHERE event_type = %s", (commands_module.TRANSFER_CREDIT,)
+        ).fetchone()
+        assert moved is not None and moved[0] > 0, "no transfer crossed partitions"
 
 
 def _customer_in(partition: int, partitions: int, prefix: str) -> str:
