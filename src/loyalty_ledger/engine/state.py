@@ -103,6 +103,9 @@ class CustomerState:
     def within_limit(self) -> bool:
         """Every point total within POINTS_LIMIT (PROGRAM.md "Bounds"). Pending points are
         counted as if they had matured already, so a maturity never crosses the limit."""
+        if not (self.pending or self.adjusted or self.transferred_in or self.transferred_out):
+            # Version 1's totals only: `earned` bounds the others and the balance.
+            return self.earned <= POINTS_LIMIT
         pending = self.pending_points if self.pending else 0
         return (
             self.earned + pending <= POINTS_LIMIT
