@@ -18,10 +18,10 @@ from psycopg import sql
 from psycopg.rows import class_row
 
 from loyalty_ledger import events, log
-from loyalty_ledger.engine import COMMAND_CLASSES, compile_rules
+from loyalty_ledger.engine import COMMAND_CLASSES
 from loyalty_ledger.errors import UserError
+from loyalty_ledger.generations import amendments, programs
 from loyalty_ledger.generations import catalog as generations
-from loyalty_ledger.generations import programs
 from loyalty_ledger.kafka.producer import producer
 from loyalty_ledger.kafka.settings import ClientErrors, KafkaSettings, KafkaUnavailable
 from loyalty_ledger.pipeline import Counts, Pipeline, commands
@@ -336,8 +336,12 @@ class _Targets:
     def _live_pipeline(self) -> Pipeline:
         if self._pipeline is None:
             self._generation = generations.live(self.conn).name
-            rules = compile_rules(programs.adopt(self.conn, None))
-            self._pipeline = Pipeline(self.conn, rules, after_commit=runner.catch_up)
+            # Under the generation's program history; amended meanwhile, the redrive's batch
+            # is refused (ProgramAmended, a Conflict: run it again).
+            count, history = amendments.load_history(self.conn, programs.adopt(self.conn, None))
+            self._pipeline = Pipeline(
+                self.conn, history, after_commit=runner.catch_up, amendments=count
+            )
         return self._pipeline
 
     def republish(self, letters: Sequence[tuple[DeadLetter, _KafkaSource, str | None]]) -> int:

@@ -5,10 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import datetime
 from typing import TYPE_CHECKING, TextIO
 
 from loyalty_ledger import log
-from loyalty_ledger.cli.arguments import LIMIT, Commands, Parser, instant, read_program
+from loyalty_ledger.cli.arguments import (
+    LIMIT,
+    Commands,
+    Parser,
+    UsageError,
+    instant,
+    read_program,
+)
 from loyalty_ledger.cli.resources import database, progress
 from loyalty_ledger.text import printable
 
@@ -17,9 +25,14 @@ if TYPE_CHECKING:
 
 
 def add_rerun(sub: Commands[Parser]) -> None:
-    """`loyalty rerun --program P --as NAME`: replay every input into a new generation."""
+    """`loyalty rerun --as NAME [--program P] [--amend FILE@INSTANT]`: replay every input
+    into a new generation under a program history (the live one's, changed as given)."""
     p = sub.add_parser("rerun", help="replay every input into a new generation under a program")
-    p.add_argument("--program", required=True, help="the program TOML to re-run under")
+    p.add_argument("--program", help="the original program to re-run under "
+                   "(default: the live generation's)")  # fmt: skip
+    p.add_argument("--amend", action="append", default=[], metavar="FILE@INSTANT",
+                   help="an amendment from INSTANT on (repeatable); adds to the live "
+                   "generation's amendments or replaces the one at that instant")  # fmt: skip
     p.add_argument("--as", dest="as_name", required=True, metavar="NAME",
                    help="the new generation's name (lowercase, digits, _)")  # fmt: skip
     p.add_argument("--until", help="only inputs that occurred up to this instant (a what-if)")
@@ -29,11 +42,12 @@ def add_rerun(sub: Commands[Parser]) -> None:
 def rerun(args: argparse.Namespace) -> int:
     from loyalty_ledger.generations.rerun import rerun as rerun_into
 
-    source = read_program(args.program)
+    source = read_program(args.program) if args.program else None
     until = instant(args.until, "--until") if args.until else None
+    amend = [_amendment(text) for text in args.amend]
     with database() as conn, progress(f"re-running into {args.as_name}", "inputs") as update:
-        generation, replayed = rerun_into(conn, source, args.program, args.as_name, until,
-                                          update)  # fmt: skip
+        generation, replayed = rerun_into(conn, source, args.program or "program",
+                                          args.as_name, until, update, amend)  # fmt: skip
     log.get("rerun").info(
         "replayed", generation=generation.name, inputs=replayed.inputs,
         through_arrival=replayed.arrival, seconds=round(replayed.seconds, 3),
@@ -43,6 +57,16 @@ def rerun(args: argparse.Namespace) -> int:
     print(f"generation {name}: {replayed.inputs} inputs replayed; "
           f"compare it with `loyalty compare live {name}`{promote_hint}")  # fmt: skip
     return 0
+
+
+def _amendment(text: str) -> tuple[datetime, str, str]:
+    """FILE@INSTANT: the amendment's (effective_at, source, path)."""
+    path, at, when = text.rpartition("@")
+    if not at or not path:
+        raise UsageError(
+            f"--amend {text!r}: write it FILE@INSTANT, like new.toml@2027-01-01T00:00:00+01:00"
+        )
+    return instant(when, "--amend"), read_program(path), path
 
 
 def add_promote(sub: Commands[Parser]) -> None:

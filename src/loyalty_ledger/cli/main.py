@@ -22,6 +22,7 @@ from loyalty_ledger.cli import (
     kafka_commands,
     ledger_commands,
     operator_commands,
+    program_commands,
     serve_commands,
     statement_commands,
 )
@@ -34,6 +35,7 @@ COMMANDS: tuple[Callable[[Commands[Parser]], None], ...] = (
     ledger_commands.add_ingest,
     ledger_commands.add_export,
     ledger_commands.add_rebuild,
+    program_commands.add_program,
     generation_commands.add_rerun,
     generation_commands.add_promote,
     generation_commands.add_generations,

@@ -11,7 +11,7 @@ from loyalty_ledger.engine.decide import (
     decide_tick,
 )
 from loyalty_ledger.engine.reasons import Reason
-from loyalty_ledger.engine.rules import Rules, compile_rules
+from loyalty_ledger.engine.rules import History, Rules, compile_rules, history_of
 from loyalty_ledger.engine.state import CustomerState
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "Command",
     "CustomerState",
     "Decision",
+    "History",
     "Reason",
     "ReferrerCredit",
     "Rules",
@@ -27,4 +28,5 @@ __all__ = [
     "decide",
     "decide_command",
     "decide_tick",
+    "history_of",
 ]

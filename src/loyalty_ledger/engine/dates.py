@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from loyalty_ledger.engine.rules import Rules
+from loyalty_ledger.engine.rules import History, Rules, history_of
 from loyalty_ledger.engine.state import CustomerState
 
 # Early is always safe (the tick re-checks exactly); a day covers any offset or DST gap.
@@ -20,8 +20,25 @@ def birthday_in(birth_date: date, year: int) -> date:
         return date(year, 2, 28)
 
 
-def next_due_at(state: CustomerState, rules: Rules) -> datetime | None:
-    """The earliest instant at which a tick could change this customer, or None for never."""
+def next_due_at(state: CustomerState, rules: Rules | History) -> datetime | None:
+    """The earliest instant at which a tick could change this customer, or None for never.
+
+    With amendments: by the version in force at the customer's clock, and no later than
+    the next effective_at after it (a new version may move a tier threshold, a window or
+    a birthday bonus: the tick then decides again).
+    """
+    history = history_of(rules)
+    if not history.amendments:
+        return _next_due_at(state, history.original)
+    clock = state.clock or ANY_TICK
+    due = _next_due_at(state, history.at(clock))
+    change = history.next_change_after(clock)
+    if change is not None and (due is None or change < due):
+        return change
+    return due
+
+
+def _next_due_at(state: CustomerState, rules: Rules) -> datetime | None:
     due: list[datetime] = []
     if state.lots and state.lots[0].expires_at is not None:
         expires_at = state.lots[0].expires_at

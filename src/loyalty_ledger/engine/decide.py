@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Context, Decimal, localcontext
 from typing import Any
 
@@ -21,7 +21,7 @@ from loyalty_ledger import events as ev
 from loyalty_ledger.engine import lots
 from loyalty_ledger.engine.dates import birthday_in
 from loyalty_ledger.engine.reasons import Reason
-from loyalty_ledger.engine.rules import Campaign, Rules
+from loyalty_ledger.engine.rules import Campaign, History, Rules, history_of
 from loyalty_ledger.engine.state import POINTS_LIMIT, CustomerState, Order, Pending, new_customer
 from loyalty_ledger.ledger.entries import Entry, Kind
 
@@ -45,6 +45,9 @@ class ReferrerCredit:
     referrer_id: str
     referee_id: str
     occurred_at: datetime
+    # The instant whose program version decided the referee's event (PROGRAM.md
+    # "Amendments": every effect follows that version); None: occurred_at.
+    decided_at: datetime | None = None
 
     @property
     def owner_id(self) -> str:
@@ -65,6 +68,7 @@ class TransferCredit:
     giver_id: str
     parts: tuple[tuple[int, datetime | None], ...]
     occurred_at: datetime
+    decided_at: datetime | None = None  # as ReferrerCredit's
 
     @property
     def owner_id(self) -> str:
@@ -120,6 +124,10 @@ class _Context:
     touched: dict[str, CustomerState]
     owns: Callable[[str], bool] = _owns_everyone
     commands: list[Command] = field(default_factory=list)
+    # With amendments: the instant whose version decides (commands carry it on) and the
+    # longest tier window of any version (spend younger than it may count again).
+    decided_at: datetime | None = None
+    longest_window: timedelta | None = None
 
     def customer(self, customer_id: str) -> CustomerState:
         state = self.touched.get(customer_id)
@@ -133,25 +141,60 @@ class _Context:
 def decide(
     book: Mapping[str, CustomerState],
     event: ev.Event,
-    rules: Rules,
+    rules: Rules | History,
     owns: Callable[[str], bool] = _owns_everyone,
 ) -> Decision:
     """Decide a customer event; `book` holds every known customer it may touch.
 
-    `owns` says which customers this decider may change; a qualified referral
-    whose referrer it does not own becomes a `ReferrerCredit` command instead, a
-    transfer to a recipient it does not own a `TransferCredit`.
+    The version of the program in force at max(customer's clock, occurred_at) decides it
+    and all its effects. `owns` says which customers this decider may change; a
+    qualified referral whose referrer it does not own becomes a `ReferrerCredit`
+    command instead, a transfer to a recipient it does not own a `TransferCredit`.
     """
     assert not isinstance(event, ev.Tick), "ticks go to decide_tick"
+    history = history_of(rules)
+    at = event.occurred_at
+    known = book.get(event.customer_id)
+    if known is not None and known.clock is not None and known.clock > at:
+        at = known.clock
     with localcontext(_EXACT):
-        return _decide(book, event, rules, owns)
+        return _decide(book, event, _Version(history.at(at), at, _longest(history)), owns)
+
+
+@dataclass(frozen=True, slots=True)
+class _Version:
+    """The rules deciding one input, the instant that chose them, the longest window."""
+
+    rules: Rules
+    decided_at: datetime
+    longest_window: timedelta | None
+
+
+def _longest(history: History) -> timedelta | None:
+    # None without amendments: the one window is the longest (the usual, faster path).
+    return history.longest_window if history.amendments else None
+
+
+def _context(
+    version: _Version,
+    event_id: str,
+    book: Mapping[str, CustomerState],
+    owns: Callable[[str], bool] = _owns_everyone,
+) -> _Context:
+    return _Context(
+        version.rules, _Recorder(event_id), book, {}, owns,
+        decided_at=version.decided_at, longest_window=version.longest_window,
+    )  # fmt: skip
 
 
 def _decide(
-    book: Mapping[str, CustomerState], event: ev.Event, rules: Rules, owns: Callable[[str], bool]
+    book: Mapping[str, CustomerState],
+    event: ev.Event,
+    version: _Version,
+    owns: Callable[[str], bool],
 ) -> Decision:
     assert not isinstance(event, ev.Tick)
-    ctx = _Context(rules, _Recorder(event.event_id), book, {}, owns)
+    ctx = _context(version, event.event_id, book, owns)
     state = ctx.customer(event.customer_id)
     at = event.occurred_at
     _advance(state, at, ctx)
@@ -159,7 +202,7 @@ def _decide(
     if reason is None and not state.within_limit():
         # The rule's effects on every customer, and its commands, are dropped: decided
         # again from the book with steps 2 and 4 only. Rare, so the usual path copies nothing.
-        ctx = _Context(rules, _Recorder(event.event_id), book, {}, owns)
+        ctx = _context(version, event.event_id, book, owns)
         state = ctx.customer(event.customer_id)
         _advance(state, at, ctx)
         reason = Reason.points_limit
@@ -169,10 +212,15 @@ def _decide(
     return Decision(tuple(ctx.rec.entries), ctx.touched, reason, tuple(ctx.commands))
 
 
-def decide_command(book: Mapping[str, CustomerState], command: Command, rules: Rules) -> Decision:
+def decide_command(
+    book: Mapping[str, CustomerState], command: Command, rules: Rules | History
+) -> Decision:
     """Apply a referrer's share of a qualified referral, or a transfer's credit, decided
-    where the referee or the giver is owned."""
-    ctx = _Context(rules, _Recorder(command.command_id), book, {})
+    where the referee or the giver is owned, under the version that decided its cause."""
+    history = history_of(rules)
+    decided_at = command.decided_at or command.occurred_at
+    version = _Version(history.at(decided_at), decided_at, _longest(history))
+    ctx = _context(version, command.command_id, book)
     with localcontext(_EXACT):
         owner = ctx.customer(command.owner_id)
         if isinstance(command, ReferrerCredit):
@@ -182,10 +230,14 @@ def decide_command(book: Mapping[str, CustomerState], command: Command, rules: R
     return Decision(tuple(ctx.rec.entries), ctx.touched, None)
 
 
-def decide_tick(states: Iterable[CustomerState], tick: ev.Tick, rules: Rules) -> Decision:
-    """Apply a tick to the given customers (those due), in customer_id order."""
-    ctx = _Context(rules, _Recorder(tick.event_id), {}, {})
+def decide_tick(
+    states: Iterable[CustomerState], tick: ev.Tick, rules: Rules | History
+) -> Decision:
+    """Apply a tick to the given customers (those due), in customer_id order, under the
+    version in force at the tick's instant."""
+    history = history_of(rules)
     at = tick.occurred_at
+    ctx = _context(_Version(history.at(at), at, _longest(history)), tick.event_id, {})
     with localcontext(_EXACT):
         for known in sorted(states, key=lambda s: s.customer_id):
             state = known.clone()
@@ -226,10 +278,8 @@ def _mature(state: CustomerState, clock: datetime, ctx: _Context) -> None:
         _credit(state, due.points, due.matures_at, "purchase", due.order_id, ctx)
 
 
-def _evaluate_tier(state: CustomerState, ctx: _Context) -> None:
-    levels = ctx.rules.levels
-    if not levels:
-        return
+def _lapse(state: CustomerState, ctx: _Context) -> None:
+    """Spend that left the window: out of the state and of the qualifying total."""
     assert state.clock is not None
     cutoff = state.clock - ctx.rules.window
     spend = state.spend  # sorted by instant
@@ -240,6 +290,34 @@ def _evaluate_tier(state: CustomerState, ctx: _Context) -> None:
         state.spend_total -= lapsed
         if lapsed:
             ctx.rec.add(state, Kind.spend_lapsed, state.clock, amount=lapsed)
+
+
+def _lapse_amended(state: CustomerState, ctx: _Context, longest: timedelta) -> None:
+    """With amendments the window may grow: the state keeps spend as long as the longest
+    window of any version, and the qualifying total is what lies in the window in force.
+    A spend_lapsed entry's amount is then the change, negative when spend comes back."""
+    assert state.clock is not None
+    spend = state.spend
+    forgotten = state.clock - longest
+    while spend and spend[0][0] <= forgotten:
+        spend.pop(0)
+    cutoff = state.clock - ctx.rules.window
+    in_window = sum((amount for at, amount in spend if at > cutoff), _ZERO)
+    lapsed = state.spend_total - in_window
+    if lapsed:
+        state.spend_total = in_window
+        ctx.rec.add(state, Kind.spend_lapsed, state.clock, amount=lapsed)
+
+
+def _evaluate_tier(state: CustomerState, ctx: _Context) -> None:
+    levels = ctx.rules.levels
+    if not levels:
+        return
+    assert state.clock is not None
+    if ctx.longest_window is None:
+        _lapse(state, ctx)
+    else:
+        _lapse_amended(state, ctx, ctx.longest_window)
     qualifying = max(_ZERO, state.spend_total)
     tier = levels[0].name
     for level in levels:
@@ -494,7 +572,9 @@ def _settle_referral(state: CustomerState, event: ev.Purchase, ctx: _Context) ->
         _credit_referrer(ctx.customer(referrer_id), state.customer_id, at, ctx)
     else:
         command_id = f"{ctx.rec.event_id}/referrer"
-        ctx.commands.append(ReferrerCredit(command_id, referrer_id, state.customer_id, at))
+        ctx.commands.append(
+            ReferrerCredit(command_id, referrer_id, state.customer_id, at, ctx.decided_at)
+        )
     _credit(state, rules.referee_bonus, at, "referee", referrer_id, ctx)
 
 
@@ -680,7 +760,9 @@ def _transfer(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason | 
         _receive(ctx.customer(recipient_id), state.customer_id, parts, at, ctx)
     else:
         command_id = f"{ctx.rec.event_id}/transfer"
-        ctx.commands.append(TransferCredit(command_id, recipient_id, state.customer_id, parts, at))
+        ctx.commands.append(
+            TransferCredit(command_id, recipient_id, state.customer_id, parts, at, ctx.decided_at)
+        )
     return None
 
 

@@ -140,3 +140,61 @@ def _plan(p: program_model.MembershipPlan) -> Plan:
         p.id, timedelta(days=p.days), p.fee, p.member_fee, p.member_fee_min_balance or 0,
         p.multiplier,
     )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """A program's versions (PROGRAM.md "Amendments"): the original, then each amendment in
+    force from its `effective_at` on. The version deciding an event is the one in force at
+    max(customer's clock, occurred_at); a tick's, the one in force at the tick's instant.
+
+    A `Rules` alone is a history of one version (`history_of`); with no amendment the
+    engine does exactly what it did before amendments existed.
+    """
+
+    original: Rules
+    amendments: tuple[tuple[datetime, Rules], ...] = ()  # by effective_at, ascending
+
+    def __post_init__(self) -> None:
+        instants = [at for at, _ in self.amendments]
+        assert instants == sorted(instants) and len(set(instants)) == len(instants), instants
+        for _, rules in self.amendments:
+            # What an amendment may not change (the loader refuses it): asserted here.
+            assert rules.currency == self.original.currency
+            assert rules.tz == self.original.tz
+            assert bool(rules.levels) == bool(self.original.levels)
+
+    def at(self, instant: datetime) -> Rules:
+        """The version in force at `instant`: the latest whose effective_at is <= it."""
+        if not self.amendments or instant < self.amendments[0][0]:
+            return self.original
+        chosen = self.original
+        for effective_at, rules in self.amendments:
+            if effective_at > instant:
+                break
+            chosen = rules
+        return chosen
+
+    def next_change_after(self, instant: datetime) -> datetime | None:
+        """The first effective_at after `instant`, or None: where a version may change what
+        a tick does to a customer (a tier threshold, a birthday bonus), so it is due then."""
+        for effective_at, _ in self.amendments:
+            if effective_at > instant:
+                return effective_at
+        return None
+
+    @property
+    def longest_window(self) -> timedelta:
+        """The longest tier window of any version: spend older than it counts in no window,
+        so a customer's state may forget it; younger spend may count again when a longer
+        window comes into force."""
+        return max([self.original.window, *(r.window for _, r in self.amendments)])
+
+    @property
+    def versions(self) -> tuple[Rules, ...]:
+        return (self.original, *(rules for _, rules in self.amendments))
+
+
+def history_of(rules: Rules | History) -> History:
+    """A history as given, or a single version's."""
+    return rules if isinstance(rules, History) else History(rules)

@@ -197,6 +197,7 @@ def new_customer(customer_id: str, tier: str | None) -> CustomerState:
 # Instants in snapshots are integer microseconds since the Unix epoch, UTC: exact, and
 # several times cheaper to write and read than ISO strings (a snapshot per customer per batch).
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ZERO = Decimal(0)
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -250,6 +251,10 @@ def to_snapshot(state: CustomerState) -> dict[str, Any]:
         snapshot["campaigns"] = dict(state.campaigns)
     if state.membership is not None:
         snapshot["membership"] = [state.membership[0], _instant(state.membership[1])]
+    if state.spend and state.spend_total != sum((a for _, a in state.spend), _ZERO):
+        # Amendments: spend kept for a longer window than the one in force counts in no
+        # total yet, so the total is not the sum (PROGRAM.md "Amendments").
+        snapshot["spend_total"] = str(state.spend_total)
     return snapshot
 
 
@@ -268,6 +273,8 @@ def _version_2(state: CustomerState, data: dict[str, Any]) -> CustomerState:
     membership = data.get("membership")
     if membership is not None:
         state.membership = (membership[0], _EPOCH + timedelta(microseconds=membership[1]))
+    if "spend_total" in data:
+        state.spend_total = Decimal(data["spend_total"])
     return state
 
 

@@ -30,13 +30,14 @@ def adopt(conn: Connection, source: str | None, origin: str = "program") -> Prog
     program = parse_program(source, origin)
     digest = program_hash(source)
     if live is not None:
-        if live[0] != digest:
+        if live[0] != digest and digest not in _amendment_hashes(conn):
             raise ProgramChanged(
                 f"{origin} differs from the program this ledger runs under ({live[0][:12]}); "
-                "changing the program is a re-run under it, not an ingest: "
-                "use the stored one (omit --program) or a new database"
+                "omit --program to go on under it, or change it: from an instant on with "
+                "`loyalty program amend PATH --effective-at INSTANT`, or from the first event "
+                "with `loyalty rerun NAME --program PATH`"
             )
-        return program
+        return parse_program(live[1], "stored program")
     with conn.transaction():
         store(conn, digest, program, source)
         conn.execute(
@@ -46,6 +47,15 @@ def adopt(conn: Connection, source: str | None, origin: str = "program") -> Prog
         )
         publish_tiers(conn, program)
     return program
+
+
+def _amendment_hashes(conn: Connection) -> set[str]:
+    rows = conn.execute(
+        "SELECT a.program_hash FROM public.program_amendments a "
+        "JOIN public.generations g ON g.name = a.generation "
+        "WHERE g.schema_name = current_schema()"
+    )
+    return {str(h) for (h,) in rows}
 
 
 def store(conn: Connection, digest: str, program: Program, source: str) -> None:

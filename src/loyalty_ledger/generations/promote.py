@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from loyalty_ledger import log
-from loyalty_ledger.engine import compile_rules
+from loyalty_ledger.generations import amendments, programs
 from loyalty_ledger.generations import catalog as generations
-from loyalty_ledger.generations import programs
 from loyalty_ledger.generations.catalog import Generation, GenerationError
 from loyalty_ledger.generations.rerun import replay
 from loyalty_ledger.kafka import relay
@@ -21,9 +20,8 @@ def promote(conn: Connection, name: str, progress: Progress | None = None) -> Ge
     live = generations.live(conn)
     _check_promotable(target, live)
     assert target.program_hash is not None, "a candidate generation always has its program"
-    rules = compile_rules(
-        programs.stored(conn, target.program_hash, f"program of generation {target.name}")
-    )
+    original = programs.stored(conn, target.program_hash, f"program of generation {target.name}")
+    _, rules = amendments.load_history(conn, original, target.name)
     replay(conn, target, rules, live, progress)  # most of the way, while live goes on
     logger = log.get("promote").bind(generation=name, replacing=live.name)
     with sibling(conn) as lock:

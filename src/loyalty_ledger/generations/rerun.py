@@ -13,17 +13,17 @@ leaves exactly one valid live generation.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
 from psycopg import sql
 
-from loyalty_ledger.engine import Rules, compile_rules
+from loyalty_ledger.engine import History, Rules
 from loyalty_ledger.events import EVENT_TYPES
+from loyalty_ledger.generations import amendments, programs
 from loyalty_ledger.generations import catalog as generations
-from loyalty_ledger.generations import programs
 from loyalty_ledger.generations.catalog import Generation, GenerationError
 from loyalty_ledger.pipeline import RERUN, OneStream, Pipeline, Routing
 from loyalty_ledger.program import Program, parse_program, program_hash
@@ -46,25 +46,59 @@ class Replayed:
 
 def rerun(
     conn: Connection,
-    program_source: str,
+    program_source: str | None,
     program_origin: str,
     name: str,
     until_at: datetime | None,
     progress: Progress | None = None,
+    amend: Sequence[tuple[datetime, str, str]] = (),
 ) -> tuple[Generation, Replayed]:
-    """Create (or resume) candidate `name` under the program, and replay the live inbox into it."""
+    """Create (or resume) candidate `name` under a program history, and replay the live
+    inbox into it from the first input.
+
+    The history is the live generation's versions; `program_source` replaces its original
+    and each of `amend` (effective_at, source, origin) adds or replaces the amendment from
+    its instant on. A re-run may reach into the past: that is what it is for.
+    """
     live = generations.live(conn)
+    versions = dict(amendments.sources(conn, live.name))
+    if program_source is None:
+        program_source, program_origin = versions[None], f"program of generation {live.name}"
+    for effective_at, source, origin in amend:
+        parse_program(source, origin)  # one line naming the file, before anything is made
+        versions[effective_at] = source
     program = parse_program(program_source, program_origin)
+    later = sorted(
+        ((at, source) for at, source in versions.items() if at is not None), key=lambda v: v[0]
+    )
     digest = program_hash(program_source)
     found = generations.find(conn, generations.check_name(name))
     if found is None:
-        programs.store(conn, digest, program, program_source)
-        found = generations.create(conn, name, digest, live, until_at)
+        with conn.transaction():
+            programs.store(conn, digest, program, program_source)
+            found = generations.create(conn, name, digest, live, until_at)
+            amendments.record(conn, name, later, f"rerun {name}")
     else:
         _check_resumable(found, digest, until_at, live)
+        _check_same_amendments(conn, found, later)
     _publish_tiers(conn, found, program)  # again on resume: a kill may have come before it
-    replayed = replay(conn, found, compile_rules(program), live, progress)
+    history = amendments.compile_history(
+        program, [(at, parse_program(source, f"amendment from {at}")) for at, source in later]
+    )
+    replayed = replay(conn, found, history, live, progress)
     return generations.get(conn, name), replayed
+
+
+def _check_same_amendments(
+    conn: Connection, found: Generation, later: list[tuple[datetime, str]]
+) -> None:
+    stored = [(at, program_hash(source)) for at, source in amendments.sources(conn, found.name)
+              if at is not None]  # fmt: skip
+    if stored != [(at, program_hash(source)) for at, source in later]:
+        raise GenerationError(
+            f"generation {found.name} exists with other amendments; choose a new name "
+            "(or pass the same ones to resume it)"
+        )
 
 
 def _publish_tiers(conn: Connection, target: Generation, program: Program) -> None:
@@ -93,7 +127,7 @@ def _check_resumable(
 def replay(
     conn: Connection,
     target: Generation,
-    rules: Rules,
+    rules: Rules | History,
     parent: Generation,
     progress: Progress | None = None,
 ) -> Replayed:

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from types import FrameType
 
 from loyalty_ledger import log
-from loyalty_ledger.engine import compile_rules
 from loyalty_ledger.errors import LoyaltyError
-from loyalty_ledger.generations import programs
+from loyalty_ledger.generations import amendments, programs
 from loyalty_ledger.http.app import create_app
 from loyalty_ledger.http.metrics import Metrics
 from loyalty_ledger.http.server import ProgramInForce, Server, Writes
@@ -99,6 +98,7 @@ def build_server(conn: Connection, settings: ServeSettings, program_source: str 
     from psycopg_pool import ConnectionPool
 
     program = programs.adopt(conn, program_source, program_origin)
+    count, history = amendments.load_history(conn, program)
     live = programs.live_program(conn)
     assert live is not None  # adopted just now
     metrics = Metrics()
@@ -116,7 +116,8 @@ def build_server(conn: Connection, settings: ServeSettings, program_source: str 
     writes: Writes
     if settings.kafka is None:
         writes = GroupCommit(
-            conn, compile_rules(program), events_max=settings.group_events_max,
+            conn, history, program=program, amendments=count,
+            events_max=settings.group_events_max,
             linger_ms=settings.group_linger_ms, observe=metrics.committed, on_fatal=_stop_serving,
         )  # fmt: skip
     else:

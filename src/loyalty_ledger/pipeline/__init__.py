@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from loyalty_ledger.engine import Rules
+from loyalty_ledger.engine import History, Rules
 from loyalty_ledger.pipeline.admit import Decoded
 from loyalty_ledger.pipeline.batch_rows import BatchRows
 from loyalty_ledger.pipeline.refusals import Rewrite, Sent
@@ -54,12 +54,16 @@ class Pipeline:
     def __init__(
         self,
         conn: Connection,
-        rules: Rules,
+        rules: Rules | History,
         routing: Routing | None = None,
         after_commit: AfterCommit | None = None,
         *,
         target: Target = LIVE,
+        amendments: int | None = None,
     ) -> None:
+        """`amendments`: how many amendments the history `rules` holds; each batch commits
+        only while the generation still has that many (store.batch: ProgramAmended).
+        None: not checked (a re-run's candidate has no amendments of its own)."""
         self.conn = conn  # reads; batches are written on a second connection, in order
         self.rules = rules
         self.routing: Routing = routing or OneStream()
@@ -67,7 +71,9 @@ class Pipeline:
         self._cache = StateCache(conn, self.routing)
         self.cache = self._cache.states  # the same dict, for good: tests look into it
         self._streams = TickStreams(conn, self.routing)
-        self._rows = BatchRows(conn, rules, self.routing, target, self._cache, self._streams)
+        self._rows = BatchRows(
+            conn, rules, self.routing, target, self._cache, self._streams, amendments
+        )
         # e.g. the projections' catch-up: after each commit, on a connection of its own
         self._writer = Writer(conn, after_commit)
         self._rewrite = Rewrite(self._rows, self._writer, self.forget)

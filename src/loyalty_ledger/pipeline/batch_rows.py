@@ -20,12 +20,14 @@ from loyalty_ledger.engine import (
     Command,
     CustomerState,
     Decision,
+    History,
     Rules,
     decide,
     decide_command,
     decide_tick,
 )
 from loyalty_ledger.engine.dates import next_due_at
+from loyalty_ledger.engine.rules import history_of
 from loyalty_ledger.engine.state import to_snapshot
 from loyalty_ledger.pipeline import commands
 from loyalty_ledger.pipeline.admit import (
@@ -71,14 +73,16 @@ class BatchRows:
     def __init__(
         self,
         conn: Connection,
-        rules: Rules,
+        rules: Rules | History,
         routing: Routing,
         target: Target,
         cache: StateCache,
         streams: TickStreams,
+        amendments: int | None = None,
     ) -> None:
         self.conn = conn
-        self.rules = rules
+        self.rules = history_of(rules)
+        self.amendments = amendments
         self.routing = routing
         self.target = target
         self.cache = cache
@@ -86,7 +90,7 @@ class BatchRows:
 
     def empty(self, record_position: RecordPosition) -> Batch:
         """A batch that only records the source's position."""
-        return Batch(record_position, self.target.generation_status)
+        return Batch(record_position, self.target.generation_status, self.amendments)
 
     def decide(
         self,

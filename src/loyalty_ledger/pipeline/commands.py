@@ -27,6 +27,10 @@ def encode(command: Command) -> bytes:
         "customer_id": command.owner_id,
         "occurred_at": command.occurred_at.isoformat(),
     }
+    if command.decided_at is not None and command.decided_at != command.occurred_at:
+        # The instant whose program version decided the cause (a late event's is its
+        # customer's clock); absent, the occurred_at: commands from before amendments read so.
+        body["decided_at"] = command.decided_at.isoformat()
     if isinstance(command, ReferrerCredit):
         body["referee_id"] = command.referee_id
     else:
@@ -46,14 +50,17 @@ def decode(raw: bytes) -> Command | Invalid:
         if kind not in COMMAND_TYPES:
             return Invalid(f"not a command: type must be one of {', '.join(COMMAND_TYPES)}")
         at = _instant(body["occurred_at"])
+        decided_at = _instant(body["decided_at"]) if "decided_at" in body else at
         if kind == REFERRER_CREDIT:
             return ReferrerCredit(
-                str(body["command_id"]), str(body["customer_id"]), str(body["referee_id"]), at
-            )
+                str(body["command_id"]), str(body["customer_id"]), str(body["referee_id"]), at,
+                decided_at,
+            )  # fmt: skip
         parts = tuple(_part(part) for part in body["parts"])
         return TransferCredit(
-            str(body["command_id"]), str(body["customer_id"]), str(body["giver_id"]), parts, at
-        )
+            str(body["command_id"]), str(body["customer_id"]), str(body["giver_id"]), parts, at,
+            decided_at,
+        )  # fmt: skip
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         return Invalid(f"unreadable command: {e}")
 

@@ -21,8 +21,7 @@ from types import FrameType
 from confluent_kafka import Producer
 
 from loyalty_ledger import log
-from loyalty_ledger.engine import compile_rules
-from loyalty_ledger.generations import programs
+from loyalty_ledger.generations import amendments, programs
 from loyalty_ledger.kafka import relay as outbox_relay
 from loyalty_ledger.kafka.producer import producer
 from loyalty_ledger.kafka.settings import KafkaSettings
@@ -130,7 +129,10 @@ def _switch(conn: Connection, old: Pipeline, routing: PartitionRouting) -> Pipel
 
 
 def _pipeline(conn: Connection, program: Program, routing: PartitionRouting) -> Pipeline:
-    return Pipeline(conn, compile_rules(program), routing, after_commit=runner.catch_up)
+    """A pipeline under the generation's program history; an amendment recorded later
+    refuses its next batch (ProgramAmended, a GenerationChanged): `_switch` makes a new one."""
+    count, history = amendments.load_history(conn, program)
+    return Pipeline(conn, history, routing, after_commit=runner.catch_up, amendments=count)
 
 
 def _lost(holder: list[Pipeline], streams: list[str]) -> None:

@@ -27,14 +27,16 @@ from typing import Any
 
 from loyalty_ledger import log
 from loyalty_ledger.admin import customer_card
-from loyalty_ledger.engine import Rules
+from loyalty_ledger.engine import History, Rules
 from loyalty_ledger.errors import Conflict, LoyaltyError, Unavailable
+from loyalty_ledger.generations import amendments
 from loyalty_ledger.pipeline import Outcome, Pipeline
+from loyalty_ledger.program import Program
 from loyalty_ledger.projectors import runner
 from loyalty_ledger.sources.address import SourceAddress, SourceKind
 from loyalty_ledger.sources.line import Line
 from loyalty_ledger.store import locks
-from loyalty_ledger.store.batch import Position, write_positions
+from loyalty_ledger.store.batch import Position, ProgramAmended, write_positions
 from loyalty_ledger.store.db import Connection, StoreUnavailable
 
 EVENTS_MAX = 1_000  # a group's events: larger groups pay more latency than they save
@@ -84,8 +86,10 @@ class GroupCommit:
     def __init__(
         self,
         conn: Connection,
-        rules: Rules,
+        rules: Rules | History,
         *,
+        program: Program | None = None,
+        amendments: int | None = None,
         events_max: int = EVENTS_MAX,
         linger_ms: float = LINGER_MS,
         observe: Observe | None = None,
@@ -97,7 +101,12 @@ class GroupCommit:
         self.observe = observe
         self.on_fatal = on_fatal  # the writer cannot go on: e.g. stop the server
         self.fatal: LoyaltyError | None = None
-        self._pipeline = Pipeline(conn, rules, after_commit=runner.catch_up)
+        # With `program` (the original of the generation's history), a group refused because
+        # the program was amended meanwhile is decided again under the new history.
+        self._program = program
+        self._pipeline = Pipeline(
+            conn, rules, after_commit=runner.catch_up, amendments=amendments
+        )
         self._positions = _http_positions(conn)
         self._epoch = -1  # the writer epoch of the last group: none yet
         self._queue: queue.SimpleQueue[_Request | object] = queue.SimpleQueue()
@@ -195,7 +204,7 @@ class GroupCommit:
                    if self._positions.get(s) != n]  # fmt: skip
         started = time.perf_counter()
         try:
-            self._pipeline.process(lines, partial(write_positions, positions=changed))
+            self._process(lines, changed)
         except Exception as e:  # nothing of the group committed (its transaction was undone)
             self._failed(group, e)
             return
@@ -210,6 +219,21 @@ class GroupCommit:
             self._failed(group, e)
             return
         _answer(group, outcomes, firsts, customers)
+
+    def _process(self, lines: list[Line], changed: list[Position]) -> None:
+        try:
+            self._pipeline.process(lines, partial(write_positions, positions=changed))
+        except ProgramAmended:
+            if self._program is None:
+                raise
+            self._logger.info("program_amended")
+            count, history = amendments.load_history(self.conn, self._program)
+            with contextlib.suppress(ProgramAmended):
+                self._pipeline.close()
+            self._pipeline = Pipeline(
+                self.conn, history, after_commit=runner.catch_up, amendments=count
+            )
+            self._pipeline.process(lines, partial(write_positions, positions=changed))
 
     def _failed(self, group: Sequence[_Request], error: Exception) -> None:
         """Fail the group's requests (a retry is safe: event ids are idempotency keys). A lost

@@ -29,6 +29,11 @@ class GenerationChanged(Conflict):
     """The writer's generation is no longer what it writes for: a promotion happened."""
 
 
+class ProgramAmended(GenerationChanged):
+    """The generation's program was amended after the batch was decided: decide it again
+    under the new history (as after a promotion, the writer starts a new pipeline)."""
+
+
 REFUSED_CHARS_MAX = 300  # of the database's message in a dead letter's reason
 
 
@@ -141,6 +146,7 @@ RecordPosition = Callable[[Connection], None]  # writes the source's position, i
 class Batch:
     record_position: RecordPosition
     generation_status: str = "live"  # what the writer's generation must be: live | candidate
+    amendments: int | None = None  # the generation's amendments it was decided under
     inbox: list[InboxRow] = field(default_factory=list)
     entries: list[Entry] = field(default_factory=list)
     snapshots: list[Snapshot] = field(default_factory=list)
@@ -223,7 +229,7 @@ def _write(conn: Connection, batch: Batch, key: LedgerKey | None) -> anchors.Anc
     with conn.transaction():
         batch.record_position(conn)  # first: a fenced writer fails before any work
         conn.execute(locks.APPEND)  # held to commit: see store.locks
-        _check_generation(conn, batch.generation_status)
+        _check_generation(conn, batch.generation_status, batch.amendments)
         _copy(conn, "inbox", InboxRow._fields, _INBOX_TYPES, batch.inbox)
         head = _copy_ledger(conn, batch.entries, key)
         _SNAPSHOTS.write(conn, batch.snapshots)
@@ -234,13 +240,20 @@ def _write(conn: Connection, batch: Batch, key: LedgerKey | None) -> anchors.Anc
     return head
 
 
-def _check_generation(conn: Connection, expected: str) -> None:
+def _check_generation(conn: Connection, expected: str, amendments: int | None) -> None:
+    # FOR SHARE, held to commit: an amendment (FOR UPDATE) waits for this batch, and this
+    # batch, if it comes second, sees the amendment (generations.amendments).
     row = conn.execute(
-        "SELECT name, status FROM public.generations WHERE schema_name = current_schema()"
+        "SELECT name, status, amendments FROM public.generations "
+        "WHERE schema_name = current_schema() FOR SHARE"
     ).fetchone()
     assert row is not None, "a writer's search_path names no generation"
     if row[1] != expected:
         raise GenerationChanged(f"generation {row[0]} is {row[1]} now, not {expected}")
+    if amendments is not None and row[2] != amendments:
+        raise ProgramAmended(
+            f"generation {row[0]}'s program was amended ({row[2]} amendments, not {amendments})"
+        )
 
 
 def _copy_ledger(
