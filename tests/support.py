@@ -136,3 +136,10 @@ def run_consumer(
         options = ConsumeOptions(group=f"g-{settings.prefix}", batch_size=500, batch_ms=200,
                                  stop_when_idle_s=idle_s)  # fmt: skip
         return consume(conn, settings, options, source)
+
+
+def undo_0010(conn: Any) -> None:
+    """What migration 0010 (amendments) did, undone: for tests of earlier migrations."""
+    conn.execute("DROP TABLE public.program_amendments")
+    conn.execute("ALTER TABLE public.generations DROP COLUMN amendments")
+    conn.execute("ALTER TABLE gen_main.inbox DROP COLUMN program_hash")

@@ -548,7 +548,11 @@ def read_program_text(path: Path) -> str:
 
 def program_hash(text: str) -> str:
     """Sha256 hex of the validated program, so whitespace, comments and key order don't count."""
-    program = parse_program(text)
+    return hash_of(parse_program(text))
+
+
+def hash_of(program: Program) -> str:
+    """`program_hash` of a program already parsed."""
     dumped = program.model_dump(mode="python")
     for key in _VERSION_2_SECTIONS:
         if not dumped[key]:

@@ -44,7 +44,7 @@ def test_copy_columns_are_the_tables_columns(database_url: str) -> None:
 def _input(event_id: str, position: int) -> InboxRow:
     raw = f'{{"event_id": "{event_id}"}}'
     return InboxRow(event_id, "file:/x", position, "signup", "c1", AT, "accepted", None,
-                    hashlib.sha256(raw.encode()).digest(), raw)  # fmt: skip
+                    hashlib.sha256(raw.encode()).digest(), raw, None)  # fmt: skip
 
 
 def _entry(event_id: str, points: int) -> Entry:

@@ -15,7 +15,7 @@ from loyalty_ledger.engine.state import from_snapshot
 from loyalty_ledger.generations.migrate import migrate
 from loyalty_ledger.store.db import Connection, connect, sqlalchemy_url
 from loyalty_ledger.store.tables import migrations_dir
-from support import export, ingest
+from support import export, ingest, undo_0010
 
 ROOT = Path(__file__).resolve().parents[2]
 TOTALS = ("earned", "redeemed", "reversed", "expired")
@@ -30,6 +30,7 @@ VIEWS = ("points_liability", "points_liability_total")
 
 def _as_before_0006(url: str, conn: Connection) -> None:
     """Undo what 0006 and the revisions after it did, and say the database is at 0005."""
+    undo_0010(conn)
     conn.execute("DROP TABLE public.api_keys")  # 0008
     conn.execute("ALTER TABLE consumer_offsets RENAME COLUMN owner_epoch TO generation")  # 0007
     conn.execute("UPDATE customer_state SET state = state - %s::text[]", (list(TOTALS),))

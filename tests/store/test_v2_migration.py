@@ -14,7 +14,7 @@ from alembic.config import Config
 from loyalty_ledger.generations.migrate import migrate
 from loyalty_ledger.store.db import Connection, connect, sqlalchemy_url
 from loyalty_ledger.store.tables import migrations_dir
-from support import V2_CASES, export, ingest
+from support import V2_CASES, export, ingest, undo_0010
 
 FROZEN_V1 = migrations_dir() / "sql" / "0001"
 LOTS = "SELECT * FROM point_lots ORDER BY customer_id, lot_seq"
@@ -24,6 +24,7 @@ CASE = next(c for c in V2_CASES if c.name == "case-11")
 def _as_before_0009(url: str, conn: Connection) -> None:
     """The version 1 read models, stale at the ledger's end, and the database at 0008."""
     conn.execute("SET search_path TO gen_main, public")
+    undo_0010(conn)
     conn.execute("DROP TABLE balance, point_lots CASCADE")
     for name in ("balance", "point_lots"):
         conn.execute((FROZEN_V1 / f"{name}.sql").read_text(encoding="utf-8"))

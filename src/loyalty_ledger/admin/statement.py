@@ -42,6 +42,7 @@ class _Row:
     tier_to: str | None
     amount: Decimal | None
     expires_at: datetime | None
+    program_hash: str | None = None  # the program version that decided its input
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +90,8 @@ class Statement:
 
 _ENTRIES = (
     "SELECT l.seq, l.version, l.occurred_at, l.kind, l.points, l.cause, l.event_id, "
-    "i.event_type, l.reason, l.ref, l.reward, l.tier_from, l.tier_to, l.amount, l.expires_at "
-    "FROM ledger l LEFT JOIN inbox i ON i.event_id = l.event_id "
+    "i.event_type, l.reason, l.ref, l.reward, l.tier_from, l.tier_to, l.amount, l.expires_at, "
+    "i.program_hash FROM ledger l LEFT JOIN inbox i ON i.event_id = l.event_id "
     "WHERE l.customer_id = %s ORDER BY l.seq"
 )
 
@@ -179,7 +180,7 @@ def entry_json(entry: Entry) -> dict[str, Any]:
         "event_id": row.event_id, "event_type": row.event_type, "reason": row.reason,
         "ref": row.ref, "reward": row.reward, "tier_from": row.tier_from, "tier_to": row.tier_to,
         "amount": str(row.amount) if row.amount is not None else None,
-        "expires_at": _instant(row.expires_at),
+        "expires_at": _instant(row.expires_at), "program_hash": row.program_hash,
     }  # fmt: skip
 
 
@@ -233,7 +234,7 @@ PAGE = """
 SELECT * FROM (
     SELECT l.seq, l.version, l.occurred_at, l.kind, l.points, l.cause, l.event_id,
            i.event_type, l.reason, l.ref, l.reward, l.tier_from, l.tier_to, l.amount,
-           l.expires_at, l.points * coalesce(s.sign, 0) AS signed,
+           l.expires_at, i.program_hash, l.points * coalesce(s.sign, 0) AS signed,
            sum(l.points * coalesce(s.sign, 0)) OVER (ORDER BY l.seq) AS balance
     FROM ledger l
     LEFT JOIN inbox i ON i.event_id = l.event_id

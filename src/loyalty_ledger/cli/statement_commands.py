@@ -47,7 +47,7 @@ def write_json(done: Statement, out: TextIO) -> None:
 # ------------------------------------------------------------------ text
 
 _HEADINGS = ("seq", "occurred at (UTC)", "kind", "points", "balance", "cause", "input", "reason",
-             "details")  # fmt: skip
+             "program", "details")  # fmt: skip
 _RIGHT = {"seq", "points", "balance"}
 
 
@@ -96,7 +96,7 @@ def _cells(entry: Entry) -> tuple[str, ...]:
     return (
         str(row.seq), _when(row.occurred_at), row.kind, points, str(entry.balance),
         row.cause or "", f"{row.event_type or '?'} {row.event_id}", row.reason or "",
-        _details(entry),
+        (row.program_hash or "")[:12], _details(entry),
     )  # fmt: skip
 
 

@@ -85,6 +85,7 @@ class Decision:
     states: dict[str, CustomerState]  # new states of every customer touched
     reason: Reason | None  # None: accepted
     commands: tuple[Command, ...] = ()
+    version: str = ""  # the hash of the program version that decided (Rules.version)
 
     def __post_init__(self) -> None:
         # Paired with CHECK (points <= 10^15) on the ledger and the balance projection's CHECK.
@@ -209,7 +210,9 @@ def _decide(
     if reason is not None:
         ctx.rec.add(state, Kind.rejected, at, reason=reason.value, ref=event.type)
     _evaluate_tier(state, ctx)
-    return Decision(tuple(ctx.rec.entries), ctx.touched, reason, tuple(ctx.commands))
+    return Decision(
+        tuple(ctx.rec.entries), ctx.touched, reason, tuple(ctx.commands), ctx.rules.version
+    )
 
 
 def decide_command(
@@ -227,7 +230,7 @@ def decide_command(
             _credit_referrer(owner, command.referee_id, command.occurred_at, ctx)
         else:
             _receive(owner, command.giver_id, command.parts, command.occurred_at, ctx)
-    return Decision(tuple(ctx.rec.entries), ctx.touched, None)
+    return Decision(tuple(ctx.rec.entries), ctx.touched, None, version=ctx.rules.version)
 
 
 def decide_tick(
@@ -244,7 +247,7 @@ def decide_tick(
             ctx.touched[state.customer_id] = state
             _advance(state, at, ctx)
             _grant_birthdays(state, at, ctx)
-    return Decision(tuple(ctx.rec.entries), ctx.touched, None)
+    return Decision(tuple(ctx.rec.entries), ctx.touched, None, version=ctx.rules.version)
 
 
 # ----------------------------------------------------------------- steps 2 and 4

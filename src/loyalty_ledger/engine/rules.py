@@ -84,6 +84,9 @@ class Rules:
     plans: dict[str, Plan] | None = None  # None: no [[memberships]]
     transfers_on: bool = False
     transfer_min_points: int = 0
+    # The program's hash: which version decided an input (recorded in the inbox, shown by
+    # the statement). Not a rule: the engine only passes it on.
+    version: str = ""
 
     @property
     def first_tier(self) -> str | None:
@@ -91,6 +94,10 @@ class Rules:
 
 
 def compile_rules(program: Program) -> Rules:
+    return _compile(program, program_model.hash_of(program))
+
+
+def _compile(program: Program, version: str) -> Rules:
     referral = program.referral
     tiers = program.tiers
     return Rules(
@@ -125,6 +132,7 @@ def compile_rules(program: Program) -> Rules:
         plans={p.id: _plan(p) for p in program.memberships} if program.memberships else None,
         transfers_on=program.transfers is not None,
         transfer_min_points=program.transfers.min_points if program.transfers else 0,
+        version=version,
     )
 
 

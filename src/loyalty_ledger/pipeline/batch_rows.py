@@ -176,6 +176,7 @@ class BatchRows:
         batch.inbox.append(store_batch.InboxRow(
             admitted.event_id, line.source, line.position, event_type, admitted.customer_id,
             occurred_at, outcome, decision.reason, admitted.body_hash, raw,
+            decision.version or None,
         ))  # fmt: skip
         batch.entries.extend(decision.entries)
         counts.entries += len(decision.entries)

@@ -85,6 +85,7 @@ class InboxRow(NamedTuple):
     reason: str | None
     body_hash: bytes
     raw: str  # a valid input is valid JSON, hence UTF-8 without a raw NUL: text holds it exactly
+    program_hash: str | None  # the version that decided it
 
 
 class DeadLetter(NamedTuple):
@@ -167,6 +168,7 @@ _INBOX_TYPES = (
     "text",
     "text",
     "bytea",
+    "text",
     "text",
 )
 

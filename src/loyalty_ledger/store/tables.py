@@ -69,6 +69,8 @@ inbox = Table(
     Column("body_hash", LargeBinary, nullable=False),
     Column("raw", Text, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=_now),
+    # the program version that decided it (its hash); null: decided before amendments
+    Column("program_hash", Text),
     CheckConstraint("outcome IN ('accepted', 'rejected')", name="inbox_outcome"),
     CheckConstraint("(outcome = 'rejected') = (reason IS NOT NULL)", name="inbox_reason"),
     Index("inbox_source_position", "source", "position"),
@@ -159,12 +161,25 @@ generations = Table(
     Column("chain_key_id", Text),
     Column("chain_keyed_from", BigInteger, nullable=False, server_default="1"),
     Column("chain_entries", BigInteger, nullable=False, server_default="0"),
+    # how many program_amendments it has: every batch checks it (store.batch)
+    Column("amendments", Integer, nullable=False, server_default="0"),
     CheckConstraint("status IN ('candidate', 'live', 'retired')", name="generations_status"),
+    CheckConstraint("amendments >= 0", name="generations_amendments"),
     CheckConstraint("chain_keyed_from >= 1", name="generations_chain_keyed_from"),
     CheckConstraint("chain_entries >= 0", name="generations_chain_entries"),
     Index("generations_one_live", text("(true)"), unique=True,
           postgresql_where=text("status = 'live'")),
 )  # fmt: skip
+
+program_amendments = Table(
+    "program_amendments",
+    metadata,
+    Column("generation", Text, ForeignKey("generations.name"), primary_key=True),
+    Column("effective_at", DateTime(timezone=True), primary_key=True),
+    Column("program_hash", Text, ForeignKey("programs.hash"), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=_now),
+    Column("recorded_by", Text, nullable=False),
+)
 
 erasures = Table(
     "erasures",
