@@ -26,6 +26,10 @@ CASE = next(c for c in CASES if c.name == "case-07")
 # Pending points, four campaigns, two membership plans, adjustments and transfers: the
 # version 2 views and the report's charts of campaigns and memberships.
 V2_CASE = next(c for c in CASES if c.name == "case-10")
+# The version 2 analysts' read models: the tables (projections), then the views over them.
+V2_TABLES = ("campaign_purchases", "pending_amounts", "membership_history", "adjustment_months")
+V2_VIEWS = ("campaign_performance", "pending_points", "memberships", "expiring_soon",
+            "adjustments")  # fmt: skip
 
 
 def prepare(url: str, case: Path = CASE) -> None:

@@ -15,15 +15,13 @@ from typing import Any
 
 import pytest
 import reference
-from analytics_cases import V2_CASE, case_database, dump, rows
+from analytics_cases import V2_CASE, V2_TABLES, case_database, dump, rows
 from reference import Data, instant, money, round4, utc_month
 
 from loyalty_ledger.engine.state import CustomerState
 from loyalty_ledger.projectors import runner
 from loyalty_ledger.store.db import connect
 from support import V2_CASES, ingest
-
-V2_TABLES = ("campaign_purchases", "pending_amounts", "membership_history", "adjustment_months")
 
 
 @dataclass(frozen=True)
