@@ -1,7 +1,8 @@
 -- memberships: per plan and UTC month, from the month of the plan's first sale to the
 -- ledger's latest: the members active at the month's end (at `as_of`, the ledger's clock,
--- for its month: so the latest row is "active now"), memberships started, renewed and
--- ended in the month, the fees paid in it, and members' spend against non-members': the
+-- for its month: so the latest row is "active now"), memberships started and renewed in
+-- the month, those whose end passed in it (by as_of), the fees paid in it, and members'
+-- spend against non-members': the
 -- orders placed (and their totals) while the customer held this plan, and those placed
 -- by customers holding no plan, with their mean order value.
 --
@@ -42,9 +43,15 @@ WITH numbered AS (
     SELECT plan, date_trunc('month', at AT TIME ZONE 'UTC')::date AS month,
            count(*) FILTER (WHERE kind = 'membership_started') AS started,
            count(*) FILTER (WHERE kind = 'membership_renewed') AS renewals,
-           count(*) FILTER (WHERE kind = 'membership_ended') AS ended,
            coalesce(sum(paid), 0) AS fees
     FROM membership_history
+    GROUP BY 1, 2
+), ends AS (
+    -- by the instant the end passed, not when the customer's next event saw it pass
+    SELECT p.plan, date_trunc('month', p.ends_at AT TIME ZONE 'UTC')::date AS month,
+           count(*) AS ended
+    FROM periods p CROSS JOIN ledger_clock k
+    WHERE p.ends_at <= k.as_of
     GROUP BY 1, 2
 ), orders AS (
     -- plan null: the customer held no plan when it ordered
@@ -67,7 +74,7 @@ SELECT i.plan,
        coalesce(a.active_members, 0) AS active_members,
        coalesce(s.started, 0) AS started,
        coalesce(s.renewals, 0) AS renewals,
-       coalesce(s.ended, 0) AS ended,
+       coalesce(e.ended, 0) AS ended,
        coalesce(s.fees, 0) AS fees,
        coalesce(m.orders, 0) AS member_orders,
        coalesce(m.spend, 0) AS member_spend,
@@ -78,5 +85,6 @@ SELECT i.plan,
 FROM instants i
 LEFT JOIN active a ON a.plan = i.plan AND a.month = i.month
 LEFT JOIN sales s ON s.plan = i.plan AND s.month = i.month
+LEFT JOIN ends e ON e.plan = i.plan AND e.month = i.month
 LEFT JOIN orders m ON m.plan = i.plan AND m.month = i.month
 LEFT JOIN orders n ON n.plan IS NULL AND n.month = i.month;

@@ -152,8 +152,11 @@ def test_memberships(case: Case) -> None:
     for event in case.accepted["membership"]:
         fees[(event["plan"], utc_month(instant(event["occurred_at"])))] += money(event["paid"])
     sales: dict[tuple[str, date], Counter[str]] = defaultdict(Counter)
-    for e in entries(data, "membership_started", "membership_renewed", "membership_ended"):
+    for e in entries(data, "membership_started", "membership_renewed"):
         sales[(e["ref"], utc_month(e["occurred_at"]))][e["kind"]] += 1
+    for p in periods:  # by the instant the end passed
+        if p.ends_at <= data.as_of:
+            sales[(p.plan, utc_month(p.ends_at))]["ended"] += 1
     spend: dict[tuple[str | None, date], list[Decimal]] = defaultdict(list)
     for plan, at, total in placed:
         spend[(plan, utc_month(at))].append(total)
@@ -174,7 +177,7 @@ def test_memberships(case: Case) -> None:
             counted = sales[(plan, month)]
             assert (row["started"], row["renewals"], row["ended"], row["fees"]) == (
                 counted["membership_started"], counted["membership_renewed"],
-                counted["membership_ended"], fees[(plan, month)])  # fmt: skip
+                counted["ended"], fees[(plan, month)])  # fmt: skip
             for prefix, key in (("member", plan), ("non_member", None)):
                 totals = spend[(key, month)]
                 assert row[f"{prefix}_orders"] == len(totals), (plan, month, prefix)
@@ -193,7 +196,7 @@ def test_memberships(case: Case) -> None:
     assert sum((r["fees"] for r in got), Decimal(0)) == paid
     if plans:
         assert sum(r["member_orders"] for r in got) > 0
-        assert sum(r["renewals"] for r in got) > 0
+        assert sum(r["renewals"] for r in got) > 0 and sum(r["ended"] for r in got) > 0
 
 
 # ------------------------------------------------------------------ expiring_soon
