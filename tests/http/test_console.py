@@ -258,7 +258,7 @@ def _corrections_over_http(server: Served, url: str) -> None:
 
         for points, reason, why in (("abc", "r", "whole number"), ("0", "r", "must not be 0"),
                                     ("5", "   ", "say why"),
-                                    ("1000000001", "r", "must be <= 1000000000")):  # fmt: skip
+                                    ("1000000001", "r", "must be &lt;= 1000000000")):  # fmt: skip
             sent = agent.post(
                 "/console/corrections", data={**fresh, "points": points, "reason": reason}
             )

@@ -168,17 +168,18 @@ async def _with_recipients(
     async with server.areading() as conn:
         cursor = await conn.execute(customer_card.READ_MODELS, (recipients,))
         read = customer_card.read_models_of(await cursor.fetchall())
-    return {**customers, **dict(sorted(read.items()))}
+    return dict(sorted({**customers, **read}.items()))
 
 
 def _check_scopes(items: Sequence[body.Item], key: ApiKey) -> None:
     """403 before anything applies when an item needs more than the key's scope."""
     for item in items:
-        kind = item.value.get("type") if isinstance(item.value, dict) else None
-        needed = _SCOPE_OF_TYPE.get(kind) if isinstance(kind, str) else None
-        if needed is not None and not key.scope.allows(needed):
+        kind = _field(item.value, "type")
+        needed = _SCOPE_OF_TYPE.get(kind) if kind is not None else None
+        if kind is not None and needed is not None and not key.scope.allows(needed):
+            article = "an" if kind.startswith(tuple("aeiou")) else "a"
             raise HTTPException(
-                403, f"a {kind} event needs scope {needed.value}; key {key.name!r} has "
+                403, f"{article} {kind} event needs scope {needed.value}; key {key.name!r} has "
                 f"{key.scope.value}"
             )  # fmt: skip
 
