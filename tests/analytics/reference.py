@@ -3,17 +3,18 @@ the engine's snapshots and the conformance case's expected read models."""
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
 from psycopg.rows import dict_row
 
-from loyalty_ledger.engine.state import from_snapshot
+from loyalty_ledger.engine.state import CustomerState, from_snapshot
 from loyalty_ledger.store.db import Connection
 from support import expected
 
@@ -35,6 +36,14 @@ def load(conn: Connection, case: Path) -> Data:
     program = tomllib.loads((case / "program.toml").read_text(encoding="utf-8"))
     as_of = max(e["occurred_at"] for e in ledger)
     return Data(ledger, {r["customer_id"]: r for r in rows}, program, as_of)
+
+
+def money(value: Any) -> Decimal:
+    return Decimal(str(value))
+
+
+def round4(value: Decimal) -> Decimal:
+    return value.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
 
 
 def month(at: datetime | date) -> date:
@@ -71,3 +80,63 @@ def lots(conn: Connection) -> tuple[Counter[tuple[str, datetime | None]], dict[s
         if state.debt:
             debts[customer_id] = state.debt
     return remaining, debts
+
+
+# ------------------------------------------------------------------ version 2
+
+
+def accepted(conn: Connection, event_type: str) -> list[dict[str, Any]]:
+    """The accepted input events of a type, as they came (the inbox keeps each one's JSON)."""
+    found = conn.execute(
+        "SELECT raw FROM inbox WHERE outcome = 'accepted' AND event_type = %s ORDER BY arrival",
+        (event_type,),
+    )
+    return [json.loads(raw) for (raw,) in found]
+
+
+def instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def snapshots(conn: Connection) -> list[CustomerState]:
+    """Every customer's state as the engine left it."""
+    found = conn.execute("SELECT customer_id, state FROM customer_state ORDER BY customer_id")
+    return [from_snapshot(customer_id, snapshot) for customer_id, snapshot in found]
+
+
+@dataclass
+class Period:
+    """A membership as the customer's own ledger stream tells it: bought, renewed, ended."""
+
+    customer_id: str
+    plan: str
+    started_at: datetime
+    ends_at: datetime
+    ended: bool = False
+
+
+def memberships(data: Data) -> tuple[list[Period], list[tuple[str | None, datetime, Decimal]]]:
+    """Replay each customer's entries in order: its membership periods, and every order as
+    (the plan held when it was placed or None, placed at, total)."""
+    periods: list[Period] = []
+    held: dict[str, Period] = {}
+    placed: list[tuple[str | None, datetime, Decimal]] = []
+    for e in data.ledger:
+        customer, kind = e["customer_id"], e["kind"]
+        if kind == "membership_started":
+            assert customer not in held, e
+            held[customer] = Period(customer, e["ref"], e["occurred_at"], e["expires_at"])
+            periods.append(held[customer])
+        elif kind == "membership_renewed":
+            assert held[customer].plan == e["ref"], e
+            held[customer].ends_at = e["expires_at"]
+        elif kind == "membership_ended":
+            held.pop(customer).ended = True
+        elif kind == "order_placed":
+            period = held.get(customer)
+            placed.append((period.plan if period else None, e["occurred_at"], e["amount"]))
+    return periods, placed
+
+
+def next_month(first: date) -> date:
+    return date(first.year + first.month // 12, first.month % 12 + 1, 1)

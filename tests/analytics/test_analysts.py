@@ -12,10 +12,13 @@ from typing import Any
 
 import psycopg
 import pytest
-from analytics_cases import prepare
+from analytics_cases import V2_CASE, V2_TABLES, V2_VIEWS, prepare
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from loyalty_ledger.generations import catalog as generations
+from loyalty_ledger.generations.migrate import migrate
+from loyalty_ledger.projectors import runner
 from loyalty_ledger.projectors.sql import projections
 from loyalty_ledger.store.db import connect, psycopg_url
 
@@ -87,6 +90,28 @@ def test_analyst_reads_every_view_and_writes_nothing(database_url: str, analyst:
             f"SELECT {gen[0]}.point_lots_apply(0, 1000000)",
         ):
             assert denied(conn, statement), statement
+
+
+def test_an_upgrade_shows_new_views_to_existing_analysts(database_url: str, analyst: str) -> None:
+    """The version 2 views came after analysts had logins: the migrate that makes them (and
+    fills their tables on the next catch-up) shows them to every analyst, ungranted."""
+    prepare(database_url, V2_CASE)
+    assert grant(database_url, analyst, "--password", PASSWORD).returncode == 0
+    with connect(database_url) as conn:  # back to a database from before the version 2 views
+        gen = sql.Identifier(generations.live(conn).schema_name)
+        for name in (*V2_TABLES, "expiring_soon"):  # the views over them go with them
+            kind = sql.SQL("VIEW" if name == "expiring_soon" else "TABLE")
+            conn.execute(sql.SQL("DROP {} {}.{} CASCADE").format(kind, gen, sql.Identifier(name)))
+            conn.execute(sql.SQL("DELETE FROM {}.projection_checkpoints WHERE name = %s").format(
+                gen), (name,))  # fmt: skip
+        assert conn.execute("SELECT to_regclass('live.memberships')").fetchone() == (None,)
+    migrate(database_url)
+    with connect(database_url) as conn:
+        runner.catch_up(conn)
+    with login(database_url, analyst) as conn:
+        for name in V2_TABLES + V2_VIEWS:
+            found = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name)))
+            assert found.fetchone() != (0,), name
 
 
 def test_pii_only_with_the_flag(database_url: str, analyst: str) -> None:

@@ -14,10 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 import reference
-from analytics_cases import CASE, case_database
-from psycopg import sql
-from psycopg.rows import dict_row
-from reference import DAY, Data, utc_month
+from analytics_cases import CASE, case_database, dump, rows
+from reference import DAY, Data, money, round4, utc_month
 
 from loyalty_ledger.analytics import clv
 from loyalty_ledger.projectors import runner
@@ -26,13 +24,6 @@ from support import CASES, ingest
 
 MY_TABLES = ("ledger_clock", "customer_months", "customer_spend", "point_lots", "tier_moves",
              "referral_activity")  # fmt: skip
-
-
-def rows(url: str, query: str, settings: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    with connect(url) as conn, conn.cursor(row_factory=dict_row) as cur:
-        for name, value in (settings or {}).items():
-            cur.execute("SELECT set_config(%s, %s, false)", (f"loyalty.{name}", value))
-        return cur.execute(query).fetchall()  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +37,6 @@ def case_url(pg_server: Any, template_db: str) -> Iterator[str]:
 def data(case_url: str) -> Data:
     with connect(case_url) as conn:
         return reference.load(conn, CASE)
-
-
-def money(value: Any) -> Decimal:
-    return Decimal(str(value))
-
-
-def round4(value: Decimal) -> Decimal:
-    return value.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
 
 
 # ------------------------------------------------------------------ customer_clv
@@ -366,22 +349,11 @@ def test_referrals(case_url: str, data: Data) -> None:
 # ------------------------------------------------------------------ replay
 
 
-def dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    with connect(url) as conn:
-        return {
-            name: conn.execute(
-                sql.SQL("SELECT * FROM {} ORDER BY 1, 2").format(sql.Identifier(name))
-                if name != "ledger_clock" else sql.SQL("SELECT * FROM ledger_clock")
-            ).fetchall()
-            for name in MY_TABLES
-        }  # fmt: skip
-
-
 def test_rebuild_gives_identical_rows(database_url: str) -> None:
     # small batches: every table is built incrementally, a catch-up per batch
     ingest(database_url, CASE / "events.jsonl", CASE / "program.toml", batch_size=50)
-    before = dump(database_url)
+    before = dump(database_url, MY_TABLES)
     assert all(before.values())
     with connect(database_url) as conn:
         runner.rebuild(conn)
-    assert dump(database_url) == before
+    assert dump(database_url, MY_TABLES) == before

@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from analytics_cases import case_database
+from analytics_cases import V2_CASE, case_database
+
+from loyalty_ledger.analytics import report
+from loyalty_ledger.store.db import connect
 
 CHARTS = {  # chart id -> what proves its marks were drawn
     "tier-distribution": r'<path class="js-fill" d="M[\d.]',
@@ -21,6 +24,8 @@ CHARTS = {  # chart id -> what proves its marks were drawn
     "cohort-retention": r'<image [^>]*href="data:image/png;base64,',
     "segment-sizes": r'<g class="point"><path d="M[\d.]',
     "top-customers": r'<g class="point"><path d="M[\d.]',
+    "campaigns": r'<g class="point"><path d="M[\d.]',
+    "memberships": r'<g class="point"><path d="M[\d.]',
 }
 BROWSER = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -46,7 +51,7 @@ def sections(dom: str) -> dict[str, str]:
 
 def test_report_draws_every_chart(pg_server: Any, template_db: str, tmp_path: Path) -> None:
     out = tmp_path / "report.html"
-    with case_database(pg_server, template_db) as url:
+    with case_database(pg_server, template_db, V2_CASE) as url:  # campaigns and plans too
         done = subprocess.run(
             [sys.executable, "-m", "loyalty_ledger.cli", "report", "--out", str(out),
              "--point-value", "0.02"],
@@ -64,6 +69,14 @@ def test_report_draws_every_chart(pg_server: Any, template_db: str, tmp_path: Pa
     for chart, mark in CHARTS.items():
         assert 'class="main-svg"' in drawn[chart], f"{chart}: no plot"
         assert re.search(mark, drawn[chart]), f"{chart}: plot without marks"
+
+
+def test_a_version_1_program_has_no_campaign_or_membership_chart(
+    pg_server: Any, template_db: str
+) -> None:
+    with case_database(pg_server, template_db) as url, connect(url) as conn:
+        built = report.build(conn)
+    assert sorted(built.charts) == sorted(set(CHARTS) - {"campaigns", "memberships"})
 
 
 def test_report_refuses_bad_arguments(tmp_path: Path) -> None:

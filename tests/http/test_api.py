@@ -116,6 +116,31 @@ def test_a_redemption_beyond_the_balance_is_rejected_insufficient_points(
         assert client.get("/v1/customers/ins-c").json()["redeemed"] == 300
 
 
+def test_version_2_events_under_a_version_1_program(shared: tuple[Served, str]) -> None:
+    """No [transfers] and no [[memberships]]: rejected with their reasons; an adjustment
+    needs no section and applies."""
+    server, _ = shared
+    at = "2025-03-03T10:00:00Z"
+    with server.client("support") as client:
+        _post(client, [_signup("v2-1", "v2-c"), _signup("v2-2", "v2-d")])
+        results = _post(client, [
+            {"event_id": "v2-3", "type": "transfer", "occurred_at": at, "customer_id": "v2-c",
+             "to_customer_id": "v2-d", "points": 50},
+            {"event_id": "v2-4", "type": "membership", "occurred_at": at, "customer_id": "v2-c",
+             "plan": "vip", "paid": "10.00"},
+            {"event_id": "v2-5", "type": "adjustment", "occurred_at": at, "customer_id": "v2-c",
+             "points": -30, "reason": "a bag counted twice"},
+        ])  # fmt: skip
+        assert [(r["outcome"], r["reason"], r["balance"]) for r in results] == [
+            ("rejected", "transfers_disabled", 100),
+            ("rejected", "unknown_plan", 100),
+            ("accepted", None, 70),
+        ]
+        card = client.get("/v1/customers/v2-c").json()
+        assert (card["adjusted"], card["transferred_out"], card["membership"]) == (-30, 0, None)
+        assert card["next_maturity"] is None and card["membership_prices"] == []
+
+
 def _ledger_of(url: str, event_id: str) -> list[tuple[Any, ...]]:
     with connect(url) as conn:
         return conn.execute(
@@ -239,6 +264,9 @@ def test_rewards_and_program_are_those_in_force(shared: tuple[Served, str]) -> N
         "Kiez Club", "EUR", "Europe/Berlin",
     )  # fmt: skip
     assert program["toml"] == (EXAMPLES / "program.toml").read_text()
+    # version 2's sections, unused by the example
+    assert (program["pending"], program["campaigns"], program["memberships"],
+            program["transfers"]) == (None, [], [], None)  # fmt: skip
 
 
 def test_operations_health_readiness_metrics_and_openapi(shared: tuple[Served, str]) -> None:
@@ -262,6 +290,15 @@ def test_operations_health_readiness_metrics_and_openapi(shared: tuple[Served, s
     assert schemas["Purchase"]["properties"]["type"]["const"] == "purchase"
     body = document["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]
     assert {"$ref": "#/components/schemas/Event"} in body["schema"]["oneOf"]
+    members = {m["$ref"].rsplit("/", 1)[1] for m in schemas["Event"]["oneOf"]}
+    assert {"Adjustment", "Transfer", "Membership"} <= members
+    for name, required in (("Adjustment", {"points", "reason"}),
+                           ("Transfer", {"to_customer_id", "points"}),
+                           ("Membership", {"plan", "paid"})):  # fmt: skip
+        assert schemas[name]["properties"]["type"]["const"] == name.lower()
+        assert required <= set(schemas[name]["required"])
+        assert body["examples"][name.lower()]["value"]["type"] == name.lower()
+    assert schemas["Adjustment"]["properties"]["reason"]["maxLength"] == 200
 
 
 # ------------------------------------------------------------------ conformance

@@ -13,19 +13,25 @@ from pathlib import Path
 
 import pytest
 
+from loyalty_ledger.kafka.partitioner import partition_for
 from loyalty_ledger.kafka.settings import KafkaSettings
 from loyalty_ledger.kafka.topics import create_topics
+from loyalty_ledger.pipeline.commands import TRANSFER_CREDIT
+from loyalty_ledger.store.db import connect
 from served import Served, make_keys, served
 from support import CASES, LOYALTY, assert_matches, export
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
+PROGRAM_V2 = Path(__file__).with_name("program-v2.toml")
 
 
 @contextmanager
-def consumer(url: str, settings: KafkaSettings, program: Path, log_dir: Path) -> Iterator[None]:
-    """`loyalty consume` in the background until the block ends (stopped with SIGTERM)."""
+def consumer(url: str, settings: KafkaSettings, program: Path, log_dir: Path,
+             name: str = "consume") -> Iterator[None]:  # fmt: skip
+    """`loyalty consume` in the background until the block ends (stopped with SIGTERM); its
+    log is `name`.log in `log_dir`."""
     env = {**os.environ, "LOYALTY_DATABASE_URL": url, **_kafka_env(settings)}
-    with (log_dir / "consume.log").open("wb") as log_file:
+    with (log_dir / f"{name}.log").open("wb") as log_file:
         process = subprocess.Popen(
             [LOYALTY, "consume", "--group", f"g-{settings.prefix}", "--program", str(program),
              "--batch-ms", "20"],
@@ -127,3 +133,76 @@ def _until(check: object, timeout_s: float = 30.0) -> None:
             return
         time.sleep(0.1)
     raise AssertionError("timed out")
+
+
+def _owned(log: Path, topic: str) -> set[int]:
+    """The `topic` partitions a consumer owns by its log: those of its last assignment, unless
+    a revocation came after it (the eager protocol revokes everything, then assigns)."""
+    owned: set[int] = set()
+    for line in log.read_text(errors="replace").splitlines() if log.exists() else ():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("event") in ("assigned", "revoked"):
+            named = {int(p.rsplit("[", 1)[1].rstrip("]")) for p in record["partitions"]
+                     if p.rsplit("[", 1)[0] == topic}  # fmt: skip
+            owned = named if record["event"] == "assigned" else set()
+    return owned
+
+
+def _customer_in(partition: int, partitions: int, prefix: str) -> str:
+    return next(
+        c for i in range(1000) if partition_for(c := f"{prefix}{i}", partitions) == partition
+    )
+
+
+def test_transfers_posted_in_kafka_mode_reach_recipients_of_another_consumer_once(
+    database_url: str, kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """A giver on partition 0 gives to a recipient on each other partition while two
+    consumers share the four: the recipients the giver's consumer does not own are credited
+    by the internal command, once; a resent body applies nothing again."""
+    partitions, points = 4, 150
+    create_topics(kafka_settings, partitions)
+    giver = _customer_in(0, partitions, "giver-")
+    takers = [_customer_in(n, partitions, "taker-") for n in range(1, partitions)]
+    at = "2026-03-02T10:00:00Z"
+    setup = [{"event_id": f"{c}-signup", "type": "signup", "occurred_at": "2026-03-01T10:00:00Z",
+              "customer_id": c, "email": "x@example.org"} for c in [giver, *takers]]  # fmt: skip
+    setup.append({"event_id": "give-adj", "type": "adjustment", "occurred_at": at,
+                  "customer_id": giver, "points": 1000, "reason": "to give away"})  # fmt: skip
+    transfers = [{"event_id": f"give-{t}", "type": "transfer", "occurred_at": at,
+                  "customer_id": giver, "to_customer_id": t, "points": points}
+                 for t in takers]  # fmt: skip
+    logs = [tmp_path / "consume-a.log", tmp_path / "consume-b.log"]
+    with kafka_served(database_url, kafka_settings, PROGRAM_V2, tmp_path) as server, \
+            consumer(database_url, kafka_settings, PROGRAM_V2, tmp_path, "consume-a"), \
+            consumer(database_url, kafka_settings, PROGRAM_V2, tmp_path, "consume-b"), \
+            server.client("support") as client:  # fmt: skip
+        _until(lambda: all(_owned(log, kafka_settings.inputs) for log in logs)
+               and set().union(*(_owned(log, kafka_settings.inputs) for log in logs))
+               == set(range(partitions)), timeout_s=60)  # fmt: skip
+        givers = next(o for o in (_owned(log, kafka_settings.inputs) for log in logs) if 0 in o)
+        crossing = {t for t in takers if partition_for(t, partitions) not in givers}
+        assert client.post("/v1/events", json=setup).status_code == 200
+        answer = client.post("/v1/events", json=transfers)
+        assert answer.status_code == 200, answer.text
+        assert [r["outcome"] for r in answer.json()["results"]] == ["accepted"] * len(takers)
+        assert answer.json()["results"][-1]["balance"] == 100 + 1000 - points * len(takers)
+        _until(lambda: all(client.get(f"/v1/customers/{t}").json()["transferred_in"] == points
+                           for t in takers))  # fmt: skip
+        again = client.post("/v1/events", json=transfers)
+        assert [r["outcome"] for r in again.json()["results"]] == ["duplicate"] * len(takers)
+    with connect(database_url) as conn:
+        received = dict(conn.execute(
+            "SELECT customer_id, sum(points) FROM ledger WHERE kind = 'transfer_in' "
+            "GROUP BY customer_id"
+        ).fetchall())  # fmt: skip
+        commands = conn.execute(
+            "SELECT customer_id, count(*) FROM inbox WHERE event_type = %s GROUP BY 1",
+            (TRANSFER_CREDIT,),
+        ).fetchall()
+    assert received == {t: points for t in takers}
+    # Those the giver's consumer does not own were credited by a command, applied once.
+    assert crossing and dict(commands) == dict.fromkeys(crossing, 1), (commands, crossing)

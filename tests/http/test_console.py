@@ -1,5 +1,6 @@
 """The support console on a real server and database: its routes over plain HTTP (sign-in,
-redirects, escaping), and a support agent's visit driven in Debian's headless Chromium.
+redirects, escaping, a goodwill correction's token and idempotency), and a support agent's
+visit driven in Debian's headless Chromium (a correction double-clicked among it).
 
 Set LOYALTY_WRITE_SCREENSHOT=1 to write docs/console.png from the browser run (CI leaves
 the tree clean).
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +22,8 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from loyalty_ledger.http.auth import CONSOLE_COOKIE
 from loyalty_ledger.http.console import PAGE_SIZE
+from loyalty_ledger.ledger.entries import BALANCE_SIGN, Kind
+from loyalty_ledger.store.db import connect
 from served import Served, served
 
 ROOT = Path(__file__).parents[2]
@@ -63,8 +67,10 @@ def test_the_console(database_url: str, tmp_path: Path) -> None:
     with served(database_url, EXAMPLES / "program.toml", tmp_path) as server:
         _post_examples(server, [hostile_signup])
         _routes_sign_in_redirect_and_escape(server)
+        _corrections_over_http(server, database_url)
         with _browser() as browser:
             _a_support_agent_in_chromium(server, browser, tmp_path)
+            _a_correction_in_chromium(server, browser, database_url)
 
 
 def _routes_sign_in_redirect_and_escape(server: Served) -> None:
@@ -176,3 +182,124 @@ def _a_support_agent_in_chromium(server: Served, browser: Browser, tmp_path: Pat
     page.wait_for_selector("#key")
     page.goto(f"{server.url}/console/customers/anna")
     assert page.url.endswith("/console") and page.locator("#key").count() == 1
+
+
+# ------------------------------------------------------------------ corrections
+
+_FORM_FIELDS = ("customer_id", "form_id", "token")
+
+
+def _form_of(html: str) -> dict[str, str]:
+    """The hidden fields of the correction form of a customer page."""
+    found = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', html))
+    assert set(found) == set(_FORM_FIELDS), found
+    return found
+
+
+def _adjustments(url: str, event_id: str) -> list[tuple[str, str, int, str]]:
+    with connect(url) as conn:
+        rows = conn.execute(
+            "SELECT customer_id, kind, points, reason FROM ledger WHERE event_id = %s "
+            "AND kind LIKE 'adjustment%%'", (event_id,),
+        ).fetchall()  # fmt: skip
+    return [(c, k, int(p), r) for c, k, p, r in rows]
+
+
+def _moved(url: str, event_id: str) -> int:
+    """What the event's ledger entries did to the balance, signed."""
+    with connect(url) as conn:
+        rows = conn.execute(
+            "SELECT kind, points FROM ledger WHERE event_id = %s", (event_id,)
+        ).fetchall()
+    return sum(BALANCE_SIGN.get(Kind(kind), 0) * int(points) for kind, points in rows)
+
+
+def _corrections_over_http(server: Served, url: str) -> None:
+    """A correction sent twice applies once; a forged, foreign or cross-site form applies
+    nothing; typed values that are not a correction come back with the reason."""
+    with _signed_in(server) as agent, _signed_in(server, "admin") as other:
+        form = _form_of(agent.get("/console/customers/ben").text)
+        event_id = "console-" + form["form_id"]
+        typed = {**form, "points": "25", "reason": "  coffee spilled on the receipt "}
+        first = agent.post("/console/corrections", data=typed)
+        assert first.status_code == 303, first.text
+        assert first.headers["location"] == (
+            f"/console/customers/ben?correction={event_id}#correction"
+        )
+        assert agent.post("/console/corrections", data=typed).status_code == 303
+        assert _adjustments(url, event_id) == [
+            ("ben", "adjustment_credit", 25, "coffee spilled on the receipt")
+        ]
+        shown = agent.get(first.headers["location"]).text
+        assert "Correction applied: +25 points (coffee spilled on the receipt)" in shown
+        assert _form_of(shown)["form_id"] != form["form_id"]  # a new form, a new event id
+
+        fresh = _form_of(agent.get("/console/customers/ben").text)
+        forged = [
+            (agent, {**fresh, "token": "0" * 64}, {}, "not made for this session"),
+            (agent, {**fresh, "customer_id": "anna"}, {}, "not made for this session"),
+            (other, fresh, {}, "not made for this session"),  # another agent's session
+            (agent, fresh, {"Sec-Fetch-Site": "cross-site"}, "came from another site"),
+        ]
+        for client, fields, headers, why in forged:
+            refused = client.post(
+                "/console/corrections",
+                headers=headers,
+                data={**fields, "points": "999", "reason": "free points"},
+            )
+            assert refused.status_code == 403 and why in refused.text, refused.text
+        big = agent.post("/console/corrections", data={**fresh, "reason": "x" * 9000})
+        assert big.status_code == 413
+        with httpx.Client(base_url=server.url, timeout=30) as anonymous:
+            out = anonymous.post(
+                "/console/corrections", data={**fresh, "points": "999", "reason": "free points"}
+            )
+            assert out.status_code == 303 and out.headers["location"] == "/console"
+
+        for points, reason, why in (("abc", "r", "whole number"), ("0", "r", "must not be 0"),
+                                    ("5", "   ", "say why"),
+                                    ("1000000001", "r", "must be &lt;= 1000000000")):  # fmt: skip
+            sent = agent.post(
+                "/console/corrections", data={**fresh, "points": points, "reason": reason}
+            )
+            assert sent.status_code == 422 and why in sent.text, (points, sent.text)
+            assert f'value="{points}"' in sent.text  # what was typed, kept
+            assert _form_of(sent.text)["form_id"] == fresh["form_id"]  # the same event id
+        assert _adjustments(url, "console-" + fresh["form_id"]) == []
+
+        taken = agent.post(
+            "/console/corrections", data={**fresh, "points": "-100000", "reason": "too much"}
+        )
+        assert taken.status_code == 303
+        page = agent.get(taken.headers["location"]).text
+        assert "refused: <b>insufficient_points</b>" in page
+        assert _adjustments(url, "console-" + fresh["form_id"]) == []
+
+
+def _a_correction_in_chromium(server: Served, browser: Browser, url: str) -> None:
+    """An agent double-clicks "Add correction": one entry; then one the ledger refuses."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    assert _sign_in(page, server.url, server.keys["support"]) == 303
+    page.goto(f"{server.url}/console/customers/anna")
+    before = int(page.get_by_test_id("balance").inner_text().replace(",", ""))
+    form_id = page.input_value("input[name=form_id]")
+    page.fill("#points", "150")
+    page.fill("#reason", "late delivery, order A-1042")
+    page.dblclick("button:has-text('Add correction')")
+    page.wait_for_url("**correction=console-*")
+    page.wait_for_load_state()
+    assert "Correction applied: +150 points" in page.inner_text("#correction")
+    assert _adjustments(url, f"console-{form_id}") == [
+        ("anna", "adjustment_credit", 150, "late delivery, order A-1042")
+    ]
+    # The correction happens now: its step 2 may also expire old lots (the story is 2025's).
+    after = int(page.get_by_test_id("balance").inner_text().replace(",", ""))
+    assert after == before + _moved(url, f"console-{form_id}")
+
+    page.fill("#points", "-1000000000")
+    page.fill("#reason", "a test of the refusal")
+    page.click("button:has-text('Add correction')")
+    page.wait_for_load_state()
+    assert "insufficient_points" in page.inner_text("#correction")
+    assert int(page.get_by_test_id("balance").inner_text().replace(",", "")) == after
+    page.close()

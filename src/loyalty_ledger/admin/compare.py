@@ -17,7 +17,9 @@ DIFFERENT_MAX = 20  # customers listed whose balance or tier differs, the larges
 _TOTALS = sql.SQL(
     "SELECT count(*), coalesce(sum(earned), 0), coalesce(sum(redeemed), 0), "
     "coalesce(sum(reversed), 0), coalesce(sum(expired), 0), coalesce(sum(balance), 0), "
-    "coalesce(sum(cardinality(rewards)), 0) FROM {}"
+    "coalesce(sum(cardinality(rewards)), 0), coalesce(sum(adjusted), 0), "
+    "coalesce(sum(transferred_in), 0), coalesce(sum(transferred_out), 0), "
+    "coalesce(sum(pending), 0), coalesce(sum(membership_fees), 0) FROM {}"
 )
 _TIERS = sql.SQL("SELECT coalesce(tier, '-'), count(*) FROM {} GROUP BY 1 ORDER BY 1")
 _REWARDS = sql.SQL(
@@ -52,6 +54,12 @@ class Side:
     expired: int
     outstanding: int
     rewards_issued: int
+    # version 2 (0 where the program does not use the feature)
+    adjusted: int  # signed
+    transferred_in: int
+    transferred_out: int
+    pending: int  # points waiting to mature
+    membership_fees: Decimal
     tiers: dict[str, int] = field(default_factory=dict)
     rewards: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
@@ -94,10 +102,12 @@ def _rel(generation: Generation, name: str) -> sql.Identifier:
 def _side(conn: Connection, g: Generation) -> Side:
     totals = conn.execute(_TOTALS.format(_rel(g, "customers"))).fetchone()
     assert totals is not None
-    customers, earned, redeemed, reversed, expired, outstanding, rewards = map(int, totals)
+    *points, fees = totals
+    (customers, earned, redeemed, reversed, expired, outstanding, rewards, adjusted,
+     transferred_in, transferred_out, pending) = map(int, points)  # fmt: skip
     return Side(
         g.name, g.program_hash, g.status, customers, earned, redeemed, reversed, expired,
-        outstanding, rewards,
+        outstanding, rewards, adjusted, transferred_in, transferred_out, pending, Decimal(fees),
         tiers=_counts(conn, _TIERS.format(_rel(g, "customers"))),
         rewards=_counts(conn, _REWARDS.format(_rel(g, "ledger"))),
         rejected=_counts(conn, _REJECTED.format(_rel(g, "inbox"))),
@@ -109,8 +119,14 @@ def _counts(conn: Connection, query: sql.Composed) -> dict[str, int]:
 
 
 def as_json(comparison: Comparison) -> dict[str, Any]:
+    """The comparison as JSON values: money (membership fees) as decimal strings."""
+
     def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
         return str(value) if isinstance(value, Decimal) else value
 
-    data = asdict(comparison)
-    return {k: plain(v) for k, v in data.items()}
+    result: dict[str, Any] = plain(asdict(comparison))
+    return result

@@ -20,6 +20,7 @@ from loyalty_ledger.store.db import Connection
 Step = Callable[[int, int | None], None]
 
 SEGMENT_ORDER = ("champions", "loyal", "new", "at risk", "hibernating")
+PLAN_COLORS = ("#457b9d", "#e76f51", "#2a9d8f", "#e9c46a", "#6d597a")  # a plan's bars and line
 COLORS = {"earned": "#2a9d8f", "redeemed": "#e9c46a", "expired": "#e76f51", "expiring": "#264653"}
 
 
@@ -54,6 +55,12 @@ def _figure(traces: Sequence[Any], **layout: Any) -> go.Figure:
     }
     figure.update_layout(**(base | layout))
     return figure
+
+
+def _right_axis(title: str, **extra: Any) -> dict[str, Any]:
+    """A second y axis on the right, over the first (its own scale, no second grid)."""
+    axis = {"title": {"text": title}, "overlaying": "y", "side": "right", "showgrid": False}
+    return axis | extra
 
 
 # ------------------------------------------------------------------ charts
@@ -219,22 +226,126 @@ def top_chart(rows: list[dict[str, Any]]) -> Chart:
     )
 
 
+def campaigns_chart(conn: Connection) -> Chart | None:
+    rows = _rows(
+        conn,
+        "SELECT campaign_id, purchases, customers_reached, revenue, points_added "
+        "FROM campaign_performance ORDER BY campaign_id",
+    )
+    if not rows:  # a program without campaigns, or none applied yet
+        return None
+    names = [r["campaign_id"] for r in rows]
+    reach = [[r["purchases"], r["customers_reached"]] for r in rows]
+    figure = _figure(
+        [
+            go.Bar(
+                x=names,
+                y=[r["revenue"] for r in rows],
+                name="revenue of the purchases it applied to",
+                marker_color="#1d3557",
+                customdata=reach,
+                hovertemplate="%{x}: %{y:,.2f} from %{customdata[0]:,} purchases "
+                "of %{customdata[1]:,} customers<extra></extra>",
+            ),
+            go.Scatter(
+                x=names,
+                y=[r["points_added"] for r in rows],
+                name="points it added beyond the base rules",
+                mode="markers",
+                marker={"color": "#e76f51", "size": 12, "symbol": "diamond"},
+                yaxis="y2",
+            ),
+        ],
+        xaxis_title="campaign",
+        yaxis_title="revenue",
+        yaxis2=_right_axis("points added"),
+    )
+    return Chart(
+        "campaigns",
+        "Campaigns: revenue and points added",
+        "What did each campaign's purchases bring in, for how many extra points?",
+        figure,
+    )
+
+
+def memberships_chart(conn: Connection) -> Chart | None:
+    rows = _rows(conn, "SELECT * FROM memberships ORDER BY plan, month")
+    if not rows:  # a program without paid plans, or none sold yet
+        return None
+    plans = list(dict.fromkeys(r["plan"] for r in rows))
+    bars = [
+        go.Bar(
+            x=[r["month"] for r in rows if r["plan"] == plan],
+            y=[r["fees"] for r in rows if r["plan"] == plan],
+            name=f"{plan}: fees",
+            marker_color=PLAN_COLORS[i % len(PLAN_COLORS)],
+            opacity=0.75,
+        )
+        for i, plan in enumerate(plans)
+    ]
+    lines = [
+        go.Scatter(
+            x=[r["month"] for r in rows if r["plan"] == plan],
+            y=[r["active_members"] for r in rows if r["plan"] == plan],
+            name=f"{plan}: active members",
+            mode="lines",
+            line={"color": PLAN_COLORS[i % len(PLAN_COLORS)], "width": 3},
+            yaxis="y2",
+        )
+        for i, plan in enumerate(plans)
+    ]
+    figure = _figure(
+        bars + lines,
+        barmode="stack",
+        xaxis_title="month",
+        yaxis_title="fees",
+        yaxis2=_right_axis("active members", rangemode="tozero", tickformat=",d"),
+    )
+    return Chart(
+        "memberships",
+        "Paid memberships: fees and active members per month",
+        f"What do the plans bring in, and do members spend more? {_mean_orders(rows, plans)}",
+        figure,
+    )
+
+
+def _mean_orders(rows: list[dict[str, Any]], plans: list[str]) -> str:
+    """Members' mean order value per plan against non-members', over every month."""
+
+    def mean(spend: Any, orders: int) -> str:
+        return _number(spend / orders, 2) if orders else "–"
+
+    parts = []
+    for plan in plans:
+        mine = [r for r in rows if r["plan"] == plan]
+        spend = sum((r["member_spend"] for r in mine), Decimal(0))
+        parts.append(f"{plan} {mean(spend, sum(r['member_orders'] for r in mine))}")
+    months = {r["month"]: r for r in rows}.values()  # non-members' figures repeat per plan
+    spend = sum((r["non_member_spend"] for r in months), Decimal(0))
+    orders = sum(r["non_member_orders"] for r in months)
+    return f"Mean order: {', '.join(parts)}; non-members {mean(spend, orders)}."
+
+
 # ------------------------------------------------------------------ page
 
 
 def build(conn: Connection, top: int = 20, step: Step | None = None) -> Report:
     """Query the views and lay out the page; `step(done, total)` reports progress."""
-    makers: list[Callable[[Connection], Chart]] = [
+    makers: list[Callable[[Connection], Chart | None]] = [
         tier_chart,
         points_chart,
         liability_chart,
         retention_chart,
         segments_chart,
+        campaigns_chart,
+        memberships_chart,
     ]
     total = len(makers) + 2
     charts = []
     for done, make in enumerate(makers, start=1):
-        charts.append(make(conn))
+        chart = make(conn)  # None: nothing to draw (a version 1 program's campaigns)
+        if chart is not None:
+            charts.append(chart)
         if step:
             step(done, total)
     leaders = _rows(

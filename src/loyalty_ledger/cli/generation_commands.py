@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, TextIO
 
 from loyalty_ledger import log
@@ -139,7 +140,8 @@ def write_comparison(comparison: Comparison, out: TextIO) -> None:
         ("status", a.status, b.status, ""),
     ]
     for label in ("customers", "earned", "redeemed", "reversed", "expired", "outstanding",
-                  "rewards_issued"):  # fmt: skip
+                  "rewards_issued", "adjusted", "transferred_in", "transferred_out", "pending",
+                  "membership_fees"):  # fmt: skip
         rows.append(_number_row(label.replace("_", " "), getattr(a, label), getattr(b, label)))
     rows += _section("customers per tier", a.tiers, b.tiers)
     rows += _section("rewards issued, by reward", a.rewards, b.rewards)
@@ -158,7 +160,7 @@ def write_comparison(comparison: Comparison, out: TextIO) -> None:
         _table(diff_rows, out)
 
 
-def _number_row(label: str, x: int, y: int) -> tuple[str, str, str, str]:
+def _number_row(label: str, x: int | Decimal, y: int | Decimal) -> tuple[str, str, str, str]:
     return (label, f"{x:,}", f"{y:,}", _change(x, y))
 
 
@@ -169,7 +171,7 @@ def _section(title: str, xs: dict[str, int], ys: dict[str, int]) -> list[tuple[s
     return rows
 
 
-def _change(x: int, y: int) -> str:
+def _change(x: int | Decimal, y: int | Decimal) -> str:
     if x == y:
         return ""
     delta = f"{y - x:+,}"

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
+from loyalty_ledger.admin import customer_card
 from loyalty_ledger.admin.api_keys import ApiKey, Scope
 from loyalty_ledger.http import body
 from loyalty_ledger.http.auth import Poster, server_of
@@ -25,8 +26,9 @@ from loyalty_ledger.runtime.group_commit import Answer, Answers
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
-# The scope each event type needs beyond `pos` (what a till or a web shop sends).
-_SCOPE_OF_TYPE = {"tick": Scope.admin}
+# The scope each event type needs beyond `pos` (what a till or a web shop sends): a
+# goodwill correction is a support agent's, a tick an operator's.
+_SCOPE_OF_TYPE = {"adjustment": Scope.support, "tick": Scope.admin}
 
 
 class FirstOutcome(BaseModel):
@@ -49,7 +51,8 @@ class EventResult(BaseModel):
 
 class PostAnswer(BaseModel):
     """The answer to a POST: each item's result, and the read model of every customer named,
-    as committed (every field of `loyalty export customers`)."""
+    as committed (every field of `loyalty export customers`); a transfer's recipient as read
+    just after."""
 
     results: list[EventResult]
     customers: dict[str, dict[str, Any]]
@@ -62,13 +65,31 @@ class Pending(BaseModel):
     events: list[str]
 
 
+_AT = "2026-03-07T11:00:00+01:00"
+# One example per kind of body in /docs, among them version 2's events.
+_EXAMPLES: dict[str, dict[str, Any]] = {
+    "purchase": {"summary": "a purchase", "value": {
+        "event_id": "till-berlin-000123", "type": "purchase", "occurred_at": _AT,
+        "customer_id": "anna", "order_id": "A-1042", "currency": "EUR", "total": "59.90",
+        "channel": "pos"}},
+    "adjustment": {"summary": "a goodwill correction (scope support)", "value": {
+        "event_id": "console-2b7Yx", "type": "adjustment", "occurred_at": _AT,
+        "customer_id": "anna", "points": 200, "reason": "late delivery, order A-1042"}},
+    "transfer": {"summary": "points given to another member", "value": {
+        "event_id": "web-88121", "type": "transfer", "occurred_at": _AT,
+        "customer_id": "anna", "to_customer_id": "ben", "points": 300}},
+    "membership": {"summary": "a paid plan bought or renewed", "value": {
+        "event_id": "web-88122", "type": "membership", "occurred_at": _AT,
+        "customer_id": "anna", "plan": "vip", "paid": "88.00"}},
+}  # fmt: skip
+
 _BODY_DOC: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {"application/json": {"schema": {"oneOf": [
             {"$ref": "#/components/schemas/Event"},
             {"type": "array", "items": {"$ref": "#/components/schemas/Event"}, "maxItems": 1000},
-        ]}}},
+        ]}, "examples": _EXAMPLES}},
     }
 }  # fmt: skip
 
@@ -87,25 +108,27 @@ async def post_events(request: Request, key: Poster) -> JSONResponse:
     try:
         items = body.split(raw)
     except body.MalformedBody as e:
-        await _apply(server, [raw], key)  # dead-lettered, as a bad line of a file is
+        await apply(server, [raw], key)  # dead-lettered, as a bad line of a file is
         raise HTTPException(422, f"malformed JSON: {e}") from None
     if len(items) > server.events_max:
         raise HTTPException(413, f"{len(items)} events in one body; send at most "
                                  f"{server.events_max} per request")  # fmt: skip
     _check_scopes(items, key)
-    answers = await _apply(server, [item.raw for item in items], key)
+    answers = await apply(server, [item.raw for item in items], key)
     if answers is None:
         ids = [i for i in (_event_id(item.value) for item in items) if i is not None]
         return JSONResponse(Pending(events=[f"/v1/events/{i}" for i in ids]).model_dump(), 202)
     results = [_result(i, item.value, a, answers.customers)
                for i, (item, a) in enumerate(zip(items, answers.answers, strict=True))]  # fmt: skip
     status = 422 if results and all(r.outcome == "invalid" for r in results) else 200
-    answer = PostAnswer(results=results, customers=answers.customers)
+    customers = await _with_recipients(server, items, results, answers.customers)
+    answer = PostAnswer(results=results, customers=customers)
     return JSONResponse(answer.model_dump(), status)
 
 
-async def _apply(server: Server, raws: Sequence[bytes], key: ApiKey) -> Answers | None:
-    """The answers after commit; None when the writer's wait ran out (Kafka mode)."""
+async def apply(server: Server, raws: Sequence[bytes], key: ApiKey) -> Answers | None:
+    """The answers after commit; None when the writer's wait ran out (Kafka mode). The
+    events go the one way every input goes: the writer's pipeline, as `key`'s source."""
     future = asyncio.wrap_future(server.writes.submit(raws, key.name))
     # asyncio.wait, not wait_for: a wait that runs out must not cancel the write.
     done, _ = await asyncio.wait({future}, timeout=server.writes.answer_wait_s)
@@ -128,14 +151,35 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+async def _with_recipients(
+    server: Server, items: Sequence[body.Item], results: Sequence[EventResult],
+    customers: dict[str, dict[str, Any]],
+) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """`customers` and the read model of each accepted transfer's recipient, which the writer
+    does not answer with (it names the input's own customer only)."""
+    recipients = sorted({
+        found for item, result in zip(items, results, strict=True)
+        if result.outcome == "accepted" and _field(item.value, "type") == "transfer"
+        and (found := _field(item.value, "to_customer_id")) is not None
+        and found not in customers
+    })  # fmt: skip
+    if not recipients:
+        return customers
+    async with server.areading() as conn:
+        cursor = await conn.execute(customer_card.READ_MODELS, (recipients,))
+        read = customer_card.read_models_of(await cursor.fetchall())
+    return dict(sorted({**customers, **read}.items()))
+
+
 def _check_scopes(items: Sequence[body.Item], key: ApiKey) -> None:
     """403 before anything applies when an item needs more than the key's scope."""
     for item in items:
-        kind = item.value.get("type") if isinstance(item.value, dict) else None
-        needed = _SCOPE_OF_TYPE.get(kind) if isinstance(kind, str) else None
-        if needed is not None and not key.scope.allows(needed):
+        kind = _field(item.value, "type")
+        needed = _SCOPE_OF_TYPE.get(kind) if kind is not None else None
+        if kind is not None and needed is not None and not key.scope.allows(needed):
+            article = "an" if kind.startswith(tuple("aeiou")) else "a"
             raise HTTPException(
-                403, f"a {kind} event needs scope {needed.value}; key {key.name!r} has "
+                403, f"{article} {kind} event needs scope {needed.value}; key {key.name!r} has "
                 f"{key.scope.value}"
             )  # fmt: skip
 

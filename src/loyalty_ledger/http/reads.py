@@ -80,10 +80,18 @@ async def get_rewards(request: Request, key: Reader) -> dict[str, Any]:
     return customer_card.catalogue(server_of(request).program.program)
 
 
+# Version 2's sections, as the program in force has them (null or [] when unused).
+_VERSION_2_SECTIONS = ("pending", "campaigns", "memberships", "transfers")
+
+
 @router.get("/program")
 async def get_program(request: Request, key: Reader) -> dict[str, Any]:
-    """The program in force: its name, hash, currency, time zone and TOML text."""
+    """The program in force: its name, hash, currency, time zone and TOML text, and its
+    version 2 sections read (pending points, campaigns, membership plans, transfers)."""
     held = server_of(request).program
     section = held.program.program
-    return {"name": section.name, "hash": held.hash, "currency": section.currency,
-            "timezone": section.timezone, "toml": held.source}  # fmt: skip
+    return {
+        "name": section.name, "hash": held.hash, "currency": section.currency,
+        "timezone": section.timezone, "toml": held.source,
+        **held.program.model_dump(mode="json", include=set(_VERSION_2_SECTIONS)),
+    }  # fmt: skip

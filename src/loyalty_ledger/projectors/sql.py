@@ -14,6 +14,8 @@ ORDER = (
     "referral_activity", "tier_levels", "clv_model", "customer_clv", "segments",
     "tier_progress", "tier_distribution", "points_liability", "points_liability_total",
     "retention", "repeat_purchase", "referrals",
+    "campaign_purchases", "pending_amounts", "membership_history", "adjustment_months",
+    "campaign_performance", "pending_points", "memberships", "expiring_soon", "adjustments",
 )  # fmt: skip
 
 
