@@ -8,6 +8,7 @@ from typing import Any
 
 from psycopg import sql
 
+from loyalty_ledger.generations import amendments
 from loyalty_ledger.generations import catalog as generations
 from loyalty_ledger.generations.catalog import Generation
 from loyalty_ledger.store.db import Connection
@@ -63,6 +64,8 @@ class Side:
     tiers: dict[str, int] = field(default_factory=dict)
     rewards: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
+    # its program versions: "original" or the effective_at -> the program's hash
+    versions: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +114,7 @@ def _side(conn: Connection, g: Generation) -> Side:
         tiers=_counts(conn, _TIERS.format(_rel(g, "customers"))),
         rewards=_counts(conn, _REWARDS.format(_rel(g, "ledger"))),
         rejected=_counts(conn, _REJECTED.format(_rel(g, "inbox"))),
+        versions={v.label: v.program_hash for v in amendments.versions(conn, g.name)},
     )  # fmt: skip
 
 

@@ -146,6 +146,7 @@ def write_comparison(comparison: Comparison, out: TextIO) -> None:
     rows += _section("customers per tier", a.tiers, b.tiers)
     rows += _section("rewards issued, by reward", a.rewards, b.rewards)
     rows += _section("rejected inputs", a.rejected, b.rejected)
+    rows += _versions(a.versions, b.versions)
     _table(rows, out)
     out.write(
         f"\n{comparison.customers_different:,} customers differ in balance or tier"
@@ -158,6 +159,15 @@ def write_comparison(comparison: Comparison, out: TextIO) -> None:
             tier = tier_a if tier_a == tier_b else f"{tier_a} -> {tier_b}"
             diff_rows.append((d.customer_id, _n(d.balance_a), _n(d.balance_b), tier))
         _table(diff_rows, out)
+
+
+def _versions(a: dict[str, str], b: dict[str, str]) -> list[tuple[str, str, str, str]]:
+    """The program versions of each side, by effective_at: the hash of each, or '-'."""
+    rows = [("program versions", "", "", "")]
+    for label in sorted(a.keys() | b.keys(), key=lambda k: "" if k == "original" else k):
+        x, y = a.get(label, "-")[:12], b.get(label, "-")[:12]
+        rows.append((f"  {label}", x, y, "" if x == y else "differs"))
+    return rows
 
 
 def _number_row(label: str, x: int | Decimal, y: int | Decimal) -> tuple[str, str, str, str]:
