@@ -15,15 +15,18 @@ from loyalty_ledger.events import (
     EVENT_TYPES,
     MAX_LINE_BYTES,
     Action,
+    Adjustment,
     Event,
     Invalid,
     Item,
+    Membership,
     Purchase,
     Redemption,
     Referral,
     Return,
     Signup,
     Tick,
+    Transfer,
     decode,
     json_schemas,
 )
@@ -37,6 +40,9 @@ BASE: dict[str, dict[str, Any]] = {
     "referral": {"customer_id": "c2", "referrer_id": "c1"},
     "redemption": {"customer_id": "c1", "redemption_id": "r1", "reward_id": "voucher-5"},
     "action": {"customer_id": "c1", "action": "review_written"},
+    "adjustment": {"customer_id": "c1", "points": -40, "reason": "goodwill: late parcel"},
+    "transfer": {"customer_id": "c1", "to_customer_id": "c2", "points": 200},
+    "membership": {"customer_id": "c1", "plan": "vip", "paid": "88.00"},
     "tick": {},
 }
 CLASSES: dict[str, type[Any]] = {
@@ -46,6 +52,9 @@ CLASSES: dict[str, type[Any]] = {
     "referral": Referral,
     "redemption": Redemption,
     "action": Action,
+    "adjustment": Adjustment,
+    "transfer": Transfer,
+    "membership": Membership,
     "tick": Tick,
 }
 ITEM = {"sku": "S-1", "category": "shoes", "quantity": 2, "unit_price": "29.95"}
@@ -728,7 +737,18 @@ def test_schemas_carry_the_bounds() -> None:
 @given(st.text())
 def test_decode_never_raises_on_text(raw: str) -> None:
     assert isinstance(
-        decode(raw), Invalid | Signup | Purchase | Return | Referral | Redemption | Action | Tick
+        decode(raw),
+        Invalid
+        | Signup
+        | Purchase
+        | Return
+        | Referral
+        | Redemption
+        | Action
+        | Adjustment
+        | Transfer
+        | Membership
+        | Tick,
     )
 
 

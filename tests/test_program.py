@@ -192,7 +192,8 @@ BAD: list[tuple[str, str, str]] = [
         "unknown section",
         EXAMPLE + "\n[bogus]\nx = 1\n",
         "[bogus]: unknown key; remove it (known: program, earn, expiry, tiers, signup, birthday, "
-        "referral, redemption, actions, stamp_cards, rewards)",
+        "referral, redemption, actions, stamp_cards, rewards, pending, campaigns, memberships, "
+        "transfers)",
     ),
     (
         "unknown key in an array of tables",
