@@ -16,6 +16,7 @@ from loyalty_ledger.program import (
     parse_program,
     program_hash,
 )
+from support import EXAMPLES, example_program_v1
 
 # PROGRAM.md's example program, verbatim.
 EXAMPLE = """\
@@ -1262,3 +1263,12 @@ def test_hash_reads_campaign_instants_as_instants() -> None:
         'starts_at = "2026-03-06T18:00:00+01:00"', "starts_at = 2026-03-06T18:00:00+01:00"
     )
     assert program_hash(utc) == program_hash(toml) == program_hash(EXAMPLE_V2)
+
+
+def test_the_example_program_is_the_version_1_shop_with_every_version_2_section() -> None:
+    program = load_program(EXAMPLES / "program.toml")
+    assert program.pending is not None and program.pending.days > 0
+    assert len(program.campaigns) >= 2 and any(c.categories for c in program.campaigns)
+    assert any(plan.member_fee is not None for plan in program.memberships)
+    assert program.transfers is not None
+    assert program_hash(example_program_v1()) == program_hash(V1_SHOP)
