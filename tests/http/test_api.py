@@ -36,7 +36,7 @@ def _events(n: int | None = None, prefix: str = "") -> list[dict[str, Any]]:
 
 
 def _renamed(event: dict[str, Any], prefix: str) -> dict[str, Any]:
-    for field in ("event_id", "customer_id", "referred_by", "referrer_id"):
+    for field in ("event_id", "customer_id", "referred_by", "referrer_id", "to_customer_id"):
         if isinstance(event.get(field), str):
             event[field] = prefix + event[field]
     return event
@@ -58,9 +58,9 @@ def shared(
     with module_server(pg_server, template_db, log_dir, EXAMPLES / "program.toml") as shared, \
             shared[0].client("admin") as admin:  # fmt: skip
         server, url = shared
-        # The story has ticks (admin), a duplicate and an invalid event among its 74.
+        # The story has ticks (admin), a duplicate and two invalid events among its 97.
         results = _post(admin, _events(prefix=STORY))
-        assert len(results) == 74
+        assert len(results) == 97
         yield server, url
 
 

@@ -22,7 +22,7 @@ import pytest
 from conftest import PgServer, twin_database
 from loyalty_ledger.store.db import connect
 from served import Served, served, shared_examples_server  # noqa: F401 (the fixture)
-from support import export, ingest, normalized
+from support import example_program_v1_file, export, ingest, normalized
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 PROGRAM = EXAMPLES / "program.toml"
@@ -257,7 +257,7 @@ def _burst(server: Served, n: int, stop: threading.Event) -> list[str]:
 def test_sigterm_during_a_burst_keeps_every_answered_write_once(
     database_url: str, tmp_path: Path
 ) -> None:
-    with served(database_url, PROGRAM, tmp_path) as server:
+    with served(database_url, example_program_v1_file(tmp_path), tmp_path) as server:
         stop = threading.Event()
         with ThreadPoolExecutor(max_workers=6) as pool:
             bursts = [pool.submit(_burst, server, n, stop) for n in range(6)]
