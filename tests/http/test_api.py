@@ -100,13 +100,15 @@ def test_a_redemption_beyond_the_balance_is_rejected_insufficient_points(
 ) -> None:
     server, _ = shared
     with server.client("pos") as client:
-        # 100 signup points + 250 for a purchase of 250 EUR: the bag (300) fits, the
-        # voucher (500) does not, then nor does a second bag.
+        # 100 signup points + 250 for a purchase of 250 EUR, spendable 14 days later (the
+        # example's [pending]): the bag (300) fits, the voucher (500) does not, then nor does
+        # a second bag.
         _post(client, [_signup("ins-1", "ins-c"), _purchase("ins-2", "ins-c", "250")])
+        later = "2025-03-15T10:00:00Z"
         results = _post(client, [
-            _redemption("ins-3", "ins-c", "voucher-5"),
-            _redemption("ins-4", "ins-c", "canvas-bag"),
-            _redemption("ins-5", "ins-c", "canvas-bag"),
+            _redemption("ins-3", "ins-c", "voucher-5", later),
+            _redemption("ins-4", "ins-c", "canvas-bag", later),
+            _redemption("ins-5", "ins-c", "canvas-bag", later),
         ])  # fmt: skip
         assert [(r["outcome"], r["reason"], r["balance"]) for r in results] == [
             ("rejected", "insufficient_points", 350),

@@ -115,7 +115,7 @@ def test_concurrent_clients_lose_and_double_nothing(
     with twin_database(pg_server, template_db) as twin:  # the same events from a file
         path = tmp_path / "same.jsonl"
         path.write_text("".join(json.dumps(e) + "\n" for e in posted))
-        ingest(twin, path, PROGRAM)
+        ingest(twin, path, example_program_v1_file(tmp_path))  # the shared server's
         assert normalized(export(twin)[0]) == normalized(list(mine.values()))
 
 
