@@ -1,9 +1,11 @@
 -- point_lots: each customer's open point lots (what is left of each credit, and when it
--- expires) and its debt, replayed from the ledger by PROGRAM.md's lot rules: a credit
--- pays debt first (its debt_settled entry follows it), a redemption or reversal takes
--- from the lot that expires first (then the oldest), what is missing becomes debt, and
--- each expiry entry empties the first lot with its expires_at. Row lot_seq = 0 holds
--- the debt. Invariant (tested): sum(remaining) of lots - debt = balance.balance.
+-- expires) and its debt, replayed from the ledger by PROGRAM.md's lot rules: a credit of
+-- any kind (credit, adjustment_credit, a transfer_in part with its own expiry) pays debt
+-- first (its debt_settled entry follows it); a redemption, reversal, adjustment_debit or
+-- transfer_out takes from the lot that expires first (then the oldest), what is missing
+-- becomes debt (a return only); an expiry entry empties the lots with its expires_at.
+-- Row lot_seq = 0 holds the debt. Invariant (tested): sum(remaining) of lots - debt =
+-- balance.balance.
 
 -- create
 CREATE TABLE point_lots (
@@ -28,10 +30,11 @@ BEGIN
         SELECT customer_id, seq, kind, points, occurred_at, expires_at
         FROM ledger
         WHERE seq > after_seq AND seq <= upto_seq
-          AND kind IN ('credit', 'debt_settled', 'redemption', 'reversal', 'expiry')
+          AND kind IN ('credit', 'adjustment_credit', 'transfer_in', 'debt_settled',
+                       'redemption', 'reversal', 'expiry', 'adjustment_debit', 'transfer_out')
         ORDER BY seq
     LOOP
-        IF e.kind = 'credit' THEN
+        IF e.kind IN ('credit', 'adjustment_credit', 'transfer_in') THEN
             INSERT INTO point_lots (customer_id, lot_seq, earned_at, expires_at, remaining)
             VALUES (e.customer_id, e.seq, e.occurred_at, e.expires_at, e.points);
         ELSIF e.kind = 'debt_settled' THEN

@@ -14,11 +14,13 @@ from loyalty_ledger.admin import statement as st
 from loyalty_ledger.cli.statement_commands import write_text
 from loyalty_ledger.ledger.entries import BALANCE_SIGN, Kind
 from loyalty_ledger.store.db import connect
-from support import CASES, cli_in_process, export, ingest
+from support import CASES, V2_CASES, cli_in_process, export, ingest
 
 LOYALTY = str(Path(sys.executable).with_name("loyalty"))
 CASE = CASES[0]  # signups with PII, redemptions, returns, expiries, birthdays
 CUSTOMER = "c0004"  # a return, expiries, a birthday credit, a rejection
+# pending points, campaigns, adjustments, transfers and memberships, no amendments
+V2_CASE = next(c for c in V2_CASES if c.name == "case-11")
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -31,7 +33,12 @@ def ingested(database_url: str) -> str:
     return database_url
 
 
-def test_every_entry_in_order_with_its_cause_and_running_balance(ingested: str) -> None:
+@pytest.mark.parametrize("case", [CASE, V2_CASE], ids=lambda c: c.name)
+def test_every_entry_in_order_with_its_cause_and_running_balance(
+    database_url: str, case: Path
+) -> None:
+    ingest(database_url, case / "events.jsonl", case / "program.toml")
+    ingested = database_url
     rows, _ = export(ingested)
     balances = {r["customer_id"]: int(r["balance"]) for r in rows}
     with connect(ingested) as conn:
@@ -56,6 +63,24 @@ def test_every_entry_in_order_with_its_cause_and_running_balance(ingested: str) 
             assert done.expiring_total == sum(
                 lot.remaining for lot in done.lots if lot.expires_at is not None
             )
+
+
+def test_version_2_entries_say_what_moved(database_url: str) -> None:
+    ingest(database_url, V2_CASE / "events.jsonl", V2_CASE / "program.toml")
+    with connect(database_url) as conn:
+        kinds = {k for (k,) in conn.execute("SELECT DISTINCT kind FROM ledger")}
+        for kind, words in (("pending_created", "matures "), ("transfer_out", "to "),
+                            ("transfer_in", "from "), ("campaign_applied", "points added "),
+                            ("membership_started", "ends ")):  # fmt: skip
+            assert kind in kinds, kind
+            row = conn.execute(
+                "SELECT customer_id FROM ledger WHERE kind = %s LIMIT 1", (kind,)
+            ).fetchone()
+            assert row is not None
+            out = io.StringIO()
+            write_text(st.statement(conn, row[0]), out)
+            line = next(x for x in out.getvalue().splitlines() if f"  {kind}  " in x)
+            assert words in line, line
 
 
 def test_rejections_show_their_reason_and_input(ingested: str) -> None:

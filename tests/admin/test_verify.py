@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from loyalty_ledger.admin.verify import verify
@@ -9,7 +11,7 @@ from loyalty_ledger.ledger.chain import GENESIS, chain_start, keyed_chain
 from loyalty_ledger.ledger.key import current
 from loyalty_ledger.projectors import runner
 from loyalty_ledger.store.db import Connection, connect
-from support import CASES, ingest, run
+from support import CASES, V2_CASES, ingest, run
 
 CASE = CASES[4]
 
@@ -22,11 +24,11 @@ def ledger_url(database_url: str) -> str:
     return database_url
 
 
-def _behind_its_back(conn: Connection, statement: str) -> None:
+def _behind_its_back(conn: Connection, statement: str, params: tuple[object, ...] = ()) -> None:
     """What a superuser can do: skip the append-only trigger for one statement."""
     with conn.transaction():
         conn.execute("SET LOCAL session_replication_role = replica")
-        conn.execute(statement)
+        conn.execute(statement, params)
 
 
 def test_a_sound_ledger_verifies(ledger_url: str) -> None:
@@ -34,6 +36,26 @@ def test_a_sound_ledger_verifies(ledger_url: str) -> None:
         report = verify(conn)
         assert report.ok, report.problems
         assert report.entries > 1000 and report.projections >= 3
+
+
+@pytest.mark.parametrize("case", V2_CASES[1:3], ids=lambda c: c.name)
+def test_a_version_2_ledger_verifies_and_a_lost_transfer_breaks_conservation(
+    database_url: str, case: Path
+) -> None:
+    ingest(database_url, case / "events.jsonl", case / "program.toml")
+    with connect(database_url) as conn:
+        runner.catch_up(conn)
+        report = verify(conn)
+        assert report.ok, report.problems
+        # A transfer_out changed behind the ledger's back: the sums no longer conserve.
+        row = conn.execute(
+            "SELECT seq, customer_id FROM ledger WHERE kind IN ('transfer_out', 'adjustment_debit')"
+            " ORDER BY seq LIMIT 1"
+        ).fetchone()
+        assert row is not None
+        _behind_its_back(conn, "UPDATE ledger SET points = points + 1 WHERE seq = %s", (row[0],))
+        problems = [p for p in verify(conn).problems if p.check == "conservation"]
+        assert problems and row[1] in problems[0].where, verify(conn).problems
 
 
 def test_the_chain_is_the_hashes_of_the_entries_in_seq_order(ledger_url: str) -> None:

@@ -16,6 +16,9 @@ CUSTOMER_FIELDS = (
     "customer_id", "balance", "earned", "redeemed", "reversed", "expired", "tier",
     "qualifying_spend", "orders", "gross_revenue", "refunded", "net_revenue", "aov",
     "first_purchase_at", "last_purchase_at", "referrals_qualified", "rewards",
+    # version 2 (PROGRAM.md "Read models, version 2"): 0, null and "0" when unused
+    "pending", "adjusted", "transferred_in", "transferred_out", "membership",
+    "membership_ends_at", "membership_fees",
 )  # fmt: skip
 
 

@@ -242,8 +242,9 @@ def _versions(conn: Connection) -> Problem | None:
 _CONSERVATION = """
 WITH ledger_sums AS (
     SELECT customer_id,
-           sum(CASE WHEN kind = 'credit' THEN points
-                    WHEN kind IN ('redemption', 'reversal', 'expiry') THEN -points
+           sum(CASE WHEN kind IN ('credit', 'adjustment_credit', 'transfer_in') THEN points
+                    WHEN kind IN ('redemption', 'reversal', 'expiry', 'adjustment_debit',
+                                  'transfer_out') THEN -points
                     ELSE 0 END) AS points
     FROM ledger GROUP BY customer_id
 )
@@ -262,8 +263,10 @@ LIMIT 1
 
 
 def _conservation(conn: Connection) -> Problem | None:
-    """Per customer: credits - redemptions - reversals - expiries = the balance projection
-    = the points held in the engine's lots, less its debt."""
+    """Per customer, the version 2 conservation: credits + adjustments + transfers in
+    - redemptions - reversals - expiries - transfers out = the balance projection = the
+    points held in the engine's lots, less its debt. (The balance projection's CHECK holds
+    its totals to the same sum.)"""
     row = conn.execute(_CONSERVATION).fetchone()
     if row is None:
         return None

@@ -55,19 +55,38 @@ def _when(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+# How the ref, amount and expires_at of version 2's entries read (ledger/entries.py):
+# a pending amount's expires_at is when it matures, a membership's when it ends.
+_REF_WORD = {
+    Kind.transfer_out: "to", Kind.transfer_in: "from", Kind.campaign_applied: "campaign",
+    Kind.membership_started: "plan", Kind.membership_renewed: "plan",
+    Kind.membership_ended: "plan", Kind.pending_created: "order", Kind.pending_matured: "order",
+    Kind.pending_cancelled: "order",
+}  # fmt: skip
+_AMOUNT_WORD = {
+    Kind.campaign_applied: "points added", Kind.membership_started: "paid",
+    Kind.membership_renewed: "paid",
+}  # fmt: skip
+_EXPIRES_WORD = {
+    Kind.pending_created: "matures", Kind.membership_started: "ends",
+    Kind.membership_renewed: "ends", Kind.membership_ended: "ended",
+}  # fmt: skip
+
+
 def _details(entry: Entry) -> str:
     row = entry.row
+    kind = Kind(row.kind)
     parts = []
     if row.tier_from or row.tier_to:
         parts.append(f"tier {row.tier_from or '-'} -> {row.tier_to or '-'}")
     if row.reward:
         parts.append(f"reward {row.reward}")
-    if row.ref and row.kind != Kind.rejected:  # a rejection's ref is the input's type
-        parts.append(f"ref {row.ref}")
+    if row.ref and kind != Kind.rejected:  # a rejection's ref is the input's type
+        parts.append(f"{_REF_WORD.get(kind, 'ref')} {row.ref}")
     if row.amount is not None:
-        parts.append(f"amount {row.amount}")
+        parts.append(f"{_AMOUNT_WORD.get(kind, 'amount')} {row.amount}")
     if row.expires_at is not None:
-        parts.append(f"expires {_when(row.expires_at)}")
+        parts.append(f"{_EXPIRES_WORD.get(kind, 'expires')} {_when(row.expires_at)}")
     return ", ".join(parts)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 # Tables first, then the view over them; the runner applies tables in this order.
 ORDER = (
-    "balance", "tier", "customer_value", "customers",
+    "balance", "tier", "customer_value", "customer_membership", "customers",
     # the analysts' read models (README "Analysts"): their tables, then the views over them
     "ledger_clock", "customer_months", "customer_spend", "point_lots", "tier_moves",
     "referral_activity", "tier_levels", "clv_model", "customer_clv", "segments",
