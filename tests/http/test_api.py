@@ -36,7 +36,7 @@ def _events(n: int | None = None, prefix: str = "") -> list[dict[str, Any]]:
 
 
 def _renamed(event: dict[str, Any], prefix: str) -> dict[str, Any]:
-    for field in ("event_id", "customer_id", "referred_by", "referrer_id"):
+    for field in ("event_id", "customer_id", "referred_by", "referrer_id", "to_customer_id"):
         if isinstance(event.get(field), str):
             event[field] = prefix + event[field]
     return event
@@ -58,9 +58,9 @@ def shared(
     with module_server(pg_server, template_db, log_dir, EXAMPLES / "program.toml") as shared, \
             shared[0].client("admin") as admin:  # fmt: skip
         server, url = shared
-        # The story has ticks (admin), a duplicate and an invalid event among its 74.
+        # The story has ticks (admin), a duplicate and two invalid events among its 97.
         results = _post(admin, _events(prefix=STORY))
-        assert len(results) == 74
+        assert len(results) == 97
         yield server, url
 
 
@@ -100,13 +100,15 @@ def test_a_redemption_beyond_the_balance_is_rejected_insufficient_points(
 ) -> None:
     server, _ = shared
     with server.client("pos") as client:
-        # 100 signup points + 250 for a purchase of 250 EUR: the bag (300) fits, the
-        # voucher (500) does not, then nor does a second bag.
+        # 100 signup points + 250 for a purchase of 250 EUR, spendable 14 days later (the
+        # example's [pending]): the bag (300) fits, the voucher (500) does not, then nor does
+        # a second bag.
         _post(client, [_signup("ins-1", "ins-c"), _purchase("ins-2", "ins-c", "250")])
+        later = "2025-03-15T10:00:00Z"
         results = _post(client, [
-            _redemption("ins-3", "ins-c", "voucher-5"),
-            _redemption("ins-4", "ins-c", "canvas-bag"),
-            _redemption("ins-5", "ins-c", "canvas-bag"),
+            _redemption("ins-3", "ins-c", "voucher-5", later),
+            _redemption("ins-4", "ins-c", "canvas-bag", later),
+            _redemption("ins-5", "ins-c", "canvas-bag", later),
         ])  # fmt: skip
         assert [(r["outcome"], r["reason"], r["balance"]) for r in results] == [
             ("rejected", "insufficient_points", 350),
