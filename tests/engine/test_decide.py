@@ -39,9 +39,9 @@ from helpers import (
 )
 
 from loyalty_ledger import events as ev
-from loyalty_ledger.engine import Decision, decide, decide_command, decide_tick
+from loyalty_ledger.engine import Decision, TransferCredit, decide, decide_command, decide_tick
 from loyalty_ledger.engine.reasons import Reason
-from loyalty_ledger.engine.state import Lot, Order, Pending
+from loyalty_ledger.engine.state import Lot, Order, Pending, to_snapshot
 from loyalty_ledger.ledger.entries import Kind
 
 T24 = datetime(2028, 3, 1, 12, 0, tzinfo=UTC)  # T0 + 24 months: the example's expiry
@@ -1593,6 +1593,15 @@ ROWS_V2: list[Row] = [
         balances={"c1": 100},
         state={"c1": {"adjusted": 0, "earned": 100, "redeemed": 0}},
     ),
+    Row(
+        "adjustment/past-the-limit-points_limit",
+        adjust(points=1001, at=T0 + DAY),
+        ["c1 rejected points_limit"],
+        given=(purchase(total="999999999999"),),
+        program=BIG,
+        balances={"c1": LIMIT - 1000},
+        state={"c1": {"adjusted": 0}},
+    ),
     # -------------------------------------------------------------- transfers
     Row(
         "transfer/transfers_disabled-before-not_enrolled",
@@ -1717,6 +1726,15 @@ ROWS_V2: list[Row] = [
         given=(signup(),),
         program={"transfers": "[transfers]\n"},
         balances={"c1": 99, "c2": 1},
+    ),
+    Row(
+        "transfer/the-recipients-credit-is-cut-to-the-limit",
+        transfer(points=1500, at=T0 + DAY),
+        ["c1 transfer_out 1500 c2", "c2 transfer_in 1000 c1"],
+        given=(purchase("c2", order="o9", total="999999999999"), purchase(total="1.5")),
+        program={**BIG, **MOVES},
+        balances={"c1": 0, "c2": LIMIT},
+        state={"c1": {"transferred_out": 1500}, "c2": {"transferred_in": 1000}},
     ),
     # ------------------------------------------------------------ memberships
     Row(
@@ -1971,6 +1989,113 @@ def test_lifetime_totals_follow_the_ledger() -> None:
     state = book.states["c1"]
     assert (state.earned, state.reversed, state.redeemed, state.expired) == (500, 100, 150, 250)
     assert state.balance == 0
+
+
+# ------------------------------------------------- a transfer to a recipient owned elsewhere
+
+
+def test_a_transfer_to_a_recipient_owned_elsewhere_is_a_command_with_the_lot_parts() -> None:
+    book = Book(rules(**MOVES)).run([*C2_IN_DEBT])
+    event = transfer(points=150, at=T0 + 3 * DAY)
+    decision = decide(book.states, event, book.rules, owns=lambda customer: customer == "c1")
+    assert briefs(decision.entries) == ["c1 transfer_out 150 c2"]
+    assert set(decision.states) == {"c1"}
+    (command,) = decision.commands
+    assert isinstance(command, TransferCredit)
+    assert (command.command_id, command.recipient_id, command.giver_id) == (
+        f"{event.event_id}/transfer",
+        "c2",
+        "c1",
+    )
+    assert (command.parts, command.occurred_at) == (
+        ((100, T24), (50, T24 + DAY)),
+        event.occurred_at,
+    )
+    # decided at the owner, it gives what one decider owning both gives
+    credited = decide_command(book.states, command, book.rules)
+    together = decide(book.states, event, book.rules)
+    assert briefs(credited.entries) == briefs(together.entries)[1:]
+    assert to_snapshot(credited.states["c2"]) == to_snapshot(together.states["c2"])
+    assert {e.event_id for e in credited.entries} == {command.command_id}
+
+
+# ---------------------------------------------------------------- details of entries
+
+
+def test_pending_entries_carry_the_maturity_instant() -> None:
+    book = Book(rules(**WAIT)).run([purchase(total="10")])
+    (created,) = [e for e in book.entries if e.kind is Kind.pending_created]
+    assert (created.occurred_at, created.expires_at) == (T0, T0 + 14 * DAY)
+    matured = book.apply(tick(T0 + 20 * DAY)).entries
+    assert [(e.kind, e.occurred_at, e.expires_at) for e in matured] == [
+        (Kind.pending_matured, T0 + 14 * DAY, None),
+        (Kind.credit, T0 + 14 * DAY, M14),
+    ]
+
+
+def test_adjustment_credit_carries_its_lot_expiry_and_reason() -> None:
+    book = Book(rules()).run([signup()])
+    (entry,) = book.apply(adjust(points=5, reason="late parcel", at=T0 + DAY)).entries
+    assert (entry.kind, entry.reason, entry.expires_at) == (
+        Kind.adjustment_credit,
+        "late parcel",
+        T24 + DAY,
+    )
+
+
+def test_transfer_in_entries_carry_their_parts_expiry() -> None:
+    book = Book(rules(**MOVES)).run(TWO_LOTS)
+    entries = book.apply(transfer(points=250, at=T0 + 2 * DAY)).entries
+    moved = [(e.kind, e.customer_id, e.ref, e.points, e.expires_at) for e in entries]
+    assert moved == [
+        (Kind.transfer_out, "c1", "c2", 250, None),
+        (Kind.enrolled, "c2", None, 0, None),
+        (Kind.transfer_in, "c2", "c1", 100, T24),
+        (Kind.transfer_in, "c2", "c1", 150, T24 + DAY),
+    ]
+
+
+def test_membership_entries_carry_the_fee_and_the_end() -> None:
+    book = Book(rules(**PLANS, expiry=None)).run([signup(), membership(paid="888.0")])
+    (started,) = [e for e in book.entries if e.kind is Kind.membership_started]
+    assert (started.amount, started.expires_at) == (Decimal("888.0"), T0 + 365 * DAY)
+    (renewed,) = book.apply(membership(at=T0 + DAY)).entries
+    assert (renewed.kind, renewed.amount, renewed.expires_at) == (
+        Kind.membership_renewed,
+        Decimal("888.00"),
+        T0 + 730 * DAY,
+    )
+    (ended,) = book.apply(tick(T0 + 800 * DAY)).entries
+    assert (ended.kind, ended.ref, ended.occurred_at, ended.expires_at) == (
+        Kind.membership_ended,
+        "vip",
+        T0 + 800 * DAY,
+        T0 + 730 * DAY,
+    )
+
+
+def test_campaign_shares_add_up_to_what_campaigns_added() -> None:
+    # floors per share telescope: the shares sum to the points beyond the base rules
+    program = rules(
+        campaigns=campaign("a", multiplier="1.3", channels=["app"])
+        + campaign("b", multiplier="1.7", categories=["shoes"], bonus=3)
+        + campaign("c", multiplier="0.9", categories=["socks"]),
+        tiers=None,
+    )
+    event = purchase(
+        total="7.77",
+        items=[("shoes", 3, "1.11"), ("socks", 1, "2.22"), ("hats", 1, "0.99")],
+        channel="app",
+    )
+    entries = decide({}, event, program).entries
+    shares = {e.ref: e.amount for e in entries if e.kind is Kind.campaign_applied}
+    (credited,) = [e.points for e in entries if e.kind is Kind.credit]
+    base = decide({}, event, rules(tiers=None)).entries
+    (plain,) = [e.points for e in base if e.kind is Kind.credit]
+    # shoes 3.33 * 2 * 1.7, socks 2.22 * max(1.3, 0.9), hats 0.99 * 1.3; all * 1.5 (app)
+    assert credited == int((Decimal("11.322") + Decimal("2.886") + Decimal("1.287")) * 3 / 2) + 3
+    assert set(shares) == {"a", "b", "c"}
+    assert sum(shares.values()) == credited - plain
 
 
 # ---------------------------------------------------------------- details of entries
