@@ -1991,6 +1991,42 @@ def test_lifetime_totals_follow_the_ledger() -> None:
     assert state.balance == 0
 
 
+# Each stream: c1 earns 100 points short of the limit, they expire, then 101 points reach
+# c1 beside `earned` (an adjustment, a transfer), and expire in turn.
+NEAR_THEN_EXPIRED = (purchase(total="999999999999.9"), tick(T24))
+EXPIRING_BESIDE_EARNED = {
+    "adjustment": (
+        BIG,
+        (*NEAR_THEN_EXPIRED, adjust(points=101, at=T24 + DAY), tick("2030-03-02T12:00:00Z")),
+    ),
+    "transfer": (
+        {**BIG, "transfers": "[transfers]\n"},
+        (
+            *NEAR_THEN_EXPIRED,
+            purchase("c2", order="o2", total="0.101", at=T24),
+            transfer("c2", "c1", points=101, at=T24),
+            tick("2030-03-02T12:00:00Z"),
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", EXPIRING_BESIDE_EARNED)
+def test_credits_beside_earned_never_take_expired_past_the_limit(case: str) -> None:
+    """PROGRAM.md "Bounds": no point total (`expired` among them) goes beyond 10^15; a tick
+    is no customer's event to reject. Version 1 leant on `earned` bounding every other
+    total; adjustment and transfer credits make lots outside `earned`, which expire too."""
+    program, stream = EXPIRING_BESIDE_EARNED[case]
+    book = Book(rules(**program))
+    for event in stream:
+        book.apply(event)
+        for state in book.states.values():
+            totals = (state.balance, state.earned, state.adjusted, state.redeemed)
+            totals += (state.reversed, state.expired, state.transferred_in)
+            totals += (state.transferred_out, state.pending_points)
+            assert all(abs(total) <= LIMIT for total in totals), (state.customer_id, totals)
+
+
 # ------------------------------------------------- a transfer to a recipient owned elsewhere
 
 
