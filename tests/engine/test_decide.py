@@ -1992,9 +1992,19 @@ def test_lifetime_totals_follow_the_ledger() -> None:
 
 
 # Each stream: c1 earns 100 points short of the limit, they expire, then 101 points reach
-# c1 beside `earned` (an adjustment, a transfer), and expire in turn.
+# c1 beside `earned` (an adjustment, a transfer), and expire in turn; or the other way round.
 NEAR_THEN_EXPIRED = (purchase(total="999999999999.9"), tick(T24))
 EXPIRING_BESIDE_EARNED = {
+    "purchase-after-an-adjustment": (
+        BIG,
+        (
+            purchase(total="0"),
+            adjust(points=500),
+            tick(T24),
+            purchase(order="o2", total=TOP, at=T24 + DAY),
+            tick("2030-03-02T12:00:00Z"),
+        ),
+    ),
     "adjustment": (
         BIG,
         (*NEAR_THEN_EXPIRED, adjust(points=101, at=T24 + DAY), tick("2030-03-02T12:00:00Z")),

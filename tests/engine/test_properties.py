@@ -179,9 +179,11 @@ KINDS = [
     *["signup", "purchase", "purchase", "return", "referral"],
     *["redemption", "redemption", "action", "action", "tick"],
 ]
-KINDS_V2 = [*KINDS, *["adjustment", "adjustment", "transfer", "transfer", "transfer"]] + [
-    "membership"
-] * 3
+KINDS_V2 = [
+    *KINDS,
+    *["adjustment", "adjustment", "transfer", "transfer", "transfer"],
+    *["membership", "membership", "membership"],
+]
 
 
 TOP = Decimal("999999999999.999999")  # the largest amount on the wire
