@@ -2,6 +2,7 @@
 
     python benchmarks/ingest.py [--events 200000] [--customers 20000] [--seed 1]
                                 [--naive-events 20000] [--keep DIR] [--profile N]
+                                [--v2] [--rounds 2]
 
 1. Generates a deterministic (seeded) two-year stream for a program like the
    conformance ones (EUR, Europe/Berlin): signups (some referred, with birth
@@ -21,6 +22,12 @@
       written with one COPY in one transaction: the floor of the write path.
    It also times the engine alone (decode + decide, no database).
 4. Prints a table with the ratio of each figure to end to end, and the machine.
+
+`--v2` also generates a version 2 program (pending points, a shop's two years
+of campaigns, two paid membership plans, transfers) and a stream of the same
+length and seed with memberships, transfers and adjustments mixed in (some of
+each refused), and times `loyalty ingest` on version 1 and version 2 end to
+end, interleaved `--rounds` times on the same server, side by side.
 
 `--profile N` also runs the in-process ingest (the `Pipeline` behind the CLI)
 under cProfile on a fresh database and prints the top functions.
@@ -162,6 +169,77 @@ cost = 2000
 min_points = 100
 """
 
+# Version 2 (PROGRAM.md "Version 2"): the sections a shop adds once its program is live;
+# the campaigns are generated, one block per campaign (see `_campaigns`).
+PROGRAM_V2_SECTIONS = """\
+
+[pending]
+days = 14
+
+[[memberships]]
+id = "plus"
+days = 365
+fee = "49.00"
+member_fee = "29.00"
+member_fee_min_balance = 1000
+multiplier = "1.1"
+[[memberships]]
+id = "plus-monthly"
+days = 30
+fee = "4.90"
+multiplier = "1.1"
+
+[transfers]
+min_points = 100
+"""
+
+
+def _campaign(id_: str, starts_at: datetime, ends_at: datetime, **rules: object) -> str:
+    lines = ["[[campaigns]]", f'id = "{id_}"', f'starts_at = "{starts_at.isoformat()}"',
+             f'ends_at = "{ends_at.isoformat()}"']  # fmt: skip
+    lines += [f"{key} = {json.dumps(value)}" for key, value in rules.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _campaigns() -> str:
+    """Two years of a shop's campaigns (34): double points on shoes online on the second
+    weekend of every month, a bonus week for silver and gold each quarter, Black Friday's
+    week on everything."""
+    blocks = []
+    for month in range(24):
+        first = date(2024 + month // 12, month % 12 + 1, 1)
+        friday = first + timedelta(days=(4 - first.weekday()) % 7 + 7)
+        starts = datetime(friday.year, friday.month, friday.day, 18, tzinfo=BERLIN)
+        blocks.append(_campaign(
+            f"shoe-weekend-{friday:%Y-%m}", starts, starts + timedelta(hours=54),
+            multiplier="2", categories=["shoes"], channels=["app", "web"], max_per_customer=1,
+        ))  # fmt: skip
+    for quarter in range(8):
+        first = date(2024 + quarter // 4, quarter % 4 * 3 + 2, 1)
+        monday = first + timedelta(days=-first.weekday() % 7)
+        starts = datetime(monday.year, monday.month, monday.day, tzinfo=BERLIN)
+        blocks.append(_campaign(
+            f"bonus-week-{monday:%Y-%m}", starts, starts + timedelta(days=7), bonus=50,
+            min_total="40", tiers=["silver", "gold"], max_per_customer=2,
+        ))  # fmt: skip
+    for year in (2024, 2025):
+        november = date(year, 11, 1)
+        thursday = november + timedelta(days=(3 - november.weekday()) % 7 + 21)
+        monday = thursday - timedelta(days=3)
+        starts = datetime(monday.year, monday.month, monday.day, tzinfo=BERLIN)
+        blocks.append(_campaign(
+            f"black-friday-{year}", starts, starts + timedelta(days=7), multiplier="1.5",
+            min_total="20",
+        ))  # fmt: skip
+    return "\n" + "\n".join(blocks)
+
+
+PROGRAM_V2 = PROGRAM + PROGRAM_V2_SECTIONS + _campaigns()
+ADJUSTMENT_REASONS = (
+    "goodwill: parcel arrived late", "goodwill: item out of stock", "goodwill: birthday missed",
+    "correction: purchase not scanned", "correction: duplicate scan", "correction: fraud review",
+)  # fmt: skip
+
 # category -> (sku prefix, lowest and highest unit price in cents)
 CATALOGUE: dict[str, tuple[str, int, int]] = {
     "shoes": ("SHO", 3999, 14999),
@@ -200,8 +278,9 @@ class _Customer:
 class StreamMaker:
     """Builds the stream as (arrival instant, serial, JSON object), then lines in arrival order."""
 
-    def __init__(self, events: int, customers: int, seed: int) -> None:
+    def __init__(self, events: int, customers: int, seed: int, *, v2: bool = False) -> None:
         self.rng = random.Random(seed)
+        self.v2 = v2
         self.target = events
         self.n_customers = customers
         self.out: list[tuple[datetime, int, dict[str, object]]] = []
@@ -235,12 +314,19 @@ class StreamMaker:
         duplicates = round(self.target * 0.005)
         ticks = SPAN.days // 7
         rest = budget - malformed - duplicates - ticks
-        n_purchases = round(rest * 0.82 / 1.05)
+        # Version 2's events take their share from the purchases: streams of one length.
+        v2_shares = (0.004, 0.006, 0.003) if self.v2 else (0, 0, 0)
+        n_purchases = round(rest * (0.82 - sum(v2_shares)) / 1.05)
         self._purchases(people, n_purchases)
         self._returns(people)
         self._redemptions(people, round(rest * 0.045))
         self._actions(people, round(rest * 0.075))
         self._referrals(people, round(rest * 0.008))
+        if self.v2:
+            memberships, transfers, adjustments = (round(rest * share) for share in v2_shares)
+            self._memberships(people, memberships)
+            self._transfers(people, transfers)
+            self._adjustments(people, adjustments)
         self._ticks()
         while len(self.out) < self.target - malformed - duplicates:  # rounding: top up
             self._purchases(people, self.target - malformed - duplicates - len(self.out))
@@ -402,6 +488,61 @@ class StreamMaker:
                 "type": "referral", "customer_id": referee.id, "referrer_id": referrer.id,
             })  # fmt: skip
 
+    def _memberships(self, people: list[_Customer], count: int) -> None:
+        """Plans bought by regular buyers: most the year (the reduced fee guessed from the
+        orders, so some pay the wrong one), some the month, renewed a few times."""
+        rng = self.rng
+        buyers = [p for p in people if len(p.orders) >= 2]
+        weights = [len(p.orders) for p in buyers]
+        done = 0
+        while done < count:
+            person = rng.choices(buyers, weights)[0]
+            at = self._when(person.orders[1][2])
+            roll = rng.random()
+            if roll < 0.7:
+                paid = "29.00" if len(person.orders) >= 12 else "49.00"
+                bodies = [("plus", "39.00" if rng.random() < 0.03 else paid)]
+            elif roll < 0.99:
+                bodies = [("plus-monthly", "4.90")] * rng.randrange(1, 5)
+            else:
+                bodies = [("vip", "99.00")]  # a plan the program does not have
+            for plan, paid in bodies[: count - done]:
+                self._emit(at, {"type": "membership", "customer_id": person.id, "plan": plan,
+                                "paid": paid, "channel": rng.choice(("web", "app"))})  # fmt: skip
+                at += timedelta(days=rng.uniform(27, 31))
+                done += 1
+
+    def _transfers(self, people: list[_Customer], count: int) -> None:
+        """Points given to family: mostly to other customers, some to people not yet
+        enrolled (the transfer enrolls them), a few refused."""
+        rng = self.rng
+        buyers = [p for p in people if p.orders]
+        weights = [len(p.orders) for p in buyers]
+        for giver in rng.choices(buyers, weights, k=count):
+            at = self._when(giver.orders[0][2] + timedelta(days=15))
+            roll = rng.random()
+            if roll < 0.75:
+                to = rng.choice(people).id
+            elif roll < 0.98:
+                to = f"family-{rng.randrange(10**6):06d}"
+            else:
+                to = giver.id
+            points = 50 if rng.random() < 0.03 else 50 * rng.randrange(2, 21)
+            self._emit(at, {"type": "transfer", "customer_id": giver.id, "to_customer_id": to,
+                            "points": points, "channel": "app"})  # fmt: skip
+
+    def _adjustments(self, people: list[_Customer], count: int) -> None:
+        """Support's corrections: most give points back, a quarter take some away."""
+        rng = self.rng
+        for person in rng.choices(people, k=count):
+            at = self._when(person.joined + timedelta(days=1))
+            if rng.random() < 0.75:
+                points, reason = 10 * rng.randrange(5, 51), rng.choice(ADJUSTMENT_REASONS[:3])
+            else:
+                points, reason = -10 * rng.randrange(1, 31), rng.choice(ADJUSTMENT_REASONS[3:])
+            self._emit(at, {"type": "adjustment", "customer_id": person.id, "points": points,
+                            "reason": reason, "channel": "web"})  # fmt: skip
+
     def _ticks(self) -> None:
         first = datetime(2024, 1, 8, 0, 5, tzinfo=BERLIN)  # Mondays, local time
         for week in range(SPAN.days // 7):
@@ -518,6 +659,8 @@ class Engine:
             named.append(event.referred_by)
         elif isinstance(event, ev.Referral):
             named.append(event.referrer_id)
+        elif isinstance(event, ev.Transfer):
+            named.append(event.to_customer_id)
         state = self.states.get(event.customer_id)
         if state is not None and state.referrer_id and not state.referral_settled:
             named.append(state.referrer_id)
@@ -737,17 +880,64 @@ def profile(pg: Postgres, stream: Path, program_text: str, top: int) -> None:
 # ====================================================================== main
 
 
+def engine_v2(lines: list[str], program: Path) -> Figure:
+    """The engine alone on the version 2 stream, with its counts: what version 2 costs
+    before any database."""
+    engine = Engine(compile_rules(parse_program(program.read_text(encoding="utf-8"))))
+    started = time.perf_counter()
+    for _ in engine.run([line.encode() for line in lines]):
+        pass
+    seconds = time.perf_counter() - started
+    print(f"engine, version 2: {engine.counts}")
+    return Figure("engine alone, version 2 stream", len(lines), seconds,
+                  "in memory; not a write path")  # fmt: skip
+
+
 def write_stream(
-    outdir: Path, events: int, customers: int, seed: int
+    outdir: Path, events: int, customers: int, seed: int, *, v2: bool = False
 ) -> tuple[Path, Path, list[str]]:
-    """The benchmark's program and stream, written to `outdir`: (program, stream, lines)."""
-    program_path, stream_path = outdir / "program.toml", outdir / "events.jsonl"
-    lines = StreamMaker(events, customers, seed).make()
-    program_path.write_text(PROGRAM, encoding="utf-8")
+    """The benchmark's program and stream, written to `outdir`: (program, stream, lines);
+    with `v2`, the version 2 ones (program-v2.toml, events-v2.jsonl)."""
+    suffix = "-v2" if v2 else ""
+    program_path = outdir / f"program{suffix}.toml"
+    stream_path = outdir / f"events{suffix}.jsonl"
+    lines = StreamMaker(events, customers, seed, v2=v2).make()
+    program_path.write_text(PROGRAM_V2 if v2 else PROGRAM, encoding="utf-8")
     stream_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return program_path, stream_path, lines
 
 
+
+
+def versions(
+    pg: Postgres, v1: tuple[Path, Path], v2: tuple[Path, Path], n_lines: int, rounds: int
+) -> tuple[list[Figure], list[Figure]]:
+    """`loyalty ingest` of the version 1 and the version 2 program and stream, interleaved
+    `rounds` times: on a noisy machine only figures taken side by side compare."""
+    figures: tuple[list[Figure], list[Figure]] = ([], [])
+    for round_ in range(1, rounds + 1):
+        for version, (program, stream) in enumerate((v1, v2)):
+            figure, logged = end_to_end(pg, stream, program, n_lines)
+            figure.name = f"end to end, version {version + 1}, round {round_}"
+            counts = {k: logged.get(k) for k in ("accepted", "rejected", "entries")}
+            print(f"{figure.name}: {figure.seconds:.1f} s, counts {json.dumps(counts)}")
+            figures[version].append(figure)
+    return figures
+
+
+def versions_table(v1: list[Figure], v2: list[Figure]) -> str:
+    """Version 1 and 2 side by side, per round and at the best of each; v2/v1 is the ratio of
+    the times (above 1: version 2 is slower)."""
+    head = ("end to end", "version 1 s", "version 2 s", "v1 events/s", "v2 events/s", "v2/v1")
+    pairs = [(f"round {i}", a, b) for i, (a, b) in enumerate(zip(v1, v2, strict=True), 1)]
+    pairs.append(("best", min(v1, key=_seconds), min(v2, key=_seconds)))
+    body = [(name, f"{a.seconds:.2f}", f"{b.seconds:.2f}", f"{a.rate:,.0f}", f"{b.rate:,.0f}",
+             f"{b.seconds / a.seconds:.3f}") for name, a, b in pairs]  # fmt: skip
+    return aligned(head, body)
+
+
+def _seconds(figure: Figure) -> float:
+    return figure.seconds
 
 
 def table(figures: list[Figure], baseline: Figure) -> str:
@@ -781,7 +971,10 @@ def main() -> int:
                         help="also time end to end importing the package from DIR (an older "
                         "commit's src/, e.g. from `git worktree add`), interleaved")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=2,
-                        help="interleaved rounds with --baseline-src (2)")  # fmt: skip
+                        help="interleaved rounds with --baseline-src or --v2 (2)")  # fmt: skip
+    parser.add_argument("--v2", action="store_true",
+                        help="also time a version 2 program and stream beside version 1, "
+                        "interleaved")  # fmt: skip
     parser.add_argument(
         "--profile",
         type=int,
@@ -806,6 +999,10 @@ def main() -> int:
         )
         raw_lines = [line.encode() for line in lines]
         rules = compile_rules(parse_program(PROGRAM))
+        if args.v2:
+            v2_paths = write_stream(outdir, args.events, args.customers, args.seed, v2=True)
+            print(f"version 2: {len(v2_paths[2]):,} lines, {PROGRAM_V2.count('[[campaigns]]')} "
+                  f"campaigns: {v2_paths[1]}")  # fmt: skip
 
         pg = stack.enter_context(postgres(workdir))
         settings = pg.settings()
@@ -841,8 +1038,16 @@ def main() -> int:
         if args.baseline_src:
             figures += against_baseline(pg, stream_path, program_path, len(lines),
                                         args.baseline_src, args.rounds)  # fmt: skip
+        by_version: tuple[list[Figure], list[Figure]] = ([], [])
+        if args.v2:
+            figures.append(engine_v2(v2_paths[2], v2_paths[0]))
+            by_version = versions(pg, (program_path, stream_path), v2_paths[:2], len(lines),
+                                  args.rounds)  # fmt: skip
         print()
         print(table(figures, e2e))
+        if args.v2:
+            print()
+            print(versions_table(*by_version))
         print()
         for f in figures:
             if f.note:

@@ -34,6 +34,24 @@ NUMBER_FIELDS = {
     "pending", "adjusted", "transferred_in", "transferred_out", "membership_fees",
 }  # fmt: skip
 TIME_FIELDS = {"first_purchase_at", "last_purchase_at", "membership_ends_at"}
+EXAMPLES = Path(__file__).parents[1] / "examples"
+_VERSION_2_MARK = "# --- version 2:"
+
+
+def example_program_v1() -> str:
+    """examples/program.toml up to its version 2 sections: the sample shop as the tests written
+    for version 1 expect it (purchase points credited at once, no campaigns)."""
+    text = (EXAMPLES / "program.toml").read_text(encoding="utf-8")
+    head, mark, _ = text.partition(_VERSION_2_MARK)
+    assert mark, f"examples/program.toml lost its {_VERSION_2_MARK!r} line"
+    return head
+
+
+def example_program_v1_file(folder: Path) -> Path:
+    """`example_program_v1()` written to `folder`, for what takes a program path."""
+    path = folder / "program-v1.toml"
+    path.write_text(example_program_v1(), encoding="utf-8")
+    return path
 
 
 def ingest(url: str, path: Path | str, program: Path | None, batch_size: int = 5000) -> Counts:

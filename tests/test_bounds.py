@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from loyalty_ledger.store.db import connect
-from support import cli_in_process, export, ingest
+from support import cli_in_process, example_program_v1, export, ingest
 
 ROOT = Path(__file__).resolve().parents[1]
 PROGRAM = ROOT / "examples" / "program.toml"
@@ -173,9 +173,7 @@ def test_the_largest_purchases_stop_at_the_points_limit(database_url: str, tmp_p
     the app), so the second purchase of each customer would pass 10^15: rejected points_limit."""
     program = tmp_path / "program.toml"
     program.write_text(
-        PROGRAM.read_text(encoding="utf-8").replace(
-            'points_per_unit = "1"', 'points_per_unit = "1000"'
-        ),
+        example_program_v1().replace('points_per_unit = "1"', 'points_per_unit = "1000"'),
         encoding="utf-8",
     )
     top = "999999999999.999999"
@@ -197,9 +195,7 @@ def test_sums_over_customers_beyond_bigint_are_numeric(database_url: str, tmp_pa
     """9300 customers of 999999999999999 points each: 9.3 * 10^18 points, beyond bigint."""
     program = tmp_path / "program.toml"
     program.write_text(
-        PROGRAM.read_text(encoding="utf-8").replace(
-            'points_per_unit = "1"', 'points_per_unit = "1000"'
-        ),
+        example_program_v1().replace('points_per_unit = "1"', 'points_per_unit = "1000"'),
         encoding="utf-8",
     )
     customers = 9300

@@ -12,18 +12,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loyalty_ledger.events import (
+    EVENT_CLASSES,
     EVENT_TYPES,
     MAX_LINE_BYTES,
     Action,
+    Adjustment,
     Event,
     Invalid,
     Item,
+    Membership,
     Purchase,
     Redemption,
     Referral,
     Return,
     Signup,
     Tick,
+    Transfer,
     decode,
     json_schemas,
 )
@@ -37,6 +41,9 @@ BASE: dict[str, dict[str, Any]] = {
     "referral": {"customer_id": "c2", "referrer_id": "c1"},
     "redemption": {"customer_id": "c1", "redemption_id": "r1", "reward_id": "voucher-5"},
     "action": {"customer_id": "c1", "action": "review_written"},
+    "adjustment": {"customer_id": "c1", "points": -40, "reason": "goodwill: late parcel"},
+    "transfer": {"customer_id": "c1", "to_customer_id": "c2", "points": 200},
+    "membership": {"customer_id": "c1", "plan": "vip", "paid": "88.00"},
     "tick": {},
 }
 CLASSES: dict[str, type[Any]] = {
@@ -46,6 +53,9 @@ CLASSES: dict[str, type[Any]] = {
     "referral": Referral,
     "redemption": Redemption,
     "action": Action,
+    "adjustment": Adjustment,
+    "transfer": Transfer,
+    "membership": Membership,
     "tick": Tick,
 }
 ITEM = {"sku": "S-1", "category": "shoes", "quantity": 2, "unit_price": "29.95"}
@@ -721,15 +731,240 @@ def test_schemas_carry_the_bounds() -> None:
     assert "1900-01-01 to 2999-12-31" in birth_date["description"]
 
 
+# --- version 2 events: the wire rules (PROGRAM.md "Details version 2 settles") --------------
+
+
+def test_adjustment_fields_are_typed() -> None:
+    event = decoded(line("adjustment", points=-40, reason="goodwill: late parcel"))
+    assert isinstance(event, Adjustment)
+    assert (event.customer_id, event.points, event.reason) == ("c1", -40, "goodwill: late parcel")
+    credit = decoded(line("adjustment", points=500, channel="pos"))
+    assert isinstance(credit, Adjustment)
+    assert (credit.points, credit.channel) == (500, "pos")
+
+
+def test_transfer_fields_are_typed() -> None:
+    event = decoded(line("transfer", to_customer_id="c2", points=200))
+    assert isinstance(event, Transfer)
+    assert (event.customer_id, event.to_customer_id, event.points) == ("c1", "c2", 200)
+
+
+@pytest.mark.parametrize(("paid", "amount"), [("88.00", "88.00"), ("0", "0"), ("-0.00", "0")])
+def test_membership_fields_are_typed(paid: str, amount: str) -> None:
+    event = decoded(line("membership", plan="vip", paid=paid))
+    assert isinstance(event, Membership)
+    assert (event.customer_id, event.plan) == ("c1", "vip")
+    assert event.paid == Decimal(amount)
+    assert not event.paid.is_signed()
+
+
+V2_VALID: list[tuple[str, str]] = [
+    # (case, line on a limit: valid)
+    ("adjustment points 1", line("adjustment", points=1)),
+    ("adjustment points -1", line("adjustment", points=-1)),
+    ("adjustment points 10^9", line("adjustment", points=1_000_000_000)),
+    ("adjustment points -10^9", line("adjustment", points=-1_000_000_000)),
+    ("reason 1 character", line("adjustment", reason="x")),
+    ("reason 200 characters", line("adjustment", reason="x" * 200)),
+    ("reason 200 characters, not bytes", line("adjustment", reason="é" * 200)),
+    ("transfer points 1", line("transfer", points=1)),
+    ("transfer points 10^9", line("transfer", points=1_000_000_000)),
+    ("to_customer_id 1 character", line("transfer", to_customer_id="c")),
+    ("to_customer_id 128 characters", line("transfer", to_customer_id="c" * 128)),
+    ("paid 0", line("membership", paid="0")),
+    ("paid 12 and 6 digits", line("membership", paid="999999999999.999999")),
+    ("plan 1000 characters", line("membership", plan="p" * 1000)),
+]
+
+
+@pytest.mark.parametrize("raw", [row[1] for row in V2_VALID], ids=[row[0] for row in V2_VALID])
+def test_version_2_values_on_the_limits_are_valid(raw: str) -> None:
+    decoded(raw)
+
+
+NOT_ZERO = "must not be 0 (negative takes away)"
+POINTS = 1_000_000_000
+V2_INVALID: list[tuple[str, str, str]] = [
+    # (case, raw line, the whole reason)
+    (
+        "adjustment points as a string",
+        line("adjustment", points="40"),
+        "adjustment.points: must be an integer",
+    ),
+    (
+        "adjustment points as a float",
+        line("adjustment", points=40.0),
+        "adjustment.points: must be an integer",
+    ),
+    (
+        "adjustment points as a fraction",
+        line("adjustment", points=-40.5),
+        "adjustment.points: must be an integer",
+    ),
+    (
+        "adjustment points as a boolean",
+        line("adjustment", points=True),
+        "adjustment.points: must be an integer",
+    ),
+    (
+        "adjustment points false",
+        line("adjustment", points=False),
+        "adjustment.points: must be an integer",
+    ),
+    ("adjustment points 0", line("adjustment", points=0), f"adjustment.points: {NOT_ZERO}"),
+    (
+        "adjustment points -0",
+        line("adjustment").replace('"points": -40', '"points": -0'),
+        f"adjustment.points: {NOT_ZERO}",
+    ),
+    (
+        "adjustment points 10^9 + 1",
+        line("adjustment", points=1_000_000_001),
+        "adjustment.points: must be <= 1000000000",
+    ),
+    (
+        "adjustment points -10^9 - 1",
+        line("adjustment", points=-1_000_000_001),
+        "adjustment.points: must be >= -1000000000",
+    ),
+    (
+        "adjustment points 2^63",
+        line("adjustment", points=2**63),
+        "adjustment.points: must be <= 1000000000",
+    ),
+    (
+        "adjustment points -2^63",
+        line("adjustment", points=-(2**63)),
+        "adjustment.points: must be >= -1000000000",
+    ),
+    ("adjustment without points", line("adjustment", points=...), "missing field points"),
+    ("adjustment null points", line("adjustment", points=None), "missing field points"),
+    ("empty reason", line("adjustment", reason=""), "adjustment.reason: must not be empty"),
+    (
+        "reason 201 characters",
+        line("adjustment", reason="x" * 201),
+        "adjustment.reason: must be at most 200 characters",
+    ),
+    ("numeric reason", line("adjustment", reason=5), "adjustment.reason: must be a string"),
+    ("no reason", line("adjustment", reason=...), "missing field reason"),
+    (
+        "nul in reason",
+        line("adjustment", reason="late\u0000"),
+        "adjustment.reason: must not contain U+0000",
+    ),
+    (
+        "transfer points as a string",
+        line("transfer", points="200"),
+        "transfer.points: must be an integer",
+    ),
+    (
+        "transfer points as a float",
+        line("transfer", points=200.0),
+        "transfer.points: must be an integer",
+    ),
+    (
+        "transfer points as a boolean",
+        line("transfer", points=True),
+        "transfer.points: must be an integer",
+    ),
+    ("transfer points 0", line("transfer", points=0), "transfer.points: must be > 0"),
+    ("negative transfer", line("transfer", points=-200), "transfer.points: must be > 0"),
+    (
+        "transfer points 10^9 + 1",
+        line("transfer", points=1_000_000_001),
+        "transfer.points: must be <= 1000000000",
+    ),
+    ("transfer without points", line("transfer", points=...), "missing field points"),
+    (
+        "empty to_customer_id",
+        line("transfer", to_customer_id=""),
+        "transfer.to_customer_id: must not be empty",
+    ),
+    (
+        "to_customer_id 129 characters",
+        line("transfer", to_customer_id="c" * 129),
+        "transfer.to_customer_id: must be at most 128 characters",
+    ),
+    (
+        "numeric to_customer_id",
+        line("transfer", to_customer_id=7),
+        "transfer.to_customer_id: must be a string",
+    ),
+    ("no to_customer_id", line("transfer", to_customer_id=...), "missing field to_customer_id"),
+    (
+        "nul in to_customer_id",
+        line("transfer", to_customer_id="c\u0000"),
+        "transfer.to_customer_id: must not contain U+0000",
+    ),
+    (
+        "paid as a number",
+        line("membership", paid=88),
+        'membership.paid: must be a decimal string like "59.90"',
+    ),
+    (
+        "paid as a float",
+        line("membership", paid=88.0),
+        'membership.paid: must be a decimal string like "59.90"',
+    ),
+    (
+        "paid with an exponent",
+        line("membership", paid="8.8e1"),
+        'membership.paid: must be a decimal string like "59.90"',
+    ),
+    ("negative paid", line("membership", paid="-0.01"), "membership.paid: must not be negative"),
+    (
+        "paid 13 digits",
+        line("membership", paid="1000000000000"),
+        f"membership.paid: {MONEY_DIGITS}",
+    ),
+    ("no paid", line("membership", paid=...), "missing field paid"),
+    ("empty plan", line("membership", plan=""), "membership.plan: must not be empty"),
+    ("numeric plan", line("membership", plan=1), "membership.plan: must be a string"),
+    (
+        "plan 1001 characters",
+        line("membership", plan="p" * 1001),
+        "membership.plan: must be at most 1000 characters",
+    ),
+    (
+        "membership without customer_id",
+        line("membership", customer_id=...),
+        "missing field customer_id",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [row[1:] for row in V2_INVALID], ids=[row[0] for row in V2_INVALID]
+)
+def test_version_2_lines_that_break_the_wire_rules_say_why(raw: str, expected: str) -> None:
+    assert reason(raw) == expected
+    assert reason(raw.encode()) == expected
+
+
+def test_schemas_carry_the_version_2_rules() -> None:
+    schemas = json_schemas()
+    adjustment = schemas["adjustment.json"]["properties"]
+    assert adjustment["points"]["type"] == "integer"
+    assert (adjustment["points"]["minimum"], adjustment["points"]["maximum"]) == (-POINTS, POINTS)
+    assert (adjustment["reason"]["minLength"], adjustment["reason"]["maxLength"]) == (1, 200)
+    transfer = schemas["transfer.json"]["properties"]
+    assert (transfer["points"]["exclusiveMinimum"], transfer["points"]["maximum"]) == (0, POINTS)
+    assert transfer["to_customer_id"]["maxLength"] == 128
+    paid = schemas["membership.json"]["properties"]["paid"]
+    assert paid["type"] == "string"
+    assert paid["pattern"] == r"^-?[0-9]{1,12}(\.[0-9]{1,6})?$"
+    assert ">= 0" in paid["description"]
+    for name in ("adjustment.json", "transfer.json", "membership.json"):
+        assert set(schemas[name]["required"]) >= {"event_id", "occurred_at", "customer_id"}
+
+
 # --- properties -----------------------------------------------------------------------------
 
 
 @settings(max_examples=500)
 @given(st.text())
 def test_decode_never_raises_on_text(raw: str) -> None:
-    assert isinstance(
-        decode(raw), Invalid | Signup | Purchase | Return | Referral | Redemption | Action | Tick
-    )
+    assert isinstance(decode(raw), (Invalid, *EVENT_CLASSES.values()))
 
 
 @settings(max_examples=500)

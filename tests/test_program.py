@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from loyalty_ledger.program import (
     parse_program,
     program_hash,
 )
+from support import EXAMPLES, example_program_v1
 
 # PROGRAM.md's example program, verbatim.
 EXAMPLE = """\
@@ -192,7 +194,8 @@ BAD: list[tuple[str, str, str]] = [
         "unknown section",
         EXAMPLE + "\n[bogus]\nx = 1\n",
         "[bogus]: unknown key; remove it (known: program, earn, expiry, tiers, signup, birthday, "
-        "referral, redemption, actions, stamp_cards, rewards)",
+        "referral, redemption, actions, stamp_cards, rewards, pending, campaigns, memberships, "
+        "transfers)",
     ),
     (
         "unknown key in an array of tables",
@@ -704,6 +707,351 @@ def test_programs_built_in_python_keep_the_bounds() -> None:
         TierLevel(name="gold", min_spend=Decimal(0), multiplier=Decimal("1000.5"))
 
 
+# --- version 2 (PROGRAM.md "Version 2: what a shop runs day to day") ------------------------
+
+# PROGRAM.md's version 2 sections, verbatim, and a second campaign written with TOML datetimes.
+V2_SECTIONS = """
+[pending]
+days = 14                  # purchase points become spendable 14 days after the purchase
+
+[[campaigns]]              # time-bound earning rules ("double points on shoes this weekend")
+id = "shoe-weekend"
+starts_at = "2026-03-06T18:00:00+01:00"   # inclusive
+ends_at = "2026-03-09T00:00:00+01:00"     # exclusive, after starts_at
+multiplier = "2"           # default "1"; >= 0
+bonus = 0                  # fixed points per purchase it applies to; default 0
+categories = ["shoes"]     # absent or empty: every item, and purchases without items
+channels = ["app", "web"]  # absent or empty: every channel
+tiers = ["gold"]           # absent or empty: every tier; names must be levels of [tiers]
+min_total = "50"           # default "0"
+max_per_customer = 1       # purchases of one customer it may apply to; absent: unlimited
+
+[[campaigns]]
+id = "spring-bonus"
+starts_at = 2026-04-01T00:00:00+02:00
+ends_at = 2026-04-15T00:00:00+02:00
+bonus = 25
+
+[[memberships]]            # paid VIP plans
+id = "vip"
+days = 365
+fee = "888.00"             # the price ...
+member_fee = "88.00"       # ... optional reduced price for customers whose available
+member_fee_min_balance = 1000  # balance is at least this (both or neither)
+multiplier = "1.05"        # earn multiplier while active, on top of the tier's
+
+[transfers]                # members may give points to other members
+min_points = 100           # default 0
+"""
+EXAMPLE_V2 = EXAMPLE + V2_SECTIONS
+
+
+def edit_v2(old: str, new: str) -> str:
+    """EXAMPLE_V2 with `old` changed in its version 2 sections only."""
+    return EXAMPLE + edit(old, new, V2_SECTIONS)
+
+
+def test_the_version_2_sections_load() -> None:
+    program = parse_program(EXAMPLE_V2)
+    assert program.pending is not None and program.pending.days == 14
+    shoes, spring = program.campaigns
+    assert shoes.starts_at == datetime(2026, 3, 6, 17, tzinfo=UTC)
+    assert shoes.ends_at == datetime(2026, 3, 8, 23, tzinfo=UTC)
+    assert (shoes.multiplier, shoes.bonus, shoes.min_total) == (Decimal(2), 0, Decimal(50))
+    assert (shoes.categories, shoes.channels, shoes.tiers) == (
+        ("shoes",),
+        ("app", "web"),
+        ("gold",),
+    )
+    assert shoes.max_per_customer == 1
+    assert spring.starts_at == datetime(2026, 3, 31, 22, tzinfo=UTC)  # a TOML datetime
+    assert (spring.multiplier, spring.bonus, spring.min_total) == (Decimal(1), 25, Decimal(0))
+    assert (spring.categories, spring.channels, spring.tiers) == ((), (), ())
+    assert spring.max_per_customer is None
+    (vip,) = program.memberships
+    assert (vip.days, vip.fee, vip.member_fee) == (365, Decimal("888.00"), Decimal("88.00"))
+    assert (vip.member_fee_min_balance, vip.multiplier) == (1000, Decimal("1.05"))
+    assert program.transfers is not None and program.transfers.min_points == 100
+
+
+def test_version_2_defaults_and_absent_sections() -> None:
+    program = parse_program(EXAMPLE)
+    assert (program.pending, program.campaigns, program.memberships) == (None, (), ())
+    assert program.transfers is None
+    minimal = parse_program(
+        MINIMAL + '[transfers]\n[[memberships]]\nid = "club"\ndays = 30\nfee = "9.99"\n'
+    )
+    assert minimal.transfers is not None and minimal.transfers.min_points == 0
+    (club,) = minimal.memberships
+    assert (club.member_fee, club.member_fee_min_balance) == (None, None)
+    assert club.multiplier == Decimal(1)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        edit_v2("days = 14 ", "days = 0 "),  # PROGRAM.md: "Without [pending] (or d = 0)"
+        edit_v2('multiplier = "2"', 'multiplier = "0"'),
+        edit_v2('multiplier = "1.05"', 'multiplier = "1000"'),
+        edit_v2('fee = "888.00"', 'fee = "0"'),
+        edit_v2("days = 365", "days = 3660"),
+        edit_v2("days = 365", "days = 1"),
+        edit_v2('ends_at = "2026-03-09T00:00:00+01:00"', 'ends_at = "2026-03-06T17:00:01Z"'),
+        edit_v2('tiers = ["gold"]', "tiers = []"),
+    ],
+    ids=[
+        "pending 0 days",
+        "campaign multiplier 0",
+        "membership multiplier 1000",
+        "free plan",
+        "plan of 3660 days",
+        "plan of 1 day",
+        "campaign of one second",
+        "campaign for every tier",
+    ],
+)
+def test_version_2_programs_on_the_edges_load(text: str) -> None:
+    assert isinstance(parse_program(text), Program)
+
+
+NO_TIERS_CAMPAIGN = MINIMAL + (
+    '[[campaigns]]\nid = "gold-days"\nstarts_at = "2026-01-01T00:00:00Z"\n'
+    'ends_at = "2026-01-08T00:00:00Z"\ntiers = ["gold"]\n'
+)
+
+BAD_V2: list[tuple[str, str, str]] = [
+    # (case, program text, the whole message after "program.toml: ")
+    (
+        "campaign ends before it starts",
+        edit_v2('ends_at = "2026-03-09T00:00:00+01:00"', 'ends_at = "2026-03-01T00:00:00+01:00"'),
+        "[campaigns][1].ends_at: must be after starts_at; give the campaign a window",
+    ),
+    (
+        "campaign ends when it starts",
+        edit_v2("ends_at = 2026-04-15T00:00:00+02:00", "ends_at = 2026-04-01T00:00:00+02:00"),
+        "[campaigns][2].ends_at: must be after starts_at; give the campaign a window",
+    ),
+    (
+        "campaign ends at its start in another offset",
+        edit_v2('ends_at = "2026-03-09T00:00:00+01:00"', 'ends_at = "2026-03-06T17:00:00Z"'),
+        "[campaigns][1].ends_at: must be after starts_at; give the campaign a window",
+    ),
+    (
+        "campaign names a tier [tiers] lacks",
+        edit_v2('tiers = ["gold"]', 'tiers = ["gold", "platinum"]'),
+        '[campaigns][1].tiers: names tier "platinum", which [tiers] does not have '
+        "(levels: bronze, gold, silver)",
+    ),
+    (
+        "campaign names a tier without [tiers]",
+        NO_TIERS_CAMPAIGN,
+        '[campaigns][1].tiers: names tier "gold", which [tiers] does not have '
+        "(levels: none: there is no [tiers])",
+    ),
+    (
+        "duplicate campaign id",
+        EXAMPLE_V2 + '[[campaigns]]\nid = "shoe-weekend"\nstarts_at = "2026-05-01T00:00:00Z"\n'
+        'ends_at = "2026-05-02T00:00:00Z"\n',
+        '[campaigns][3].id: duplicate campaign id "shoe-weekend" (also at [1]); '
+        "give each its own id",
+    ),
+    (
+        "duplicate membership id",
+        EXAMPLE_V2 + '[[memberships]]\nid = "vip"\ndays = 30\nfee = "9.99"\n',
+        '[memberships][2].id: duplicate membership id "vip" (also at [1]); give each its own id',
+    ),
+    (
+        "member_fee without member_fee_min_balance",
+        edit_v2(
+            "member_fee_min_balance = 1000  # balance is at least this (both or neither)\n", ""
+        ),
+        "[memberships][1].member_fee_min_balance: is missing; member_fee needs it "
+        "(give both or neither)",
+    ),
+    (
+        "member_fee_min_balance without member_fee",
+        edit_v2('member_fee = "88.00"       # ... optional reduced price', "# no reduced price"),
+        "[memberships][1].member_fee: is missing; member_fee_min_balance needs it "
+        "(give both or neither)",
+    ),
+    (
+        "membership of 0 days",
+        edit_v2("days = 365", "days = 0"),
+        "[memberships][1].days: must be 1 or more",
+    ),
+    (
+        "membership of -30 days",
+        edit_v2("days = 365", "days = -30"),
+        "[memberships][1].days: must be 1 or more",
+    ),
+    (
+        "membership of 3661 days",
+        edit_v2("days = 365", "days = 3661"),
+        "[memberships][1].days: must be 3660 or less",
+    ),
+    (
+        "pending of -1 days",
+        edit_v2("days = 14 ", "days = -1 "),
+        "[pending].days: must be 0 or more",
+    ),
+    (
+        "pending of 3661 days",
+        edit_v2("days = 14 ", "days = 3661 "),
+        "[pending].days: must be 3660 or less",
+    ),
+    (
+        "pending without days",
+        edit_v2("days = 14 ", "# days = 14 "),
+        "[pending].days: missing; add it",
+    ),
+    (
+        "pending days as a string",
+        edit_v2("days = 14 ", 'days = "14" '),
+        "[pending].days: must be an integer",
+    ),
+    (
+        "negative campaign multiplier",
+        edit_v2('multiplier = "2"', 'multiplier = "-2"'),
+        "[campaigns][1].multiplier: must not be negative; use 0 or more",
+    ),
+    (
+        "float campaign multiplier",
+        edit_v2('multiplier = "2"', "multiplier = 2.5"),
+        '[campaigns][1].multiplier: is a float; write it as a string, like "2.5" '
+        "(floats are inexact)",
+    ),
+    (
+        "word for a campaign multiplier",
+        edit_v2('multiplier = "2"', 'multiplier = "double"'),
+        '[campaigns][1].multiplier: must be a plain decimal like "1.25" '
+        '(no exponent, "+" sign or spaces)',
+    ),
+    (
+        "campaign multiplier over 1000",
+        edit_v2('multiplier = "2"', 'multiplier = "1000.5"'),
+        "[campaigns][1].multiplier: must be 1000 or less",
+    ),
+    (
+        "campaign multiplier with 7 decimals",
+        edit_v2('multiplier = "2"', 'multiplier = "1.0000001"'),
+        "[campaigns][1].multiplier: must have at most 6 decimals",
+    ),
+    (
+        "negative membership multiplier",
+        edit_v2('multiplier = "1.05"', 'multiplier = "-1.05"'),
+        "[memberships][1].multiplier: must not be negative; use 0 or more",
+    ),
+    (
+        "membership multiplier over 1000",
+        edit_v2('multiplier = "1.05"', 'multiplier = "1001"'),
+        "[memberships][1].multiplier: must be 1000 or less",
+    ),
+    (
+        "naive starts_at",
+        edit_v2('starts_at = "2026-03-06T18:00:00+01:00"', 'starts_at = "2026-03-06T18:00:00"'),
+        "[campaigns][1].starts_at: must be an instant with an offset like "
+        '"2026-03-06T18:00:00+01:00"',
+    ),
+    (
+        "local TOML datetime",
+        edit_v2("starts_at = 2026-04-01T00:00:00+02:00", "starts_at = 2026-04-01T00:00:00"),
+        "[campaigns][2].starts_at: must be an instant with an offset like "
+        '"2026-03-06T18:00:00+01:00"',
+    ),
+    (
+        "date for an instant",
+        edit_v2("ends_at = 2026-04-15T00:00:00+02:00", "ends_at = 2026-04-15"),
+        "[campaigns][2].ends_at: must be an instant with an offset like "
+        '"2026-03-06T18:00:00+01:00"',
+    ),
+    (
+        "campaign without starts_at",
+        edit_v2("starts_at = 2026-04-01T00:00:00+02:00\n", ""),
+        "[campaigns][2].starts_at: missing; add it",
+    ),
+    (
+        "campaign for an unknown channel",
+        edit_v2('channels = ["app", "web"]', 'channels = ["app", "shop"]'),
+        "[campaigns][1].channels[2]: must be one of 'pos', 'web' or 'app'",
+    ),
+    (
+        "negative campaign bonus",
+        edit_v2("bonus = 25", "bonus = -25"),
+        "[campaigns][2].bonus: must be 0 or more",
+    ),
+    (
+        "campaign bonus over 10^9",
+        edit_v2("bonus = 25", f"bonus = {BILLION + 1}"),
+        "[campaigns][2].bonus: must be 1000000000 or less",
+    ),
+    (
+        "campaign max_per_customer 0",
+        edit_v2("max_per_customer = 1  ", "max_per_customer = 0  "),
+        "[campaigns][1].max_per_customer: must be 1 or more",
+    ),
+    (
+        "float campaign min_total",
+        edit_v2('min_total = "50"', "min_total = 50.5"),
+        '[campaigns][1].min_total: is a float; write it as a string, like "50.5" '
+        "(floats are inexact)",
+    ),
+    (
+        "unknown key in a campaign",
+        edit_v2("bonus = 25", "bonus = 25\npoints = 3"),
+        "[campaigns][2].points: unknown key; remove it (known: id, starts_at, ends_at, "
+        "multiplier, bonus, categories, channels, tiers, min_total, max_per_customer)",
+    ),
+    (
+        "plan without a fee",
+        edit_v2('fee = "888.00"             # the price ...\n', ""),
+        "[memberships][1].fee: missing; add it",
+    ),
+    (
+        "float fee",
+        edit_v2('fee = "888.00"', "fee = 888.0"),
+        '[memberships][1].fee: is a float; write it as a string, like "888.0" (floats are inexact)',
+    ),
+    (
+        "negative member_fee",
+        edit_v2('member_fee = "88.00"', 'member_fee = "-88.00"'),
+        "[memberships][1].member_fee: must not be negative; use 0 or more",
+    ),
+    (
+        "fee with 13 digits",
+        edit_v2('fee = "888.00"', 'fee = "1000000000000"'),
+        f"[memberships][1].fee: {MONEY_DIGITS}",
+    ),
+    (
+        "member_fee_min_balance as a string",
+        edit_v2("member_fee_min_balance = 1000", 'member_fee_min_balance = "1000"'),
+        "[memberships][1].member_fee_min_balance: must be an integer",
+    ),
+    ("empty plan id", edit_v2('id = "vip"', 'id = ""'), "[memberships][1].id: must not be empty"),
+    (
+        "negative transfer minimum",
+        edit_v2("min_points = 100           # default 0", "min_points = -1"),
+        "[transfers].min_points: must be 0 or more",
+    ),
+    (
+        "unknown key in [transfers]",
+        edit_v2("min_points = 100           # default 0", "max_points = 100"),
+        "[transfers].max_points: unknown key; remove it (known: min_points)",
+    ),
+    (
+        "campaigns as one table",
+        MINIMAL + '[campaigns]\nid = "x"\n',
+        "[campaigns]: must be an array of tables; write each as [[campaigns]]",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [row[1:] for row in BAD_V2], ids=[row[0] for row in BAD_V2]
+)
+def test_bad_version_2_programs_are_refused_naming_the_key(text: str, expected: str) -> None:
+    assert refused(text) == "program.toml: " + expected
+
+
 # --- loading --------------------------------------------------------------------------------
 
 
@@ -779,3 +1127,148 @@ def test_hash_changes_with_the_content(old: str, new: str) -> None:
 def test_hash_refuses_a_bad_program() -> None:
     with pytest.raises(ProgramError, match="unknown currency"):
         program_hash(edit('"EUR"', '"XYZ"'))
+
+
+# examples/program.toml as it was at commit f9e73da, before version 2 (comments left out).
+V1_SHOP = """\
+[program]
+name = "Kiez Club"
+currency = "EUR"
+timezone = "Europe/Berlin"
+[earn]
+points_per_unit = "1"
+category_multipliers = { shoes = "2", coffee = "0.5" }
+channel_multipliers = { app = "1.5" }
+[expiry]
+months = 24
+[tiers]
+window_days = 365
+[[tiers.levels]]
+name = "bronze"
+min_spend = "0"
+multiplier = "1"
+[[tiers.levels]]
+name = "silver"
+min_spend = "300"
+multiplier = "1.25"
+[[tiers.levels]]
+name = "gold"
+min_spend = "1000"
+multiplier = "1.5"
+[signup]
+bonus = 100
+[birthday]
+bonus = 250
+[referral]
+referrer_bonus = 500
+referee_bonus = 100
+min_first_purchase = "20"
+[[referral.ladder]]
+count = 2
+reward = "tote-bag"
+[[referral.ladder]]
+count = 3
+reward = "wireless-headphones"
+[[actions]]
+name = "newsletter_subscribed"
+points = 50
+max_per_customer = 1
+[[actions]]
+name = "review_written"
+points = 20
+max_per_customer = 3
+[[stamp_cards]]
+id = "coffee-card"
+every = 5
+min_total = "2.50"
+categories = ["coffee"]
+reward = "free-coffee"
+[[rewards]]
+id = "voucher-5"
+cost = 500
+[[rewards]]
+id = "canvas-bag"
+cost = 300
+[redemption]
+min_points = 100
+"""
+
+
+# Hashes of version 1 programs as the code before version 2 (commit 0f143e8) computed them:
+# a ledger kept under a version 1 program must go on without a re-run.
+V1_HASHES: list[tuple[str, str, str]] = [
+    (
+        "PROGRAM.md's example",
+        EXAMPLE,
+        "c851d8ac1bc9cd477515638728643794dc691b681cc2ad4ec979d319d0d060d0",
+    ),
+    (
+        "a minimal program",
+        MINIMAL,
+        "0f9e94cc7f5f9ca58b76bece13013d8644550beca705f35395e98a0f0b465146",
+    ),
+    (
+        "examples/program.toml of commit f9e73da",
+        V1_SHOP,
+        "39ad0f012d8cff95bae0f6285cae9f28ea37aab14fa29579c927ebb565ae3947",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [row[1:] for row in V1_HASHES], ids=[row[0] for row in V1_HASHES]
+)
+def test_a_version_1_programs_hash_is_what_it_was_before_version_2(
+    text: str, expected: str
+) -> None:
+    assert program_hash(text) == expected
+
+
+def test_empty_version_2_arrays_hash_as_version_1() -> None:
+    assert program_hash("campaigns = []\nmemberships = []\n" + MINIMAL) == program_hash(MINIMAL)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        MINIMAL + "[transfers]\n",  # enabling transfers changes what the ledger decides
+        MINIMAL + "[pending]\ndays = 0\n",
+        EXAMPLE_V2,
+        edit_v2("days = 14 ", "days = 15 "),
+        edit_v2('multiplier = "2"', 'multiplier = "3"'),
+        edit_v2('member_fee = "88.00"', 'member_fee = "89.00"'),
+        edit_v2("min_points = 100 ", "min_points = 101 "),
+        edit_v2('ends_at = "2026-03-09T00:00:00+01:00"', 'ends_at = "2026-03-09T00:00:01+01:00"'),
+    ],
+    ids=[
+        "[transfers]",
+        "[pending] of 0 days",
+        "every section",
+        "pending days",
+        "campaign multiplier",
+        "member fee",
+        "transfer minimum",
+        "campaign end",
+    ],
+)
+def test_hash_changes_with_the_version_2_content(text: str) -> None:
+    assert program_hash(text) not in {program_hash(MINIMAL), program_hash(EXAMPLE)}
+    if text.startswith(EXAMPLE) and text != EXAMPLE_V2:
+        assert program_hash(text) != program_hash(EXAMPLE_V2)
+
+
+def test_hash_reads_campaign_instants_as_instants() -> None:
+    utc = edit_v2('starts_at = "2026-03-06T18:00:00+01:00"', 'starts_at = "2026-03-06T17:00:00Z"')
+    toml = edit_v2(
+        'starts_at = "2026-03-06T18:00:00+01:00"', "starts_at = 2026-03-06T18:00:00+01:00"
+    )
+    assert program_hash(utc) == program_hash(toml) == program_hash(EXAMPLE_V2)
+
+
+def test_the_example_program_is_the_version_1_shop_with_every_version_2_section() -> None:
+    program = load_program(EXAMPLES / "program.toml")
+    assert program.pending is not None and program.pending.days > 0
+    assert len(program.campaigns) >= 2 and any(c.categories for c in program.campaigns)
+    assert any(plan.member_fee is not None for plan in program.memberships)
+    assert program.transfers is not None
+    assert program_hash(example_program_v1()) == program_hash(V1_SHOP)

@@ -1,5 +1,8 @@
 """Builders for engine tests: programs by section, events by type, a reference driver, briefs.
 
+Version 2's sections (`pending`, `campaigns`, `memberships`, `transfers`) are off in the
+example program: `rules(pending=PENDING)` turns one on, so a version 1 row stays version 1.
+
 The driver (`Book`) is the simplest reading of PROGRAM.md: one dict of states, every
 customer event through `decide` with the whole dict as its book, every tick through
 `decide_tick` with ALL states (not only the due ones).
@@ -23,7 +26,7 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 
 # PROGRAM.md's example program, one section per key; `rules(name=None)` drops a section.
-SECTIONS: dict[str, str] = {
+SECTIONS: dict[str, str | None] = {
     "program": '[program]\nname = "Diamond Club"\ncurrency = "EUR"\ntimezone = "Europe/Berlin"\n',
     "earn": (
         '[earn]\npoints_per_unit = "1"\ncategory_multipliers = { shoes = "2" }\n'
@@ -53,7 +56,49 @@ SECTIONS: dict[str, str] = {
     ),
     "rewards": '[[rewards]]\nid = "voucher-5"\ncost = 500\n',
     "redemption": "[redemption]\nmin_points = 100\n",
+    # version 2: off unless a test gives the section's text
+    "pending": None,
+    "campaigns": None,
+    "memberships": None,
+    "transfers": None,
 }
+
+# PROGRAM.md's version 2 example sections (campaigns are built per test by `campaign`).
+PENDING = "[pending]\ndays = 14\n"
+TRANSFERS = "[transfers]\nmin_points = 100\n"
+VIP = (
+    '[[memberships]]\nid = "vip"\ndays = 365\nfee = "888.00"\nmember_fee = "88.00"\n'
+    'member_fee_min_balance = 1000\nmultiplier = "1.05"\n'
+)
+PLUS = '[[memberships]]\nid = "plus"\ndays = 30\nfee = "10"\n'  # no multiplier: earns at 1
+MEMBERSHIPS = VIP + PLUS
+
+
+def campaign(
+    cid: str = "double",
+    starts_at: datetime | str = T0,
+    ends_at: datetime | str = T0 + 2 * DAY,
+    **fields: str | int | Sequence[str],
+) -> str:
+    """One [[campaigns]] entry; `fields` are its optional keys (multiplier, bonus, ...)."""
+    lines = [
+        "[[campaigns]]",
+        f'id = "{cid}"',
+        f'starts_at = "{_rfc3339(starts_at)}"',
+        f'ends_at = "{_rfc3339(ends_at)}"',
+    ]
+    for key, value in fields.items():
+        if isinstance(value, int):
+            lines.append(f"{key} = {value}")
+        elif isinstance(value, str):
+            lines.append(f'{key} = "{value}"')
+        else:
+            lines.append(f"{key} = [" + ", ".join(f'"{v}"' for v in value) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def _rfc3339(at: datetime | str) -> str:
+    return at if isinstance(at, str) else at.isoformat()
 
 
 def program_text(**changes: str | None) -> str:
@@ -202,6 +247,45 @@ def action(
     )
 
 
+def adjust(
+    customer: str = "c1",
+    points: int = 50,
+    at: Instant = T0,
+    *,
+    reason: str = "goodwill",
+    event_id: str | None = None,
+) -> ev.Adjustment:
+    return ev.Adjustment.model_validate(
+        _common("adjustment", at, event_id, customer_id=customer, points=points, reason=reason)
+    )
+
+
+def transfer(
+    customer: str = "c1",
+    to: str = "c2",
+    points: int = 100,
+    at: Instant = T0,
+    *,
+    event_id: str | None = None,
+) -> ev.Transfer:
+    return ev.Transfer.model_validate(
+        _common("transfer", at, event_id, customer_id=customer, to_customer_id=to, points=points)
+    )
+
+
+def membership(
+    customer: str = "c1",
+    plan: str = "vip",
+    paid: str = "888.00",
+    at: Instant = T0,
+    *,
+    event_id: str | None = None,
+) -> ev.Membership:
+    return ev.Membership.model_validate(
+        _common("membership", at, event_id, customer_id=customer, plan=plan, paid=paid)
+    )
+
+
 def tick(at: Instant, *, event_id: str | None = None) -> ev.Tick:
     return ev.Tick.model_validate(_common("tick", at, event_id))
 
@@ -268,11 +352,23 @@ _BRIEF: dict[Kind, tuple[str, ...]] = {
     Kind.referral_settled: ("ref", "cause"),
     Kind.referral_qualified: ("ref",),
     Kind.rejected: ("reason",),
+    Kind.pending_created: ("points", "ref"),
+    Kind.pending_matured: ("points", "ref"),
+    Kind.pending_cancelled: ("points", "ref"),
+    Kind.campaign_applied: ("ref", "amount"),
+    Kind.adjustment_credit: ("points", "reason"),
+    Kind.adjustment_debit: ("points", "reason"),
+    Kind.transfer_out: ("points", "ref"),
+    Kind.transfer_in: ("points", "ref"),
+    Kind.membership_started: ("ref", "amount"),
+    Kind.membership_renewed: ("ref", "amount"),
+    Kind.membership_ended: ("ref",),
 }
 
 
 def brief(entry: Entry) -> str:
-    """One readable line per entry: "c1 credit 59 purchase o1", "c1 tier bronze->silver"."""
+    """One readable line per entry: "c1 credit 59 purchase o1", "c1 tier bronze->silver"
+    (every kind has its fields here: a new kind fails loudly, not silently unshown)."""
     if entry.kind is Kind.tier_changed:
         return f"{entry.customer_id} tier {entry.tier_from}->{entry.tier_to}"
     values = (getattr(entry, name) for name in _BRIEF[entry.kind])

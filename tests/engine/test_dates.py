@@ -5,10 +5,25 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from helpers import DAY, T0, Book, action, purchase, rules, signup, tick, timezone
+from helpers import (
+    DAY,
+    MEMBERSHIPS,
+    PENDING,
+    T0,
+    TRANSFERS,
+    Book,
+    action,
+    membership,
+    purchase,
+    rules,
+    signup,
+    tick,
+    timezone,
+    transfer,
+)
 
 from loyalty_ledger.engine import Rules, decide_tick
-from loyalty_ledger.engine.dates import birthday_in, next_due_at
+from loyalty_ledger.engine.dates import ANY_TICK, birthday_in, next_due_at
 from loyalty_ledger.engine.state import CustomerState
 
 T24 = datetime(2028, 3, 1, 12, 0, tzinfo=UTC)
@@ -119,3 +134,60 @@ def _late_expired_credit() -> tuple[Rules, CustomerState]:
         ]
     )
     return program, book.states["c1"]
+
+
+# ------------------------------------------------------------------------ version 2
+
+
+def test_due_at_the_first_pending_maturity() -> None:
+    program = rules(pending=PENDING, expiry=None, tiers=None)
+    book = Book(program).run([purchase(total="10", at=T0 + DAY), purchase(order="o2", at=T0)])
+    state = book.states["c1"]
+    assert next_due_at(state, program) == T0 + 14 * DAY
+    quiet = decide_tick([state], tick(T0 + 14 * DAY - timedelta(microseconds=1)), program)
+    assert quiet.entries == ()
+    assert decide_tick([state], tick(T0 + 14 * DAY), program).entries
+
+
+def test_a_late_maturity_behind_the_clock_is_due_for_any_tick() -> None:
+    program = rules(pending=PENDING, expiry=None, tiers=None)
+    book = Book(program).run([purchase(total="10", at=T0 + 20 * DAY), purchase(order="o2", at=T0)])
+    state = book.states["c1"]
+    assert next_due_at(state, program) == ANY_TICK
+    matured = decide_tick([state], tick(T0), program).entries
+    assert [(e.kind, e.points) for e in matured] == [("pending_matured", 10), ("credit", 10)]
+
+
+def test_due_at_the_membership_end() -> None:
+    program = rules(memberships=MEMBERSHIPS, expiry=None, tiers=None, birthday=None)
+    state = Book(program).run([signup(), membership()]).states["c1"]
+    assert next_due_at(state, program) == T0 + 365 * DAY
+    ended = decide_tick([state], tick(T0 + 365 * DAY), program).entries
+    assert [(e.kind, e.ref) for e in ended] == [("membership_ended", "vip")]
+
+
+def test_due_the_earliest_of_maturity_membership_and_expiry() -> None:
+    program = rules(
+        pending="[pending]\ndays = 400\n",
+        memberships=MEMBERSHIPS,
+        expiry="[expiry]\nmonths = 3\n",
+        tiers=None,
+        birthday=None,
+    )
+    book = Book(program).run([signup(), membership(plan="plus", paid="10"), purchase(total="9")])
+    state = book.states["c1"]
+    assert next_due_at(state, program) == T0 + 30 * DAY  # plus ends first
+    state = Book(program).run([signup(), purchase(total="9")]).states["c1"]
+    assert next_due_at(state, program) == datetime(2026, 6, 1, 12, tzinfo=UTC)  # the signup lot
+
+
+def test_a_transferred_part_already_expired_is_due_for_any_tick() -> None:
+    program = rules(transfers=TRANSFERS, tiers=None, birthday=None)
+    book = Book(program).run(
+        [
+            purchase("c2", order="o9", total="10", at=T24 + 5 * DAY),
+            signup("c1"),
+            transfer(points=100, at=T0 + DAY),
+        ]
+    )
+    assert next_due_at(book.states["c2"], program) == ANY_TICK

@@ -15,12 +15,18 @@ from typing import Any
 import pytest
 from helpers import (
     DAY,
+    MEMBERSHIPS,
+    PENDING,
     SECTIONS,
     T0,
+    TRANSFERS,
     Book,
     action,
+    adjust,
     briefs,
+    campaign,
     ledger_balance,
+    membership,
     purchase,
     redeem,
     referral,
@@ -29,12 +35,13 @@ from helpers import (
     signup,
     tick,
     timezone,
+    transfer,
 )
 
 from loyalty_ledger import events as ev
-from loyalty_ledger.engine import Decision, decide, decide_command, decide_tick
+from loyalty_ledger.engine import Decision, TransferCredit, decide, decide_command, decide_tick
 from loyalty_ledger.engine.reasons import Reason
-from loyalty_ledger.engine.state import Lot
+from loyalty_ledger.engine.state import Lot, Order, Pending, to_snapshot
 from loyalty_ledger.ledger.entries import Kind
 
 T24 = datetime(2028, 3, 1, 12, 0, tzinfo=UTC)  # T0 + 24 months: the example's expiry
@@ -1021,6 +1028,886 @@ ROWS: list[Row] = [
 ]
 
 
+# ------------------------------------------------------------------------------------------
+# Version 2 (PROGRAM.md "Version 2: what a shop runs day to day"): one row per new rule
+# outcome and reason. Each row turns on only the sections it is about.
+
+M14 = datetime(2028, 3, 15, 12, 0, tzinfo=UTC)  # T0 + 14 days + 24 months: a matured lot's expiry
+WAIT: dict[str, str | None] = {"pending": PENDING}
+MOVES: dict[str, str | None] = {"transfers": TRANSFERS}
+PLANS: dict[str, str | None] = {"memberships": MEMBERSHIPS}
+# c1 owes 100: a purchase's points redeemed, then the purchase returned.
+IN_DEBT = (
+    purchase(total="100"),
+    redeem(points=100, at=T0 + DAY),
+    refund(amount="100", at=T0 + 2 * DAY),
+)
+# c1 holds two lots: 100 expiring T24 (signup), 200 expiring T24 + 1 day (purchase).
+TWO_LOTS = (signup("c1"), purchase("c1", total="200", at=T0 + DAY))
+# c2 owes 120, c1 holds TWO_LOTS.
+C2_IN_DEBT = (
+    purchase("c2", order="o9", total="120"),
+    redeem("c2", points=120, at=T0 + DAY),
+    refund("c2", order="o9", amount="120", at=T0 + 2 * DAY),
+    *TWO_LOTS,
+)
+# c2's clock is 5 days past T24; c1's signup lot expires at T24.
+C2_AHEAD = (purchase("c2", order="o9", total="10", at=T24 + 5 * DAY), signup("c1"))
+
+
+def shoes_and_socks(total: str = "20") -> ev.Purchase:
+    return purchase(total=total, items=[("shoes", 1, "10"), ("socks", 1, "10")])
+
+
+ROWS_V2: list[Row] = [
+    # ---------------------------------------------------------------- pending
+    Row(
+        "pending/purchase-points-wait-as-the-orders-pending-amount",
+        purchase(total="59.90"),
+        ["c1 enrolled purchase", "c1 order_placed o1 59.90", "c1 pending_created 59 o1"],
+        program=WAIT,
+        balances={"c1": 0},
+        state={
+            "c1": {
+                "earned": 0,
+                "pending": [Pending(T0 + 14 * DAY, 1, "o1", 59)],
+                "orders": {"o1": Order(Decimal("59.90"), Decimal(0), 59, 0)},
+            }
+        },
+    ),
+    Row(
+        "pending/matures-at-a-tick-into-a-lot-dated-at-the-maturity",
+        tick(T0 + 14 * DAY),
+        ["c1 pending_matured 59 o1", "c1 credit 59 purchase o1"],
+        given=(purchase(total="59.90"),),
+        program=WAIT,
+        balances={"c1": 59},
+        state={"c1": {"earned": 59, "pending": [], "lots": [Lot(59, M14, 1)]}},
+    ),
+    Row(
+        "pending/not-a-second-before-its-maturity",
+        tick(T0 + 14 * DAY - SECOND),
+        [],
+        given=(purchase(total="59.90"),),
+        program=WAIT,
+        balances={"c1": 0},
+        state={"c1": {"pending_points": 59}},
+    ),
+    Row(
+        "pending/matures-in-step-2-of-the-customers-own-event",
+        redeem(points=150, at=T0 + 14 * DAY),
+        ["c1 pending_matured 200 o1", "c1 credit 200 purchase o1", "c1 redemption 150"],
+        given=(purchase(total="200"),),
+        program=WAIT,
+        balances={"c1": 50},
+    ),
+    Row(
+        "pending/cannot-be-redeemed",
+        redeem(points=150, at=T0 + DAY),
+        ["c1 rejected insufficient_points"],
+        given=(purchase(total="200"),),
+        program=WAIT,
+        balances={"c1": 0},
+        state={"c1": {"pending_points": 200}},
+    ),
+    Row(
+        "pending/mature-by-maturity-instant-then-by-creation",
+        tick(T0 + 15 * DAY),
+        [
+            "c1 pending_matured 10 o1",
+            "c1 credit 10 purchase o1",
+            "c1 pending_matured 30 o3",
+            "c1 credit 30 purchase o3",
+            "c1 pending_matured 20 o2",
+            "c1 credit 20 purchase o2",
+        ],
+        given=(
+            purchase(order="o3", total="30", at=T0 + DAY),
+            purchase(order="o2", total="20", at=T0 + DAY),  # same maturity, created after o3
+            purchase(order="o1", total="10", at=T0),  # late: created last, matures first
+        ),
+        program=WAIT,
+        balances={"c1": 60},
+    ),
+    Row(
+        "pending/late-purchase-whose-maturity-is-behind-the-clock-waits",
+        purchase(order="o2", total="30", at=T0),
+        ["c1 order_placed o2 30", "c1 pending_created 30 o2"],
+        given=(purchase(total="10", at=T0 + 20 * DAY),),
+        program=WAIT,
+        balances={"c1": 0},
+        state={
+            "c1": {
+                "pending": [
+                    Pending(T0 + 14 * DAY, 2, "o2", 30),
+                    Pending(T0 + 34 * DAY, 1, "o1", 10),
+                ]
+            }
+        },
+    ),
+    Row(
+        "pending/late-maturity-at-the-next-tick-even-an-earlier-one",
+        tick(T0 + DAY),
+        ["c1 pending_matured 30 o2", "c1 credit 30 purchase o2"],
+        given=(purchase(total="10", at=T0 + 20 * DAY), purchase(order="o2", total="30", at=T0)),
+        program=WAIT,
+        balances={"c1": 30},
+        state={"c1": {"clock": T0 + 20 * DAY, "lots": [Lot(30, M14, 1)]}},
+    ),
+    Row(
+        "pending/return-takes-from-the-pending-amount-first",
+        refund(amount="40", at=T0 + DAY),
+        ["c1 refund_applied o1 40", "c1 pending_cancelled 40 o1"],
+        given=(purchase(total="100"),),
+        program=WAIT,
+        balances={"c1": 0},
+        state={
+            "c1": {
+                "reversed": 0,
+                "debt": 0,
+                "pending": [Pending(T0 + 14 * DAY, 1, "o1", 60)],
+                "orders": {"o1": Order(Decimal(100), Decimal(40), 100, 40)},
+            }
+        },
+    ),
+    Row(
+        "pending/full-return-cancels-all-of-it",
+        refund(amount="100", at=T0 + DAY),
+        ["c1 refund_applied o1 100", "c1 pending_cancelled 100 o1"],
+        given=(purchase(total="100"),),
+        program=WAIT,
+        balances={"c1": 0},
+        state={"c1": {"reversed": 0, "debt": 0, "pending": [], "earned": 0}},
+    ),
+    Row(
+        "pending/what-a-return-left-matures",
+        tick(T0 + 14 * DAY),
+        ["c1 pending_matured 60 o1", "c1 credit 60 purchase o1"],
+        given=(purchase(total="100"), refund(amount="40", at=T0 + DAY)),
+        program=WAIT,
+        balances={"c1": 60},
+        state={"c1": {"earned": 60, "reversed": 0}},
+    ),
+    Row(
+        "pending/return-after-maturity-reverses-the-rest",
+        refund(amount="60", at=T0 + 15 * DAY),
+        ["c1 refund_applied o1 60", "c1 reversal 60 o1"],
+        given=(purchase(total="100"), refund(amount="40", at=T0 + DAY), tick(T0 + 14 * DAY)),
+        program=WAIT,
+        balances={"c1": 0},
+        state={
+            "c1": {"reversed": 60, "orders": {"o1": Order(Decimal(100), Decimal(100), 100, 100)}}
+        },
+    ),
+    Row(
+        "pending/a-matured-credit-pays-debt-first",
+        tick(T0 + 29 * DAY),
+        ["c1 pending_matured 50 o2", "c1 credit 50 purchase o2", "c1 debt_settled 50"],
+        given=(
+            purchase(total="100"),
+            redeem(points=100, at=T0 + 14 * DAY),  # matured in its step 2, all redeemed
+            purchase(order="o2", total="50", at=T0 + 15 * DAY),
+            refund(amount="100", at=T0 + 16 * DAY),  # o1 matured: reversed, debt 100
+        ),
+        program=WAIT,
+        balances={"c1": -50},
+        state={"c1": {"debt": 50, "lots": [], "earned": 150, "reversed": 100}},
+    ),
+    Row(
+        "pending/days-0-credits-at-once",
+        purchase(total="10"),
+        ["c1 enrolled purchase", "c1 order_placed o1 10", "c1 credit 10 purchase o1"],
+        program={"pending": "[pending]\ndays = 0\n"},
+        balances={"c1": 10},
+        state={"c1": {"pending": []}},
+    ),
+    Row(
+        "pending/zero-points-wait-for-nothing",
+        purchase(total="0.50"),
+        ["c1 enrolled purchase", "c1 order_placed o1 0.50"],
+        program=WAIT,
+        state={"c1": {"pending": [], "pending_made": 0}},
+    ),
+    Row(
+        "pending/referral-bonuses-are-credited-at-once",
+        purchase("c2", total="25", at=T0 + DAY),
+        [
+            "c2 enrolled purchase",
+            "c2 order_placed o1 25",
+            "c2 pending_created 25 o1",
+            "c2 referral_settled c1 qualified",
+            "c1 referral_qualified c2",
+            "c1 credit 500 referrer c2",
+            "c1 reward_issued razor referral_ladder 1",
+            "c2 credit 30 referee c1",
+        ],
+        given=(signup("c1"), referral("c2", "c1")),
+        program={**WAIT, "referral": LADDER_ONE},
+        balances={"c1": 600, "c2": 30},
+        state={"c2": {"pending_points": 25}},
+    ),
+    Row(
+        "pending/points-count-toward-the-points-limit",
+        purchase(order="o2", total="1.001"),
+        ["c1 rejected points_limit"],
+        given=(purchase(total="999999999999"),),
+        program={**BIG, **WAIT},
+        balances={"c1": 0},
+        state={"c1": {"pending_points": LIMIT - 1000, "earned": 0}},
+    ),
+    # -------------------------------------------------------------- campaigns
+    Row(
+        "campaign/applies-from-starts_at-inclusive",
+        purchase(total="100"),
+        [
+            "c1 enrolled purchase",
+            "c1 order_placed o1 100",
+            "c1 campaign_applied double 100",
+            "c1 credit 200 purchase o1",
+        ],
+        program={"campaigns": campaign(multiplier="2")},
+        balances={"c1": 200},
+        state={
+            "c1": {
+                "campaigns": {"double": 1},
+                "orders": {"o1": Order(Decimal(100), Decimal(0), 200, 0)},
+            }
+        },
+    ),
+    Row(
+        "campaign/not-a-second-before-starts_at",
+        purchase(total="100", at=T0 - SECOND),
+        ["c1 enrolled purchase", "c1 order_placed o1 100", "c1 credit 100 purchase o1"],
+        program={"campaigns": campaign(multiplier="2")},
+        state={"c1": {"campaigns": {}}},
+    ),
+    Row(
+        "campaign/a-second-before-ends_at",
+        purchase(total="100", at=T0 + 2 * DAY - SECOND),
+        [
+            "c1 enrolled purchase",
+            "c1 order_placed o1 100",
+            "c1 campaign_applied double 100",
+            "c1 credit 200 purchase o1",
+        ],
+        program={"campaigns": campaign(multiplier="2")},
+    ),
+    Row(
+        "campaign/not-at-ends_at-exclusive",
+        purchase(total="100", at=T0 + 2 * DAY),
+        ["c1 enrolled purchase", "c1 order_placed o1 100", "c1 credit 100 purchase o1"],
+        program={"campaigns": campaign(multiplier="2")},
+        state={"c1": {"campaigns": {}}},
+    ),
+    Row(
+        "campaign/window-compares-instants-whatever-the-offsets",
+        # 13:30 UTC reads between 13:00 and 14:00 but is after 14:00+01:00 (13:00 UTC)
+        purchase(total="100", at="2026-03-01T13:30:00+00:00"),
+        ["c1 enrolled purchase", "c1 order_placed o1 100", "c1 credit 100 purchase o1"],
+        program={
+            "campaigns": campaign(
+                starts_at="2026-03-01T13:00:00+01:00",
+                ends_at="2026-03-01T14:00:00+01:00",
+                multiplier="2",
+            )
+        },
+    ),
+    Row(
+        "campaign/a-late-purchase-by-its-own-instant",
+        purchase(total="100", at=T0),
+        ["c1 order_placed o1 100", "c1 campaign_applied double 100", "c1 credit 200 purchase o1"],
+        given=(purchase(order="o0", total="1", at=T0 + 10 * DAY),),
+        program={"campaigns": campaign(multiplier="2")},
+        state={"c1": {"clock": T0 + 10 * DAY, "campaigns": {"double": 1}}},
+    ),
+    Row(
+        "campaign/channel-listed",
+        purchase(total="100", channel="app"),  # 100 * 2 * 1.5
+        [
+            "c1 enrolled purchase",
+            "c1 order_placed o1 100",
+            "c1 campaign_applied double 150",
+            "c1 credit 300 purchase o1",
+        ],
+        program={"campaigns": campaign(multiplier="2", channels=["app", "web"])},
+    ),
+    Row(
+        "campaign/channel-not-listed",
+        purchase(total="100", channel="pos"),
+        ["c1 enrolled purchase", "c1 order_placed o1 100", "c1 credit 100 purchase o1"],
+        program={"campaigns": campaign(multiplier="2", channels=["app", "web"])},
+        state={"c1": {"campaigns": {}}},
+    ),
+    Row(
+        "campaign/tier-before-the-purchase-listed",
+        purchase(order="o2", total="100", at=T0 + DAY),  # silver: 100 * 2 * 1.25
+        ["c1 order_placed o2 100", "c1 campaign_applied double 125", "c1 credit 250 purchase o2"],
+        given=(purchase(total="600"),),
+        program={"campaigns": campaign(multiplier="2", tiers=["silver"])},
+        balances={"c1": 850},
+        state={"c1": {"campaigns": {"double": 1}}},
+    ),
+    Row(
+        "campaign/tier-the-purchase-reaches-does-not-count",
+        purchase(total="600"),
+        [
+            "c1 enrolled purchase",
+            "c1 order_placed o1 600",
+            "c1 credit 600 purchase o1",
+            "c1 tier bronze->silver",
+        ],
+        program={"campaigns": campaign(multiplier="2", tiers=["silver"])},
+        state={"c1": {"campaigns": {}}},
+    ),
+    Row(
+        "campaign/min_total-inclusive",
+        purchase(total="50"),
+        [
+            "c1 enrolled purchase",
+            "c1 order_placed o1 50",
+            "c1 campaign_applied double 50",
+            "c1 credit 100 purchase o1",
+        ],
+        program={"campaigns": campaign(multiplier="2", min_total="50")},
+    ),
+    Row(
+        "campaign/below-min_total",
+        purchase(total="49.99"),
+        ["c1 enrolled purchase", "c1 order_placed o1 49.99", "c1 credit 49 purchase o1"],
+        program={"campaigns": campaign(multiplier="2", min_total="50")},
+        state={"c1": {"campaigns": {}}},
+    ),
+    Row(
+        "campaign/categories-multiply-only-the-items-they-match",
+        shoes_and_socks(),  # shoes 10 * 2 (category) * 3 + socks 10
+        [
+            "c1 enrolled purchase",
+            "c1 order_placed o1 20",
+            "c1 campaign_applied shoes 40",
+            "c1 credit 70 purchase o1",
+        ],
+        program={"campaigns": campaign("shoes", multiplier="3", categories=["shoes"])},
+        state={"c1": {"campaigns": {"shoes": 1}}},
+    ),
+    Row(
+        "campaign/categories-no-item-matches",
+        purchase(total="10", items=[("socks", 1, "10")]),
+        ["c1 enrolled purchase", "c1 order_placed o1 10", "c1 credit 10 purchase o1"],
+        program={"campaigns": campaign("shoes", multiplier="3", categories=["shoes"])},
+        state={"c1": {"campaigns": {}}},
+    ),
+    Row(
+        "campaign/with-categories-never-a-purchase-without-items",
+        purchase(total="100"),
+        ["c1 enrolled purchase", "c1 order_placed o1 100", "c1 credit 100 purchase o1"],
+        program={"campaigns": campaign("shoes", multiplier="3", categories=["shoes"], bonus=5)},
+        state={"c1": {"campaigns": {}}},
+    ),
+    Row(
+        "campaign/max_per_customer",
+        purchase(order="o2", total="100", at=T0 + DAY),
+        ["c1 order_placed o2 100", "c1 credit 100 purchase o2"],
+        given=(purchase(total="100"),),
+        program={"campaigns": campaign(multiplier="2", max_per_customer=1)},
+        balances={"c1": 300},
+        state={"c1": {"campaigns": {"double": 1}}},
+    ),
+    Row(
+        "campaign/every-applying-one-counts-the-highest-multiplier-wins",
+        purchase(total="100"),
+        [
+            "c1 enrolled purchase",
+            "c1 order_placed o1 100",
+            "c1 campaign_applied double 0",
+            "c1 campaign_applied triple 200",
+            "c1 credit 300 purchase o1",
+        ],
+        program={"campaigns": campaign(multiplier="2") + campaign("triple", multiplier="3")},
+        state={"c1": {"campaigns": {"double": 1, "triple": 1}}},
+    ),
+    Row(
+        "campaign/highest-multiplier-per-item",
+        shoes_and_socks(),  # shoes 10 * 2 * max(2, 3) + socks 10 * 2
+        [
+            "c1 enrolled purchase",
+            "c1 order_placed o1 20",
+            "c1 campaign_applied all 10",
+            "c1 campaign_applied shoes 40",
+            "c1 credit 80 purchase o1",
+        ],
+        program={
+            "campaigns": campaign("all", multiplier="2")
+            + campaign("shoes", multiplier="3", categories=["shoes"])
+        },
+    ),
+    Row(
+        "campaign/bonuses-summed",
+        purchase(total="100"),
+        [
+            "c1 enrolled purchase",
+            "c1 order_placed o1 100",
+            "c1 campaign_applied five 5",
+            "c1 campaign_applied seven 7",
+            "c1 credit 112 purchase o1",
+        ],
+        program={"campaigns": campaign("five", bonus=5) + campaign("seven", bonus=7)},
+    ),
+    Row(
+        "campaign/bonus-on-a-zero-total",
+        purchase(total="0"),
+        [
+            "c1 enrolled purchase",
+            "c1 order_placed o1 0",
+            "c1 campaign_applied five 5",
+            "c1 credit 5 purchase o1",
+        ],
+        program={"campaigns": campaign("five", bonus=5)},
+    ),
+    Row(
+        "campaign/multiplier-below-1-lowers-the-items-it-matches",
+        shoes_and_socks(),  # shoes 10 * 2 * 0.5 + socks 10
+        [
+            "c1 enrolled purchase",
+            "c1 order_placed o1 20",
+            "c1 campaign_applied half -10",
+            "c1 credit 20 purchase o1",
+        ],
+        program={"campaigns": campaign("half", multiplier="0.5", categories=["shoes"])},
+    ),
+    Row(
+        "campaign/multiplier-below-1-loses-to-a-higher-one",
+        purchase(total="100"),
+        [
+            "c1 enrolled purchase",
+            "c1 order_placed o1 100",
+            "c1 campaign_applied half 0",
+            "c1 campaign_applied double 100",
+            "c1 credit 200 purchase o1",
+        ],
+        program={"campaigns": campaign("half", multiplier="0.5") + campaign(multiplier="2")},
+    ),
+    Row(
+        "campaign/bonus-reversed-in-proportion",
+        refund(amount="50", at=T0 + DAY),  # floor(110 * 50 / 100)
+        ["c1 refund_applied o1 50", "c1 reversal 55 o1"],
+        given=(purchase(total="100"),),
+        program={"campaigns": campaign("ten", bonus=10)},
+        balances={"c1": 55},
+    ),
+    Row(
+        "campaign/bonus-waits-with-the-purchase",
+        purchase(total="100"),
+        [
+            "c1 enrolled purchase",
+            "c1 order_placed o1 100",
+            "c1 campaign_applied ten 10",
+            "c1 pending_created 110 o1",
+        ],
+        program={**WAIT, "campaigns": campaign("ten", bonus=10)},
+        balances={"c1": 0},
+    ),
+    Row(
+        "campaign/a-rejected-purchase-counts-nowhere",
+        purchase(total="100", currency="USD"),
+        ["c1 rejected currency_mismatch"],
+        program={"campaigns": campaign(multiplier="2")},
+        state={"c1": {"campaigns": {}}},
+    ),
+    # ------------------------------------------------------------ adjustments
+    Row(
+        "adjustment/not_enrolled",
+        adjust(points=-5),
+        ["c1 rejected not_enrolled"],
+        state={"c1": {"adjusted": 0}},
+    ),
+    Row(
+        "adjustment/credit-counted-in-adjusted-not-earned",
+        adjust(points=50, at=T0 + DAY),
+        ["c1 adjustment_credit 50 goodwill"],
+        given=(signup(),),
+        balances={"c1": 150},
+        state={
+            "c1": {"adjusted": 50, "earned": 100, "lots": [Lot(100, T24, 1), Lot(50, T24 + DAY, 2)]}
+        },
+    ),
+    Row(
+        "adjustment/debit-counted-in-adjusted-not-redeemed",
+        adjust(points=-40, reason="double-booked", at=T0 + DAY),
+        ["c1 adjustment_debit 40 double-booked"],
+        given=(signup(),),
+        balances={"c1": 60},
+        state={"c1": {"adjusted": -40, "redeemed": 0, "lots": [Lot(60, T24, 1)]}},
+    ),
+    Row(
+        "adjustment/debit-of-the-whole-balance",
+        adjust(points=-100, at=T0 + DAY),
+        ["c1 adjustment_debit 100 goodwill"],
+        given=(signup(),),
+        balances={"c1": 0},
+        state={"c1": {"debt": 0}},
+    ),
+    Row(
+        "adjustment/debit-below-the-redemption-minimum",
+        adjust(points=-1, at=T0 + DAY),
+        ["c1 adjustment_debit 1 goodwill"],
+        given=(signup(),),
+        balances={"c1": 99},
+    ),
+    Row(
+        "adjustment/insufficient_points-for-a-negative-one",
+        adjust(points=-101, at=T0 + DAY),
+        ["c1 rejected insufficient_points"],
+        given=(signup(),),
+        balances={"c1": 100},
+        state={"c1": {"adjusted": 0}},
+    ),
+    Row(
+        "adjustment/pending-points-cannot-be-taken",
+        adjust(points=-50, at=T0 + DAY),
+        ["c1 rejected insufficient_points"],
+        given=(purchase(total="200"),),
+        program=WAIT,
+        balances={"c1": 0},
+        state={"c1": {"pending_points": 200}},
+    ),
+    Row(
+        "adjustment/insufficient_points-in-debt",
+        adjust(points=-1, at=T0 + 3 * DAY),
+        ["c1 rejected insufficient_points"],
+        given=IN_DEBT,
+        balances={"c1": -100},
+    ),
+    Row(
+        "adjustment/credit-pays-debt-first",
+        adjust(points=150, at=T0 + 3 * DAY),
+        ["c1 adjustment_credit 150 goodwill", "c1 debt_settled 100"],
+        given=IN_DEBT,
+        balances={"c1": 50},
+        state={"c1": {"adjusted": 150, "debt": 0, "earned": 100}},
+    ),
+    Row(
+        "adjustment/credits-and-debits-sum-signed",
+        adjust(points=-20, at=T0 + 2 * DAY),
+        ["c1 adjustment_debit 20 goodwill"],
+        given=(signup(), adjust(points=50, at=T0 + DAY), adjust(points=-30, at=T0 + DAY)),
+        balances={"c1": 100},
+        state={"c1": {"adjusted": 0, "earned": 100, "redeemed": 0}},
+    ),
+    Row(
+        "adjustment/past-the-limit-points_limit",
+        adjust(points=1001, at=T0 + DAY),
+        ["c1 rejected points_limit"],
+        given=(purchase(total="999999999999"),),
+        program=BIG,
+        balances={"c1": LIMIT - 1000},
+        state={"c1": {"adjusted": 0}},
+    ),
+    # -------------------------------------------------------------- transfers
+    Row(
+        "transfer/transfers_disabled-before-not_enrolled",
+        transfer(),
+        ["c1 rejected transfers_disabled"],
+        state={"c1": {"transferred_out": 0}},
+    ),
+    Row(
+        "transfer/not_enrolled",
+        transfer(),
+        ["c1 rejected not_enrolled"],
+        program=MOVES,
+    ),
+    Row(
+        "transfer/self_transfer-before-below_minimum",
+        transfer(to="c1", points=1, at=T0 + DAY),
+        ["c1 rejected self_transfer"],
+        given=(signup(),),
+        program=MOVES,
+        balances={"c1": 100},
+    ),
+    Row(
+        "transfer/below_minimum",
+        transfer(points=99, at=T0 + DAY),
+        ["c1 rejected below_minimum"],
+        given=(signup(),),
+        program=MOVES,
+        balances={"c1": 100},
+    ),
+    Row(
+        "transfer/insufficient_points",
+        transfer(points=101, at=T0 + DAY),
+        ["c1 rejected insufficient_points"],
+        given=(signup(),),
+        program=MOVES,
+        balances={"c1": 100},
+        state={"c1": {"transferred_out": 0}},
+    ),
+    Row(
+        "transfer/pending-points-cannot-be-given",
+        transfer(points=100, at=T0 + DAY),
+        ["c1 rejected insufficient_points"],
+        given=(purchase(total="200"),),
+        program={**MOVES, **WAIT},
+        balances={"c1": 0},
+    ),
+    Row(
+        "transfer/lot-parts-move-the-recipient-is-enrolled-its-clock-stays",
+        transfer(points=250, at=T0 + 2 * DAY),
+        [
+            "c1 transfer_out 250 c2",
+            "c2 enrolled transfer",
+            "c2 transfer_in 100 c1",
+            "c2 transfer_in 150 c1",
+        ],
+        given=TWO_LOTS,
+        program=MOVES,
+        balances={"c1": 50, "c2": 250},
+        state={
+            "c1": {"transferred_out": 250, "earned": 300, "lots": [Lot(50, T24 + DAY, 2)]},
+            "c2": {
+                "enrolled": True,
+                "signed_up_on": None,
+                "clock": None,
+                "transferred_in": 250,
+                "earned": 0,
+                "lots": [Lot(100, T24, 1), Lot(150, T24 + DAY, 2)],
+            },
+        },
+    ),
+    Row(
+        "transfer/an-enrolled-recipients-clock-stays",
+        transfer(points=100, at=T0 + 10 * DAY),
+        ["c1 transfer_out 100 c2", "c2 transfer_in 100 c1"],
+        given=(signup("c2"), signup("c1")),
+        program=MOVES,
+        balances={"c1": 0, "c2": 200},
+        state={"c2": {"clock": T0, "lots": [Lot(100, T24, 1), Lot(100, T24, 2)]}},
+    ),
+    Row(
+        "transfer/a-part-keeps-its-expiry-even-behind-the-recipients-clock",
+        transfer(points=100, at=T0 + DAY),
+        ["c1 transfer_out 100 c2", "c2 transfer_in 100 c1"],
+        given=C2_AHEAD,
+        program=MOVES,
+        balances={"c1": 0, "c2": 110},
+        state={
+            "c2": {
+                "clock": T24 + 5 * DAY,
+                "lots": [Lot(100, T24, 2), Lot(10, datetime(2030, 3, 6, 12, tzinfo=UTC), 1)],
+            }
+        },
+    ),
+    Row(
+        "transfer/an-expired-part-expires-at-the-recipients-next-step",
+        tick(T0 + 2 * DAY),
+        ["c2 expiry 100"],
+        given=(*C2_AHEAD, transfer(points=100, at=T0 + DAY)),
+        program=MOVES,
+        balances={"c1": 0, "c2": 10},
+        state={"c2": {"expired": 100, "transferred_in": 100, "clock": T24 + 5 * DAY}},
+    ),
+    Row(
+        "transfer/each-part-pays-the-recipients-debt-first",
+        transfer(points=150, at=T0 + 3 * DAY),
+        [
+            "c1 transfer_out 150 c2",
+            "c2 transfer_in 100 c1",
+            "c2 debt_settled 100",
+            "c2 transfer_in 50 c1",
+            "c2 debt_settled 20",
+        ],
+        given=C2_IN_DEBT,
+        program=MOVES,
+        balances={"c1": 150, "c2": 30},
+        state={"c2": {"debt": 0, "transferred_in": 150, "lots": [Lot(30, T24 + DAY, 2)]}},
+    ),
+    Row(
+        "transfer/min_points-defaults-to-0",
+        transfer(points=1, at=T0 + DAY),
+        ["c1 transfer_out 1 c2", "c2 enrolled transfer", "c2 transfer_in 1 c1"],
+        given=(signup(),),
+        program={"transfers": "[transfers]\n"},
+        balances={"c1": 99, "c2": 1},
+    ),
+    Row(
+        "transfer/the-recipients-credit-is-cut-to-the-limit",
+        transfer(points=1500, at=T0 + DAY),
+        ["c1 transfer_out 1500 c2", "c2 transfer_in 1000 c1"],
+        given=(purchase("c2", order="o9", total="999999999999"), purchase(total="1.5")),
+        program={**BIG, **MOVES},
+        balances={"c1": 0, "c2": LIMIT},
+        state={"c1": {"transferred_out": 1500}, "c2": {"transferred_in": 1000}},
+    ),
+    # ------------------------------------------------------------ memberships
+    Row(
+        "membership/not_enrolled",
+        membership(),
+        ["c1 rejected not_enrolled"],
+        program=PLANS,
+        state={"c1": {"membership": None}},
+    ),
+    Row(
+        "membership/unknown_plan",
+        membership(plan="gold-club", at=T0 + DAY),
+        ["c1 rejected unknown_plan"],
+        given=(signup(),),
+        program=PLANS,
+    ),
+    Row(
+        "membership/unknown_plan-without-memberships",
+        membership(at=T0 + DAY),
+        ["c1 rejected unknown_plan"],
+        given=(signup(),),
+    ),
+    Row(
+        "membership/starts-at-the-clock-for-its-days",
+        membership(at=T0 + DAY),
+        ["c1 membership_started vip 888.00"],
+        given=(signup(),),
+        program=PLANS,
+        balances={"c1": 100},
+        state={"c1": {"membership": ("vip", T0 + 366 * DAY)}},
+    ),
+    Row(
+        "membership/a-late-one-starts-at-the-clock-not-its-instant",
+        membership(at=T0 + DAY),
+        ["c1 membership_started vip 888.00"],
+        given=(signup(), purchase(total="10", at=T0 + 10 * DAY)),
+        program=PLANS,
+        state={"c1": {"membership": ("vip", T0 + 375 * DAY)}},
+    ),
+    Row(
+        "membership/wrong_fee",
+        membership(paid="88.00", at=T0 + DAY),
+        ["c1 rejected wrong_fee"],
+        given=(signup(),),
+        program=PLANS,
+        state={"c1": {"membership": None}},
+    ),
+    Row(
+        "membership/fee-compared-as-decimals",
+        membership(paid="888", at=T0 + DAY),
+        ["c1 membership_started vip 888"],
+        given=(signup(),),
+        program=PLANS,
+    ),
+    Row(
+        "membership/member_fee-at-the-balance-threshold",
+        membership(paid="88.00", at=T0 + DAY),
+        ["c1 membership_started vip 88.00"],
+        given=(purchase(total="900"), signup()),
+        program=PLANS,
+        balances={"c1": 1000},
+    ),
+    Row(
+        "membership/member_fee-applies-so-fee-is-wrong_fee",
+        membership(paid="888.00", at=T0 + DAY),
+        ["c1 rejected wrong_fee"],
+        given=(purchase(total="900"), signup()),
+        program=PLANS,
+    ),
+    Row(
+        "membership/member_fee-a-point-short-is-wrong_fee",
+        membership(paid="88.00", at=T0 + DAY),
+        ["c1 rejected wrong_fee"],
+        given=(purchase(total="899"), signup()),
+        program=PLANS,
+        balances={"c1": 999},
+    ),
+    Row(
+        "membership/membership_active-for-another-plan",
+        membership(plan="plus", paid="10", at=T0 + DAY),
+        ["c1 rejected membership_active"],
+        given=(signup(), membership()),
+        program=PLANS,
+        state={"c1": {"membership": ("vip", T0 + 365 * DAY)}},
+    ),
+    Row(
+        "membership/membership_active-before-wrong_fee",
+        membership(plan="plus", paid="1", at=T0 + DAY),
+        ["c1 rejected membership_active"],
+        given=(signup(), membership()),
+        program=PLANS,
+    ),
+    Row(
+        "membership/renewal-moves-the-end-days-later",
+        membership(at=T0 + 100 * DAY),
+        ["c1 membership_renewed vip 888.00"],
+        given=(signup(), membership()),
+        program=PLANS,
+        state={"c1": {"membership": ("vip", T0 + 730 * DAY)}},
+    ),
+    Row(
+        "membership/active-a-second-before-its-end",
+        tick(T0 + 365 * DAY - SECOND),
+        [],
+        given=(signup(), membership()),
+        program=PLANS,
+        state={"c1": {"membership": ("vip", T0 + 365 * DAY)}},
+    ),
+    Row(
+        "membership/ended-when-its-end-reaches-the-clock",
+        tick(T0 + 365 * DAY),
+        ["c1 membership_ended vip"],
+        given=(signup(), membership()),
+        program=PLANS,
+        state={"c1": {"membership": None}},
+    ),
+    Row(
+        "membership/after-its-end-a-new-one-starts",
+        membership(at=T0 + 400 * DAY),
+        ["c1 membership_ended vip", "c1 membership_started vip 888.00"],
+        given=(signup(), membership()),
+        program=PLANS,
+        state={"c1": {"membership": ("vip", T0 + 765 * DAY)}},
+    ),
+    Row(
+        "membership/after-its-end-another-plan",
+        membership(plan="plus", paid="10", at=T0 + 400 * DAY),
+        ["c1 membership_ended vip", "c1 membership_started plus 10"],
+        given=(signup(), membership()),
+        program=PLANS,
+        state={"c1": {"membership": ("plus", T0 + 430 * DAY)}},
+    ),
+    Row(
+        "membership/multiplier-while-active",
+        purchase(total="100", at=T0 + DAY),
+        ["c1 order_placed o1 100", "c1 credit 105 purchase o1"],
+        given=(signup(), membership()),
+        program=PLANS,
+        balances={"c1": 205},
+    ),
+    Row(
+        "membership/multiplier-on-top-of-channel-and-tier",
+        purchase(order="o2", total="100", channel="app", at=T0 + DAY),  # 100*1.5*1.25*1.05
+        ["c1 order_placed o2 100", "c1 credit 196 purchase o2"],
+        given=(signup(), purchase(total="600"), membership()),
+        program=PLANS,
+    ),
+    Row(
+        "membership/multiplier-on-top-of-a-campaign",
+        purchase(total="100", at=T0 + DAY),  # 100 * 2 * 1.05
+        ["c1 order_placed o1 100", "c1 campaign_applied double 105", "c1 credit 210 purchase o1"],
+        given=(signup(), membership()),
+        program={**PLANS, "campaigns": campaign(multiplier="2")},
+    ),
+    Row(
+        "membership/no-multiplier-once-ended",
+        purchase(total="100", at=T0 + 365 * DAY),
+        ["c1 membership_ended vip", "c1 order_placed o1 100", "c1 credit 100 purchase o1"],
+        given=(signup(), membership()),
+        program=PLANS,
+    ),
+    Row(
+        "membership/plan-without-multiplier-earns-at-1",
+        purchase(total="100", at=T0 + DAY),
+        ["c1 order_placed o1 100", "c1 credit 100 purchase o1"],
+        given=(signup(), membership(plan="plus", paid="10")),
+        program=PLANS,
+    ),
+]
+
+TABLE = ROWS + ROWS_V2
+
+
 def _reason(expect: list[str], customer: str) -> str | None:
     for line in expect:
         who, kind, *rest = line.split()
@@ -1029,7 +1916,7 @@ def _reason(expect: list[str], customer: str) -> str | None:
     return None
 
 
-@pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
+@pytest.mark.parametrize("row", TABLE, ids=[row.id for row in TABLE])
 def test_decision_table(row: Row) -> None:
     book = Book(rules(**row.program)).run(row.given)
     decision = book.apply(row.when)
@@ -1048,11 +1935,11 @@ def test_decision_table(row: Row) -> None:
 
 
 def test_ids_are_unique() -> None:
-    assert len({row.id for row in ROWS}) == len(ROWS)
+    assert len({row.id for row in TABLE}) == len(TABLE)
 
 
 def test_every_reason_has_a_row() -> None:
-    covered = {line.split()[2] for row in ROWS for line in row.expect if " rejected " in line}
+    covered = {line.split()[2] for row in TABLE for line in row.expect if " rejected " in line}
     assert covered == {reason.value for reason in Reason}
 
 
@@ -1102,6 +1989,159 @@ def test_lifetime_totals_follow_the_ledger() -> None:
     state = book.states["c1"]
     assert (state.earned, state.reversed, state.redeemed, state.expired) == (500, 100, 150, 250)
     assert state.balance == 0
+
+
+# Each stream: c1 earns 100 points short of the limit, they expire, then 101 points reach
+# c1 beside `earned` (an adjustment, a transfer), and expire in turn; or the other way round.
+NEAR_THEN_EXPIRED = (purchase(total="999999999999.9"), tick(T24))
+EXPIRING_BESIDE_EARNED = {
+    "purchase-after-an-adjustment": (
+        BIG,
+        (
+            purchase(total="0"),
+            adjust(points=500),
+            tick(T24),
+            purchase(order="o2", total=TOP, at=T24 + DAY),
+            tick("2030-03-02T12:00:00Z"),
+        ),
+    ),
+    "adjustment": (
+        BIG,
+        (*NEAR_THEN_EXPIRED, adjust(points=101, at=T24 + DAY), tick("2030-03-02T12:00:00Z")),
+    ),
+    "transfer": (
+        {**BIG, "transfers": "[transfers]\n"},
+        (
+            *NEAR_THEN_EXPIRED,
+            purchase("c2", order="o2", total="0.101", at=T24),
+            transfer("c2", "c1", points=101, at=T24),
+            tick("2030-03-02T12:00:00Z"),
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", EXPIRING_BESIDE_EARNED)
+def test_credits_beside_earned_never_take_expired_past_the_limit(case: str) -> None:
+    """PROGRAM.md "Bounds": no point total (`expired` among them) goes beyond 10^15; a tick
+    is no customer's event to reject. Version 1 leant on `earned` bounding every other
+    total; adjustment and transfer credits make lots outside `earned`, which expire too."""
+    program, stream = EXPIRING_BESIDE_EARNED[case]
+    book = Book(rules(**program))
+    for event in stream:
+        book.apply(event)
+        for state in book.states.values():
+            totals = (state.balance, state.earned, state.adjusted, state.redeemed)
+            totals += (state.reversed, state.expired, state.transferred_in)
+            totals += (state.transferred_out, state.pending_points)
+            assert all(abs(total) <= LIMIT for total in totals), (state.customer_id, totals)
+
+
+# ------------------------------------------------- a transfer to a recipient owned elsewhere
+
+
+def test_a_transfer_to_a_recipient_owned_elsewhere_is_a_command_with_the_lot_parts() -> None:
+    book = Book(rules(**MOVES)).run([*C2_IN_DEBT])
+    event = transfer(points=150, at=T0 + 3 * DAY)
+    decision = decide(book.states, event, book.rules, owns=lambda customer: customer == "c1")
+    assert briefs(decision.entries) == ["c1 transfer_out 150 c2"]
+    assert set(decision.states) == {"c1"}
+    (command,) = decision.commands
+    assert isinstance(command, TransferCredit)
+    assert (command.command_id, command.recipient_id, command.giver_id) == (
+        f"{event.event_id}/transfer",
+        "c2",
+        "c1",
+    )
+    assert (command.parts, command.occurred_at) == (
+        ((100, T24), (50, T24 + DAY)),
+        event.occurred_at,
+    )
+    # decided at the owner, it gives what one decider owning both gives
+    credited = decide_command(book.states, command, book.rules)
+    together = decide(book.states, event, book.rules)
+    assert briefs(credited.entries) == briefs(together.entries)[1:]
+    assert to_snapshot(credited.states["c2"]) == to_snapshot(together.states["c2"])
+    assert {e.event_id for e in credited.entries} == {command.command_id}
+
+
+# ---------------------------------------------------------------- details of entries
+
+
+def test_pending_entries_carry_the_maturity_instant() -> None:
+    book = Book(rules(**WAIT)).run([purchase(total="10")])
+    (created,) = [e for e in book.entries if e.kind is Kind.pending_created]
+    assert (created.occurred_at, created.expires_at) == (T0, T0 + 14 * DAY)
+    matured = book.apply(tick(T0 + 20 * DAY)).entries
+    assert [(e.kind, e.occurred_at, e.expires_at) for e in matured] == [
+        (Kind.pending_matured, T0 + 14 * DAY, None),
+        (Kind.credit, T0 + 14 * DAY, M14),
+    ]
+
+
+def test_adjustment_credit_carries_its_lot_expiry_and_reason() -> None:
+    book = Book(rules()).run([signup()])
+    (entry,) = book.apply(adjust(points=5, reason="late parcel", at=T0 + DAY)).entries
+    assert (entry.kind, entry.reason, entry.expires_at) == (
+        Kind.adjustment_credit,
+        "late parcel",
+        T24 + DAY,
+    )
+
+
+def test_transfer_in_entries_carry_their_parts_expiry() -> None:
+    book = Book(rules(**MOVES)).run(TWO_LOTS)
+    entries = book.apply(transfer(points=250, at=T0 + 2 * DAY)).entries
+    moved = [(e.kind, e.customer_id, e.ref, e.points, e.expires_at) for e in entries]
+    assert moved == [
+        (Kind.transfer_out, "c1", "c2", 250, None),
+        (Kind.enrolled, "c2", None, 0, None),
+        (Kind.transfer_in, "c2", "c1", 100, T24),
+        (Kind.transfer_in, "c2", "c1", 150, T24 + DAY),
+    ]
+
+
+def test_membership_entries_carry_the_fee_and_the_end() -> None:
+    book = Book(rules(**PLANS, expiry=None)).run([signup(), membership(paid="888.0")])
+    (started,) = [e for e in book.entries if e.kind is Kind.membership_started]
+    assert (started.amount, started.expires_at) == (Decimal("888.0"), T0 + 365 * DAY)
+    (renewed,) = book.apply(membership(at=T0 + DAY)).entries
+    assert (renewed.kind, renewed.amount, renewed.expires_at) == (
+        Kind.membership_renewed,
+        Decimal("888.00"),
+        T0 + 730 * DAY,
+    )
+    (ended,) = book.apply(tick(T0 + 800 * DAY)).entries
+    assert (ended.kind, ended.ref, ended.occurred_at, ended.expires_at) == (
+        Kind.membership_ended,
+        "vip",
+        T0 + 800 * DAY,
+        T0 + 730 * DAY,
+    )
+
+
+def test_campaign_shares_add_up_to_what_campaigns_added() -> None:
+    # floors per share telescope: the shares sum to the points beyond the base rules
+    program = rules(
+        campaigns=campaign("a", multiplier="1.3", channels=["app"])
+        + campaign("b", multiplier="1.7", categories=["shoes"], bonus=3)
+        + campaign("c", multiplier="0.9", categories=["socks"]),
+        tiers=None,
+    )
+    event = purchase(
+        total="7.77",
+        items=[("shoes", 3, "1.11"), ("socks", 1, "2.22"), ("hats", 1, "0.99")],
+        channel="app",
+    )
+    entries = decide({}, event, program).entries
+    shares = {e.ref: e.amount for e in entries if e.kind is Kind.campaign_applied}
+    (credited,) = [e.points for e in entries if e.kind is Kind.credit]
+    base = decide({}, event, rules(tiers=None)).entries
+    (plain,) = [e.points for e in base if e.kind is Kind.credit]
+    # shoes 3.33 * 2 * 1.7, socks 2.22 * max(1.3, 0.9), hats 0.99 * 1.3; all * 1.5 (app)
+    assert credited == int((Decimal("11.322") + Decimal("2.886") + Decimal("1.287")) * 3 / 2) + 3
+    assert set(shares) == {"a", "b", "c"}
+    assert sum(shares.values()) == credited - plain
 
 
 # ---------------------------------------------------------------- details of entries

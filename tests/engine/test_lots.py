@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from loyalty_ledger.engine.lots import add_months, credit, debit, expire
+from loyalty_ledger.engine.lots import add_months, credit, credit_until, debit, expire, take
 from loyalty_ledger.engine.state import CustomerState, Lot
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -156,6 +156,54 @@ def test_debit_adds_to_existing_debt() -> None:
 def test_debit_of_zero_is_a_bug() -> None:
     with pytest.raises(AssertionError):
         debit(customer(Lot(1, None, 1)), 0)
+
+
+# ------------------------------------------------------------------ take (transfers)
+
+
+def test_take_gives_the_parts_first_to_expire_first_with_their_expiry() -> None:
+    early, late, never = Lot(30, T0, 1), Lot(50, T0 + timedelta(days=1), 2), Lot(9, None, 3)
+    state = customer(early, late, never)
+    assert take(state, 40) == [(30, T0), (10, T0 + timedelta(days=1))]
+    assert state.lots == [Lot(40, T0 + timedelta(days=1), 2), never]
+    assert (state.debt, state.balance) == (0, 49)
+
+
+def test_take_all_empties_the_lots() -> None:
+    state = customer(Lot(30, T0, 1), Lot(9, None, 2))
+    assert take(state, 39) == [(30, T0), (9, None)]
+    assert (state.lots, state.balance) == ([], 0)
+
+
+def test_take_beyond_the_balance_is_a_bug() -> None:
+    with pytest.raises(AssertionError):
+        take(customer(Lot(30, T0, 1)), 31)
+    with pytest.raises(AssertionError):
+        take(customer(debt=5), 1)
+
+
+# ------------------------------------------------------------ credit_until (transfers)
+
+
+def test_credit_until_keeps_the_given_expiry_in_order() -> None:
+    state = customer(Lot(5, T0 + timedelta(days=3), 1))
+    assert credit_until(state, 7, T0) == (0, Lot(7, T0, 2))
+    assert credit_until(state, 8, None) == (0, Lot(8, None, 3))
+    assert [lot.n for lot in state.lots] == [2, 1, 3]
+
+
+def test_credit_until_pays_debt_first() -> None:
+    state = customer(debt=10)
+    assert credit_until(state, 4, T0) == (4, None)
+    assert credit_until(state, 9, T0) == (6, Lot(3, T0, 1))
+    assert (state.debt, state.balance) == (0, 3)
+
+
+def test_credit_until_an_instant_already_past_still_makes_the_lot() -> None:
+    # a transferred part keeps its expiry even behind the recipient's clock: expire takes it
+    state = customer()
+    credit_until(state, 5, T0 - timedelta(days=1))
+    assert expire(state, T0) == [Lot(5, T0 - timedelta(days=1), 1)]
 
 
 # -------------------------------------------------------------------------- expire

@@ -1,8 +1,10 @@
 """Invariants of the engine over generated programs and event streams (hypothesis, bounded).
 
 Streams hold every event type over a few customers: ticks, late arrivals, returns of
-orders placed earlier, redemptions of random sizes and ids. They run through the reference
-driver (helpers.Book: a tick goes to ALL states); the properties are checked after every
+orders placed earlier, redemptions of random sizes and ids; version 2 streams add
+adjustments, transfers (also to oneself) and memberships, under programs that may have
+pending points, campaigns, plans and transfers. They run through the reference driver
+(helpers.Book: a tick goes to ALL states); the properties are checked after every
 decision, so a failure shrinks to the first event that breaks one.
 """
 
@@ -15,16 +17,30 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from helpers import DAY, T0, Book, ledger_totals
+from helpers import DAY, T0, Book, campaign, ledger_totals
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loyalty_ledger import events as ev
-from loyalty_ledger.engine import Decision, Rules, compile_rules, decide, decide_tick
+from loyalty_ledger.engine import (
+    COMMAND_CLASSES,
+    Decision,
+    Rules,
+    compile_rules,
+    decide,
+    decide_command,
+    decide_tick,
+)
 from loyalty_ledger.engine.dates import ANY_TICK, next_due_at
 from loyalty_ledger.engine.reasons import Reason
-from loyalty_ledger.engine.state import POINTS_LIMIT, CustomerState, from_snapshot, to_snapshot
-from loyalty_ledger.ledger.entries import Entry, Kind
+from loyalty_ledger.engine.state import (
+    POINTS_LIMIT,
+    CustomerState,
+    Lot,
+    from_snapshot,
+    to_snapshot,
+)
+from loyalty_ledger.ledger.entries import BALANCE_SIGN, Entry, Kind
 from loyalty_ledger.program import parse_program
 
 CUSTOMERS = ("c1", "c2", "c3", "c4")
@@ -35,13 +51,37 @@ SETTINGS = settings(
     database=None,  # nothing written outside tests/engine; a failure prints its example
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+# Version 2's properties check more per event (a probe per transfer), and version 1's
+# results are already checked above: fewer examples keep the module under a minute.
+SETTINGS_V2 = settings(SETTINGS, max_examples=100)
+V1_KINDS = frozenset(Kind) - {
+    Kind.pending_created,
+    Kind.pending_matured,
+    Kind.pending_cancelled,
+    Kind.campaign_applied,
+    Kind.adjustment_credit,
+    Kind.adjustment_debit,
+    Kind.transfer_out,
+    Kind.transfer_in,
+    Kind.membership_started,
+    Kind.membership_renewed,
+    Kind.membership_ended,
+}
 
 # ------------------------------------------------------------------------ programs
 
 
+UNITS = ("1", "0.5", "2", "1.25", "1000")
+
+
+def programs(units: tuple[str, ...] = UNITS, *, v2: bool = False) -> st.SearchStrategy[Rules]:
+    return program_texts(units, v2=v2).map(lambda text: compile_rules(parse_program(text)))
+
+
 @st.composite
-def programs(draw: st.DrawFn, units: tuple[str, ...] = ("1", "0.5", "2", "1.25", "1000")) -> Rules:
-    """The example program's features, each on or off or with other figures."""
+def program_texts(draw: st.DrawFn, units: tuple[str, ...] = UNITS, *, v2: bool = False) -> str:
+    """The example program's features, each on or off or with other figures; with `v2`,
+    version 2's sections too."""
     zone = draw(st.sampled_from(["UTC", "Europe/Berlin", "Asia/Tokyo", "America/Los_Angeles"]))
     # 1000 points per unit: a few of the largest purchases reach the points limit.
     unit = draw(st.sampled_from(units))
@@ -54,7 +94,8 @@ def programs(draw: st.DrawFn, units: tuple[str, ...] = ("1", "0.5", "2", "1.25",
     months = draw(st.sampled_from([None, 0, 1, 3, 24]))
     if months is not None:
         parts.append(f"[expiry]\nmonths = {months}\n")
-    if draw(st.booleans()):
+    tiers = draw(st.booleans())
+    if tiers:
         window = draw(st.sampled_from([None, 30, 365]))
         parts.append(
             "[tiers]\n"
@@ -94,7 +135,40 @@ def programs(draw: st.DrawFn, units: tuple[str, ...] = ("1", "0.5", "2", "1.25",
             '[[stamp_cards]]\nid = "any"\nevery = 3\nreward = "mug"\n'
         )
     parts.append('[[rewards]]\nid = "voucher"\ncost = 60\n[[rewards]]\nid = "gift"\ncost = 400\n')
-    return compile_rules(parse_program("\n".join(parts)))
+    if v2:
+        parts.extend(_v2_sections(draw, tiers))
+    return "\n".join(parts)
+
+
+def _v2_sections(draw: st.DrawFn, tiers: bool) -> list[str]:
+    """[pending], [[campaigns]] whose windows cover the streams' instants in part,
+    [[memberships]] (vip's member fee within reach, plus without multiplier), [transfers]."""
+    parts = []
+    days = draw(st.sampled_from([None, 0, 1, 14, 60]))
+    if days is not None:
+        parts.append(f"[pending]\ndays = {days}\n")
+    multiplier = draw(st.sampled_from(["2", "0.5", "1"]))
+    pool = [
+        campaign("wide", T0 - 30 * DAY, T0 + 1000 * DAY, multiplier=multiplier, bonus=5),
+        campaign("shoes", T0, T0 + 200 * DAY, multiplier="3", categories=["shoes"],
+                 max_per_customer=2),
+        campaign("app", T0 + 10 * DAY, T0 + 400 * DAY, channels=["app"], min_total="50",
+                 bonus=10),
+        campaign("socks", T0, T0 + 1000 * DAY, multiplier="0.5", categories=["tea"]),
+    ]  # fmt: skip
+    if tiers:
+        pool.append(campaign("top", T0, T0 + 1000 * DAY, tiers=["silver", "gold"], bonus=1))
+    parts.extend(c for c in pool if draw(st.booleans()))
+    if draw(st.integers(0, 3)):
+        parts.append(
+            '[[memberships]]\nid = "vip"\ndays = 30\nfee = "888.00"\nmember_fee = "88.00"\n'
+            'member_fee_min_balance = 300\nmultiplier = "2"\n'
+            '[[memberships]]\nid = "plus"\ndays = 365\nfee = "10"\n'
+        )
+    least = draw(st.sampled_from([None, 0, 0, 50]))
+    if least is not None:
+        parts.append(f"[transfers]\nmin_points = {least}\n")
+    return parts
 
 
 # ------------------------------------------------------------------------- streams
@@ -105,9 +179,15 @@ KINDS = [
     *["signup", "purchase", "purchase", "return", "referral"],
     *["redemption", "redemption", "action", "action", "tick"],
 ]
+KINDS_V2 = [
+    *KINDS,
+    *["adjustment", "adjustment", "transfer", "transfer", "transfer"],
+    *["membership", "membership", "membership"],
+]
 
 
 TOP = Decimal("999999999999.999999")  # the largest amount on the wire
+ENROLLED_ONLY = ("redemption", "action", "adjustment", "transfer", "membership")
 
 
 def _money(draw: st.DrawFn, most_cents: int) -> str:
@@ -115,18 +195,39 @@ def _money(draw: st.DrawFn, most_cents: int) -> str:
     return f"{cents // 100}.{cents % 100:02d}"
 
 
+def warm_up(customers: tuple[str, ...]) -> list[ev.Event]:
+    """Signed up with 500 points from support, the day before a stream: enough for the
+    transfers and plans of version 2 streams to be accepted often."""
+    out: list[ev.Event] = []
+    for who in customers:
+        common = {"occurred_at": T0 - DAY, "customer_id": who}
+        out.append(
+            ev.Signup(type="signup", event_id=f"w-{who}", email=f"{who}@example.org", **common)
+        )
+        out.append(
+            ev.Adjustment(
+                type="adjustment", event_id=f"w+{who}", points=500, reason="welcome", **common
+            )
+        )
+    return out
+
+
 @st.composite
-def streams(draw: st.DrawFn) -> list[ev.Event]:
+def streams(
+    draw: st.DrawFn, *, v2: bool = False, warm: tuple[str, ...] = CUSTOMERS[:3]
+) -> list[ev.Event]:
+    """Events over CUSTOMERS from T0 on; version 2's start with `warm` warmed up."""
     now = T0
     orders: list[tuple[str, str, Decimal]] = []
-    seen: set[str] = set()
-    out: list[ev.Event] = []
+    seen: set[str] = set(warm) if v2 else set()
+    bought: dict[str, dict[str, Any]] = {}  # each customer's last membership, to buy again
+    out: list[ev.Event] = warm_up(warm) if v2 else []
     for n in range(draw(st.integers(1, 35))):
         now += draw(st.sampled_from(STEPS))
         at = now - draw(st.sampled_from(LATE)) if draw(st.integers(0, 7)) == 0 else now
-        kind = draw(st.sampled_from(KINDS))
+        kind = draw(st.sampled_from(KINDS_V2 if v2 else KINDS))
         who = draw(st.sampled_from(CUSTOMERS))
-        if kind in ("redemption", "action") and seen and draw(st.integers(0, 3)):
+        if kind in ENROLLED_ONLY and seen and draw(st.integers(0, 3)):
             who = draw(st.sampled_from(sorted(seen)))  # mostly customers likely enrolled
         if kind in ("signup", "purchase"):
             seen.add(who)
@@ -138,7 +239,10 @@ def streams(draw: st.DrawFn) -> list[ev.Event]:
         }
         if kind != "tick":
             base["customer_id"] = who
-        base.update(_fields(draw, kind, who, n, orders))
+        if kind in ("adjustment", "transfer", "membership"):
+            base.update(_fields_v2(draw, kind, who, bought))
+        else:
+            base.update(_fields(draw, kind, who, n, orders))
         out.append(ev.EVENT_CLASSES[kind].model_validate(base))
     return out
 
@@ -175,7 +279,8 @@ def _fields(
         return {"order_id": order, "currency": currency, "total": total, "items": items}
     if kind == "return":
         if orders and draw(st.integers(0, 9)):
-            owner, order, total = draw(st.sampled_from(orders))
+            # mostly one of the latest orders: a return soon after its purchase
+            owner, order, total = draw(st.sampled_from(orders[-2:]) | st.sampled_from(orders))
             share = draw(st.sampled_from(["all", "half", "more", "cent", "any"]))
             amount = {
                 "all": total,
@@ -207,6 +312,25 @@ def _fields(
     return {}
 
 
+def _fields_v2(
+    draw: st.DrawFn, kind: str, who: str, bought: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    if kind == "adjustment":
+        points = draw(st.integers(-300, 300).filter(bool) | st.sampled_from([-(10**9), 10**9]))
+        return {"points": points, "reason": "support"}
+    if kind == "transfer":
+        points = draw(st.integers(1, 60) | st.integers(1, 400))
+        return {"to_customer_id": draw(st.sampled_from(CUSTOMERS)), "points": points}
+    assert kind == "membership"
+    if who in bought and draw(st.booleans()):  # a renewal, or the same plan after its end
+        return bought[who]
+    plan = draw(st.sampled_from(["vip", "vip", "plus", "plus", "nope"]))
+    # vip costs 888, or 88 from a balance of 300; plus 10: mostly the right price
+    paid = {"vip": ["888.00", "888", "88.00", "88", "5"], "plus": ["10", "10.00", "11"]}
+    bought[who] = {"plan": plan, "paid": draw(st.sampled_from(paid.get(plan, ["10"])))}
+    return bought[who]
+
+
 OFFSETS = st.lists(st.timedeltas(-30 * DAY, 3 * 365 * DAY), min_size=1, max_size=3)
 
 # ------------------------------------------------------------------------- checks
@@ -218,12 +342,19 @@ def frozen(states: dict[str, CustomerState]) -> dict[str, str]:
 
 
 def check_conservation(book: Book, customers: set[str]) -> None:
+    """PROGRAM.md version 2: balance = earned + adjusted + transferred_in - redeemed -
+    reversed - expired - transferred_out, each total the ledger's and within the limit."""
     for cid in customers:
         state = book.states[cid]
         totals = ledger_totals(book.entries, cid)
+        balance = sum(BALANCE_SIGN[kind] * points for kind, points in totals.items())
         earned, redeemed = totals[Kind.credit], totals[Kind.redemption]
         reversed_, expired = totals[Kind.reversal], totals[Kind.expiry]
-        balance = earned - redeemed - reversed_ - expired
+        adjusted = totals[Kind.adjustment_credit] - totals[Kind.adjustment_debit]
+        moved_in, moved_out = totals[Kind.transfer_in], totals[Kind.transfer_out]
+        assert balance == (
+            earned + adjusted + moved_in - redeemed - reversed_ - expired - moved_out
+        )
         assert state.balance == balance, cid
         # the lifetime totals are the ledger's, and within the points limit (PROGRAM.md "Bounds")
         assert (state.earned, state.redeemed, state.reversed, state.expired) == (
@@ -232,26 +363,57 @@ def check_conservation(book: Book, customers: set[str]) -> None:
             reversed_,
             expired,
         )
-        for total in (balance, earned, redeemed, reversed_, expired):
+        assert (state.adjusted, state.transferred_in, state.transferred_out) == (
+            adjusted,
+            moved_in,
+            moved_out,
+        )
+        mine = [e for e in book.entries if e.customer_id == cid]
+        check_pending(state, mine)
+        totals_now = (balance, earned, adjusted, moved_in, moved_out, redeemed, reversed_, expired)
+        for total in (*totals_now, state.pending_points):
             assert abs(total) <= POINTS_LIMIT, (cid, total)
         assert sum(lot.remaining for lot in state.lots) - state.debt == balance
         assert state.debt >= 0 and all(lot.remaining > 0 for lot in state.lots)
         assert state.debt == 0 or not state.lots, "debt is paid before any lot is made"
-        mine = [e for e in book.entries if e.customer_id == cid]
-        # the state's orders agree with the ledger's purchase credits and reversals
-        assert sum(o.points_earned for o in state.orders.values()) == sum(
-            e.points for e in mine if e.kind is Kind.credit and e.cause == "purchase"
-        )
-        assert sum(o.points_reversed for o in state.orders.values()) == reversed_
         settled = sum(e.points for e in mine if e.kind is Kind.debt_settled)
-        assert settled <= earned
+        assert settled <= earned + totals[Kind.adjustment_credit] + moved_in
         for entry in mine:
-            if entry.kind in (Kind.credit, Kind.redemption, Kind.reversal, Kind.expiry):
+            if entry.kind in BALANCE_SIGN:
                 assert entry.points > 0, entry
         refunds = sum(
             (e.amount for e in mine if e.kind is Kind.refund_applied and e.amount), Decimal(0)
         )
         assert refunds == sum((o.refunded for o in state.orders.values()), Decimal(0))
+
+
+def check_pending(state: CustomerState, mine: list[Entry]) -> None:
+    """Pending amounts are the ledger's: created, less matured, less cancelled; and every
+    order's points are credited, pending, or cancelled by a return (which counts nowhere)."""
+    points = defaultdict(int)
+    for entry in mine:
+        points[entry.kind] += entry.points
+    cancelled = points[Kind.pending_cancelled]
+    left = points[Kind.pending_created] - points[Kind.pending_matured] - cancelled
+    assert state.pending_points == left >= 0
+    assert [(p.matures_at, p.n) for p in state.pending] == sorted(
+        (p.matures_at, p.n) for p in state.pending
+    )
+    purchases = sum(e.points for e in mine if e.kind is Kind.credit and e.cause == "purchase")
+    assert sum(o.points_earned for o in state.orders.values()) == purchases + cancelled + left
+    assert sum(o.points_reversed for o in state.orders.values()) == (
+        points[Kind.reversal] + cancelled
+    )
+    assert {p.order_id for p in state.pending} <= set(state.orders)
+
+
+def signed(entries: tuple[Entry, ...], cid: str, *, leave_out: Kind | None = None) -> int:
+    """What these entries move `cid`'s available balance by."""
+    return sum(
+        BALANCE_SIGN[e.kind] * e.points
+        for e in entries
+        if e.customer_id == cid and e.kind in BALANCE_SIGN and e.kind is not leave_out
+    )
 
 
 def check_redemption(before: CustomerState | None, decision: Decision, cid: str) -> None:
@@ -261,10 +423,76 @@ def check_redemption(before: CustomerState | None, decision: Decision, cid: str)
         assert after.debt == 0, "a redemption never creates debt"
         assert after.balance >= 0
         (redemption,) = [e for e in decision.entries if e.kind is Kind.redemption]
-        expired = sum(e.points for e in decision.entries if e.kind is Kind.expiry)
-        assert after.balance == before.balance - expired - redemption.points
+        step_2 = signed(decision.entries, cid, leave_out=Kind.redemption)  # expiry, maturity
+        assert after.balance == before.balance + step_2 - redemption.points
     else:
         assert not [e for e in decision.entries if e.kind is Kind.redemption]
+
+
+def check_no_overdraft(
+    previous: dict[str, CustomerState], event: ev.Event, decision: Decision
+) -> None:
+    """(b) Only a return makes debt, and only its own customer's: what takes points away
+    (a redemption, a negative adjustment, a transfer) is refused beyond the balance."""
+    for cid, after in decision.states.items():
+        known = previous.get(cid)
+        debt = known.debt if known is not None else 0
+        if after.debt > debt:
+            assert isinstance(event, ev.Return) and cid == event.customer_id, (cid, event)
+            reversed_now = sum(
+                e.points
+                for e in decision.entries
+                if e.customer_id == cid and e.kind is Kind.reversal
+            )
+            assert after.debt - debt <= reversed_now
+    taking = isinstance(event, ev.Redemption | ev.Transfer) or (
+        isinstance(event, ev.Adjustment) and event.points < 0
+    )
+    if taking and decision.reason is None:
+        giver = decision.states[event.customer_id]
+        assert giver.debt == 0 and giver.balance >= 0
+
+
+def life(lots: list[Lot]) -> tuple[int, int]:
+    """(sum of points x expiry instant in microseconds, points that never expire)."""
+    finite = sum(lot.remaining * _micros(lot.expires_at) for lot in lots if lot.expires_at)
+    return finite, sum(lot.remaining for lot in lots if lot.expires_at is None)
+
+
+def _micros(at: datetime) -> int:
+    return (at - T0) // timedelta(microseconds=1)
+
+
+def alive_after(lots: list[Lot], instant: datetime | None) -> int:
+    """Points still there after `instant` (None: points that never expire)."""
+    return sum(
+        lot.remaining
+        for lot in lots
+        if lot.expires_at is None or (instant is not None and lot.expires_at > instant)
+    )
+
+
+def check_transfer_life(
+    previous: dict[str, CustomerState], event: ev.Event, decision: Decision, rules: Rules
+) -> None:
+    """No transfer extends a point's life: across giver and recipient, neither the sum of
+    points x expiry instant nor the points alive after any instant grows. "Before" is the
+    giver after its step 2 (the same event sent to itself: rejected self_transfer, so
+    steps 2 and 4 only) and the recipient as it was (its clock does not move)."""
+    if not isinstance(event, ev.Transfer) or decision.reason is not None:
+        return
+    giver, recipient = event.customer_id, event.to_customer_id
+    probe = decide(previous, event.model_copy(update={"to_customer_id": giver}), rules)
+    assert probe.reason is Reason.self_transfer
+    held = previous[recipient].lots if recipient in previous else []
+    before = [*probe.states[giver].lots, *held]
+    after = [*decision.states[giver].lots, *decision.states[recipient].lots]
+    assert life(after)[0] <= life(before)[0] and life(after)[1] <= life(before)[1]
+    for instant in {lot.expires_at for lot in before + after}:
+        assert alive_after(after, instant) <= alive_after(before, instant), instant
+    given = sum(e.points for e in decision.entries if e.kind is Kind.transfer_out)
+    received = sum(e.points for e in decision.entries if e.kind is Kind.transfer_in)
+    assert given == event.points and received <= given  # less only when cut at the limit
 
 
 def check_round_trip(decision: Decision) -> None:
@@ -292,6 +520,19 @@ def check_quiet_until_due(state: CustomerState, rules: Rules, instants: list[dat
         assert dataclasses.replace(after, clock=state.clock, ticks_seen=state.ticks_seen) == state
 
 
+STEP_2_AND_4 = {
+    *(Kind.expiry, Kind.spend_lapsed, Kind.tier_changed, Kind.rejected),
+    *(Kind.pending_matured, Kind.credit, Kind.debt_settled, Kind.membership_ended),
+}
+
+
+def check_steps_2_and_4_only(entries: tuple[Entry, ...]) -> None:
+    assert {entry.kind for entry in entries} <= STEP_2_AND_4
+    credits = [e for e in entries if e.kind is Kind.credit]  # only maturities credit
+    assert all(e.cause == "purchase" for e in credits)
+    assert len(credits) == len([e for e in entries if e.kind is Kind.pending_matured])
+
+
 def run_checked(rules: Rules, stream: list[ev.Event], offsets: list[timedelta]) -> Book:
     book = Book(rules)
     for event in stream:
@@ -303,11 +544,12 @@ def run_checked(rules: Rules, stream: list[ev.Event], offsets: list[timedelta]) 
         if decision.reason is Reason.points_limit:  # nothing of the rule stands, anywhere
             assert not isinstance(event, ev.Tick)
             assert set(decision.states) == {event.customer_id} and not decision.commands
-            kinds = {entry.kind for entry in decision.entries}
-            assert kinds <= {Kind.expiry, Kind.spend_lapsed, Kind.tier_changed, Kind.rejected}
+            check_steps_2_and_4_only(decision.entries)
         check_conservation(book, set(decision.states))  # (a)
         if isinstance(event, ev.Redemption):  # (b)
             check_redemption(previous.get(event.customer_id), decision, event.customer_id)
+        check_no_overdraft(previous, event, decision)  # (b)
+        check_transfer_life(previous, event, decision, rules)  # (i)
         check_round_trip(decision)  # (f)
         for state in decision.states.values():  # (g)
             start = state.clock or T0
@@ -376,14 +618,9 @@ def test_same_stream_same_ledger(rules: Rules, stream: list[ev.Event]) -> None:
     assert frozen(first.states) == frozen(second.states)
 
 
-@SETTINGS
-@given(rules=programs(), stream=streams())
-def test_ticks_to_due_customers_only_give_the_same_ledger(
-    rules: Rules, stream: list[ev.Event]
-) -> None:
-    """(g) as the pipeline uses it: ticking only customers with next_due_at <= T, and just
-    moving the others' clocks, gives the reference driver's ledger."""
-    reference = Book(rules).run(stream)
+def run_due_only(rules: Rules, stream: list[ev.Event]) -> tuple[list[Entry], dict[str, str]]:
+    """The pipeline's driver: a tick goes only to customers with next_due_at <= T; the
+    others' clocks just move."""
     states: dict[str, CustomerState] = {}
     entries: list[Entry] = []
     for event in stream:
@@ -402,8 +639,137 @@ def test_ticks_to_due_customers_only_give_the_same_ledger(
             decision = decide(states, event, rules)
         states.update(decision.states)
         entries.extend(decision.entries)
-    assert entries == reference.entries
+    return entries, frozen(states)
+
+
+@SETTINGS
+@given(rules=programs(), stream=streams())
+def test_ticks_to_due_customers_only_give_the_same_ledger(
+    rules: Rules, stream: list[ev.Event]
+) -> None:
+    """(g) as the pipeline uses it: ticking only customers with next_due_at <= T, and just
+    moving the others' clocks, gives the reference driver's ledger."""
+    reference = Book(rules).run(stream)
+    assert run_due_only(rules, stream) == (reference.entries, frozen(reference.states))
+
+
+# ------------------------------------------------------------------------ version 2
+
+
+@SETTINGS_V2
+@given(rules=programs(v2=True), stream=streams(v2=True), offsets=OFFSETS)
+def test_v2_invariants_hold_after_every_event(
+    rules: Rules, stream: list[ev.Event], offsets: list[timedelta]
+) -> None:
+    """(a) version 2 conservation for every customer, (b) no overdraft but a return's debt,
+    (e) purity, (f) round trip of version 2 state, (g) next_due_at covers maturities and
+    membership ends, (i) no transfer extends a point's life; all after every event."""
+    book = run_checked(rules, stream, offsets)
+    check_conservation(book, set(book.states))
+    for cid, seen in versions(book.entries).items():
+        assert seen == list(range(1, len(seen) + 1)), cid
+
+
+@SETTINGS_V2
+@given(
+    rules=programs(units=("1000",), v2=True),
+    stream=streams(v2=True, warm=CUSTOMERS[2:]),  # c1 and c2 start near the limit
+    offsets=OFFSETS,
+)
+def test_v2_totals_stay_within_the_points_limit(
+    rules: Rules, stream: list[ev.Event], offsets: list[timedelta]
+) -> None:
+    """(h) with pending points, adjustments of up to 10^9 and transfers to customers near
+    the limit: every total (pending too) stays within it."""
+    book = run_checked(rules, [*NEAR_THE_LIMIT, *stream], offsets)
+    check_conservation(book, set(book.states))
+
+
+@SETTINGS_V2
+@given(rules=programs(v2=True), stream=streams(v2=True))
+def test_v2_ticks_to_due_customers_only_give_the_same_ledger(
+    rules: Rules, stream: list[ev.Event]
+) -> None:
+    """(g) next_due_at misses no maturity, membership end or transferred part already
+    expired: the pipeline's driver gives the reference driver's ledger."""
+    reference = Book(rules).run(stream)
+    assert run_due_only(rules, stream) == (reference.entries, frozen(reference.states))
+
+
+@SETTINGS_V2
+@given(rules=programs(v2=True), stream=streams(v2=True))
+def test_v2_customers_owned_apart_give_the_same_ledger(
+    rules: Rules, stream: list[ev.Event]
+) -> None:
+    """Guarantee 3 as the pipeline keeps it: each event decided by the owner of its customer
+    alone, a referrer's credit or a transfer's recipient as a command decided at its owner,
+    gives every customer the entries one decider owning everyone gives."""
+    reference = Book(rules).run(stream)
+    states: dict[str, CustomerState] = {}
+    entries: list[Entry] = []
+    for event in stream:
+        if isinstance(event, ev.Tick):
+            decision = decide_tick(list(states.values()), event, rules)
+        else:
+            owner = event.customer_id
+            decision = decide(states, event, rules, owns=owner.__eq__)
+            assert set(decision.states) == {owner}
+        states.update(decision.states)
+        entries.extend(decision.entries)
+        for command in decision.commands:
+            assert isinstance(command, COMMAND_CLASSES)
+            done = decide_command(states, command, rules)
+            assert set(done.states) == {command.owner_id}
+            states.update(done.states)
+            entries.extend(done.entries)
+    assert by_customer(entries) == by_customer(reference.entries)
     assert frozen(states) == frozen(reference.states)
+
+
+def by_customer(entries: list[Entry]) -> dict[str, list[Entry]]:
+    """Each customer's entries in order, without the event id (a command has its own)."""
+    out: dict[str, list[Entry]] = defaultdict(list)
+    for entry in entries:
+        out[entry.customer_id].append(entry._replace(event_id=""))
+    return dict(out)
+
+
+# ---------------------------------------------------------- version 1 stays version 1
+
+# Every version 2 section, none able to act on a version 1 stream: no wait, a campaign long
+# over, plans no one buys, transfers no one sends.
+INERT_V2 = (
+    "[pending]\ndays = 0\n"
+    + campaign("past", "2000-01-01T00:00:00Z", "2000-01-02T00:00:00Z", multiplier="5", bonus=9)
+    + '[[memberships]]\nid = "vip"\ndays = 30\nfee = "10"\nmultiplier = "3"\n'
+    + "[transfers]\nmin_points = 0\n"
+)
+VERSION_1_SNAPSHOT_KEYS = 23
+
+
+@SETTINGS_V2
+@given(text=program_texts(), stream=streams())
+def test_a_version_1_program_and_stream_give_the_version_1_results(
+    text: str, stream: list[ev.Event]
+) -> None:
+    """PROGRAM.md: "a version 1 program and stream give exactly the version 1 results": no
+    version 2 entry kind, no version 2 total, snapshots as small as version 1's; and the
+    same program with version 2 sections that never come into play gives the same ledger
+    and states, entry for entry."""
+    plain = Book(compile_rules(parse_program(text))).run(stream)
+    assert {entry.kind for entry in plain.entries} <= V1_KINDS
+    for state in plain.states.values():
+        assert (state.adjusted, state.transferred_in, state.transferred_out) == (0, 0, 0)
+        assert (state.pending, state.pending_made, state.campaigns, state.membership) == (
+            [],
+            0,
+            {},
+            None,
+        )
+        assert len(to_snapshot(state)) == VERSION_1_SNAPSHOT_KEYS
+    with_v2 = Book(compile_rules(parse_program(text + "\n" + INERT_V2))).run(stream)
+    assert with_v2.entries == plain.entries
+    assert frozen(with_v2.states) == frozen(plain.states)
 
 
 def test_an_empty_book_decides_a_lone_event() -> None:

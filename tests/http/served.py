@@ -19,10 +19,9 @@ import pytest
 from conftest import PgServer, twin_database
 from loyalty_ledger.admin import api_keys
 from loyalty_ledger.store.db import psycopg_url
-from support import LOYALTY
+from support import LOYALTY, example_program_v1_file
 
 READY_TIMEOUT_S = 30.0
-EXAMPLES_PROGRAM = Path(__file__).parents[2] / "examples" / "program.toml"
 
 
 @dataclass
@@ -130,8 +129,9 @@ def module_server(
 def shared_examples_server(
     pg_server: PgServer, template_db: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Served, str]]:
-    """A module's `shared` fixture (import it): one server under the example program over a
-    database of its own."""
+    """A module's `shared` fixture (import it): one server under the example program (its
+    version 1 part: purchase points credited at once) over a database of its own."""
     log_dir = tmp_path_factory.mktemp("serve")
-    with module_server(pg_server, template_db, log_dir, EXAMPLES_PROGRAM) as shared:
+    program = example_program_v1_file(log_dir)
+    with module_server(pg_server, template_db, log_dir, program) as shared:
         yield shared

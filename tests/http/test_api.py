@@ -36,7 +36,7 @@ def _events(n: int | None = None, prefix: str = "") -> list[dict[str, Any]]:
 
 
 def _renamed(event: dict[str, Any], prefix: str) -> dict[str, Any]:
-    for field in ("event_id", "customer_id", "referred_by", "referrer_id"):
+    for field in ("event_id", "customer_id", "referred_by", "referrer_id", "to_customer_id"):
         if isinstance(event.get(field), str):
             event[field] = prefix + event[field]
     return event
@@ -58,9 +58,9 @@ def shared(
     with module_server(pg_server, template_db, log_dir, EXAMPLES / "program.toml") as shared, \
             shared[0].client("admin") as admin:  # fmt: skip
         server, url = shared
-        # The story has ticks (admin), a duplicate and an invalid event among its 74.
+        # The story has ticks (admin), a duplicate and two invalid events among its 97.
         results = _post(admin, _events(prefix=STORY))
-        assert len(results) == 74
+        assert len(results) == 97
         yield server, url
 
 
@@ -100,13 +100,15 @@ def test_a_redemption_beyond_the_balance_is_rejected_insufficient_points(
 ) -> None:
     server, _ = shared
     with server.client("pos") as client:
-        # 100 signup points + 250 for a purchase of 250 EUR: the bag (300) fits, the
-        # voucher (500) does not, then nor does a second bag.
+        # 100 signup points + 250 for a purchase of 250 EUR, spendable 14 days later (the
+        # example's [pending]): the bag (300) fits, the voucher (500) does not, then nor does
+        # a second bag.
         _post(client, [_signup("ins-1", "ins-c"), _purchase("ins-2", "ins-c", "250")])
+        later = "2025-03-15T10:00:00Z"
         results = _post(client, [
-            _redemption("ins-3", "ins-c", "voucher-5"),
-            _redemption("ins-4", "ins-c", "canvas-bag"),
-            _redemption("ins-5", "ins-c", "canvas-bag"),
+            _redemption("ins-3", "ins-c", "voucher-5", later),
+            _redemption("ins-4", "ins-c", "canvas-bag", later),
+            _redemption("ins-5", "ins-c", "canvas-bag", later),
         ])  # fmt: skip
         assert [(r["outcome"], r["reason"], r["balance"]) for r in results] == [
             ("rejected", "insufficient_points", 350),
@@ -116,9 +118,9 @@ def test_a_redemption_beyond_the_balance_is_rejected_insufficient_points(
         assert client.get("/v1/customers/ins-c").json()["redeemed"] == 300
 
 
-def test_version_2_events_under_a_version_1_program(shared: tuple[Served, str]) -> None:
-    """No [transfers] and no [[memberships]]: rejected with their reasons; an adjustment
-    needs no section and applies."""
+def test_version_2_events_are_answered_with_their_outcomes(shared: tuple[Served, str]) -> None:
+    """Under the example's version 2 program: a transfer of its minimum applies, a plan it
+    lacks is refused `unknown_plan`, a correction applies (the support key may send it)."""
     server, _ = shared
     at = "2025-03-03T10:00:00Z"
     with server.client("support") as client:
@@ -132,13 +134,15 @@ def test_version_2_events_under_a_version_1_program(shared: tuple[Served, str]) 
              "points": -30, "reason": "a bag counted twice"},
         ])  # fmt: skip
         assert [(r["outcome"], r["reason"], r["balance"]) for r in results] == [
-            ("rejected", "transfers_disabled", 100),
-            ("rejected", "unknown_plan", 100),
-            ("accepted", None, 70),
+            ("accepted", None, 50),
+            ("rejected", "unknown_plan", 50),
+            ("accepted", None, 20),
         ]
         card = client.get("/v1/customers/v2-c").json()
-        assert (card["adjusted"], card["transferred_out"], card["membership"]) == (-30, 0, None)
-        assert card["next_maturity"] is None and card["membership_prices"] == []
+        assert (card["adjusted"], card["transferred_out"], card["membership"]) == (-30, 50, None)
+        assert card["next_maturity"] is None
+        assert [p["id"] for p in card["membership_prices"]] == ["kiez-plus", "kiez-plus-monthly"]
+        assert client.get("/v1/customers/v2-d").json()["transferred_in"] == 50
 
 
 def _ledger_of(url: str, event_id: str) -> list[tuple[Any, ...]]:
@@ -264,9 +268,11 @@ def test_rewards_and_program_are_those_in_force(shared: tuple[Served, str]) -> N
         "Kiez Club", "EUR", "Europe/Berlin",
     )  # fmt: skip
     assert program["toml"] == (EXAMPLES / "program.toml").read_text()
-    # version 2's sections, unused by the example
-    assert (program["pending"], program["campaigns"], program["memberships"],
-            program["transfers"]) == (None, [], [], None)  # fmt: skip
+    # version 2's sections, as the example uses them
+    assert program["pending"] == {"days": 14}
+    assert [c["id"] for c in program["campaigns"]] == ["shoe-weekend", "kiez-fest"]
+    assert [m["id"] for m in program["memberships"]] == ["kiez-plus", "kiez-plus-monthly"]
+    assert program["transfers"] == {"min_points": 50}
 
 
 def test_operations_health_readiness_metrics_and_openapi(shared: tuple[Served, str]) -> None:

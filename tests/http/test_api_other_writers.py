@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from served import served
-from support import run
+from support import example_program_v1_file, run
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 PROGRAM = EXAMPLES / "program.toml"
@@ -26,7 +26,8 @@ def test_an_erasure_and_a_file_ingest_run_while_the_server_serves(
     database_url: str, tmp_path: Path
 ) -> None:
     env = {**os.environ, "LOYALTY_DATABASE_URL": database_url}
-    with served(database_url, PROGRAM, tmp_path) as server, server.client("pos") as till:
+    program = example_program_v1_file(tmp_path)  # the purchase's points spendable at once
+    with served(database_url, program, tmp_path) as server, server.client("pos") as till:
         signup = _event("signup", "w-1", email="zoe@example.org", name="Zoe")
         assert till.post("/v1/events", json=signup).json()["results"][0]["outcome"] == "accepted"
         # A file ingest of a big purchase, by another writer, while the server runs.

@@ -22,7 +22,7 @@ import pytest
 from conftest import PgServer, twin_database
 from loyalty_ledger.store.db import connect
 from served import Served, served, shared_examples_server  # noqa: F401 (the fixture)
-from support import export, ingest, normalized
+from support import example_program_v1_file, export, ingest, normalized
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 PROGRAM = EXAMPLES / "program.toml"
@@ -115,7 +115,7 @@ def test_concurrent_clients_lose_and_double_nothing(
     with twin_database(pg_server, template_db) as twin:  # the same events from a file
         path = tmp_path / "same.jsonl"
         path.write_text("".join(json.dumps(e) + "\n" for e in posted))
-        ingest(twin, path, PROGRAM)
+        ingest(twin, path, example_program_v1_file(tmp_path))  # the shared server's
         assert normalized(export(twin)[0]) == normalized(list(mine.values()))
 
 
@@ -257,7 +257,7 @@ def _burst(server: Served, n: int, stop: threading.Event) -> list[str]:
 def test_sigterm_during_a_burst_keeps_every_answered_write_once(
     database_url: str, tmp_path: Path
 ) -> None:
-    with served(database_url, PROGRAM, tmp_path) as server:
+    with served(database_url, example_program_v1_file(tmp_path), tmp_path) as server:
         stop = threading.Event()
         with ThreadPoolExecutor(max_workers=6) as pool:
             bursts = [pool.submit(_burst, server, n, stop) for n in range(6)]

@@ -74,9 +74,10 @@ def test_0006_backfills_the_totals_from_the_ledger(database_url: str) -> None:
         assert _checks(conn) == dict.fromkeys(CHECKS.values(), True)
         for customer_id, state in before.items():
             loaded = from_snapshot(customer_id, state)
-            assert (
-                loaded.balance == loaded.earned - loaded.redeemed - loaded.reversed - loaded.expired
-            )
+            assert loaded.balance == (
+                loaded.earned + loaded.adjusted + loaded.transferred_in
+                - loaded.redeemed - loaded.reversed - loaded.expired - loaded.transferred_out
+            )  # fmt: skip
         with pytest.raises(psycopg.errors.CheckViolation):
             conn.execute(
                 "INSERT INTO ledger (customer_id, version, kind, occurred_at, event_id, points, "

@@ -67,6 +67,10 @@ _AMOUNT_WORD = {
     Kind.campaign_applied: "points added", Kind.membership_started: "paid",
     Kind.membership_renewed: "paid",
 }  # fmt: skip
+_PENDING = {
+    Kind.pending_created: "pending", Kind.pending_matured: "matured",
+    Kind.pending_cancelled: "cancelled",
+}  # fmt: skip
 _EXPIRES_WORD = {
     Kind.pending_created: "matures", Kind.membership_started: "ends",
     Kind.membership_renewed: "ends", Kind.membership_ended: "ended",
@@ -83,6 +87,8 @@ def _details(entry: Entry) -> str:
         parts.append(f"reward {row.reward}")
     if row.ref and kind != Kind.rejected:  # a rejection's ref is the input's type
         parts.append(f"{_REF_WORD.get(kind, 'ref')} {row.ref}")
+    if kind in _PENDING:  # outside the balance: the points column says 0
+        parts.append(f"{row.points} points {_PENDING[kind]}")
     if row.amount is not None:
         parts.append(f"{_AMOUNT_WORD.get(kind, 'amount')} {row.amount}")
     if row.expires_at is not None:

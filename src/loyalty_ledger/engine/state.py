@@ -109,6 +109,9 @@ class CustomerState:
         pending = self.pending_points if self.pending else 0
         return (
             self.earned + pending <= POINTS_LIMIT
+            # What the lots hold (balance + debt) may all expire one day, and a tick cannot
+            # be refused: credits beside `earned` (adjustments, transfers) are held to it.
+            and self.expired + self.balance + self.debt + pending <= POINTS_LIMIT
             and abs(self.balance) + pending <= POINTS_LIMIT
             and abs(self.adjusted) <= POINTS_LIMIT
             and self.transferred_in <= POINTS_LIMIT
@@ -123,7 +126,11 @@ class CustomerState:
         or the balance would pass POINTS_LIMIT."""
         counted = self.earned if total < 0 else total
         pending = self.pending_points if self.pending else 0
-        return max(0, min(POINTS_LIMIT - counted, POINTS_LIMIT - self.balance) - pending)
+        expirable = self.expired + self.balance + self.debt  # what has expired or may
+        return max(
+            0, min(POINTS_LIMIT - counted, POINTS_LIMIT - self.balance, POINTS_LIMIT - expirable)
+            - pending,
+        )  # fmt: skip
 
     def clone(self) -> CustomerState:
         """A copy the engine may change. Lots and spend (small, changed by most events) are
