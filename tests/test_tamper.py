@@ -27,7 +27,7 @@ from loyalty_ledger.ledger.entries import COLUMNS
 from loyalty_ledger.ledger.key import LedgerKeyError
 from loyalty_ledger.projectors import runner
 from loyalty_ledger.store.db import Connection, connect
-from support import CASES, cli_in_process, ingest
+from support import CASES, cli_in_process, ingest, undo_0010
 
 CASE = CASES[4]
 BATCH = 400
@@ -307,6 +307,7 @@ def test_a_ledger_chained_before_keys_verifies_and_chains_on(
         # and as 0007 and 0008 found it (the revisions after 0005 run again)
         conn.execute("ALTER TABLE consumer_offsets RENAME COLUMN owner_epoch TO generation")
         conn.execute("DROP TABLE public.api_keys")
+        undo_0010(conn)
         conn.execute("UPDATE public.alembic_version SET version_num = '0004'")
         last = _one_seq(conn, "SELECT max(seq) FROM ledger")
     anchor_file.unlink()  # anchors came with keys
