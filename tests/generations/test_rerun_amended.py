@@ -135,3 +135,11 @@ def test_a_rerun_resumes_only_with_the_same_amendments(database_url: str) -> Non
         with pytest.raises(GenerationError, match="other amendments"):
             rerun(conn, None, "p", "what_if", None, amend=other)
         assert compare(conn, "live", "what_if").customers_different > 0
+
+
+def test_a_rerun_of_a_ledger_without_a_program_asks_for_one(database_url: str) -> None:
+    """Nothing ingested: no history to take (this was a KeyError, an internal error)."""
+    with connect(database_url) as conn, pytest.raises(GenerationError, match="--program PATH"):
+        rerun(conn, None, "p", "what_if", None)
+    with connect(database_url) as conn:
+        assert [g.name for g in generations.listing(conn)] == ["main"]
