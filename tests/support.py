@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -16,6 +18,7 @@ from psycopg import sql
 
 from loyalty_ledger import cli
 from loyalty_ledger.admin import exports
+from loyalty_ledger.generations import amendments
 from loyalty_ledger.kafka.settings import KafkaSettings
 from loyalty_ledger.pipeline import Counts
 from loyalty_ledger.projectors import runner
@@ -28,6 +31,8 @@ ALL_CASES = sorted((Path(__file__).parent / "conformance").glob("case-*"))
 CASES = [case for case in ALL_CASES if not (case / "amendments.json").exists()]
 V1_CASES = CASES[:8]  # version 1 programs and streams
 V2_CASES = CASES[8:]  # pending points, campaigns, adjustments, transfers, memberships
+# Version 2 cases whose program is amended between parts of the stream (09, 12, 14).
+AMENDED_CASES = [case for case in ALL_CASES if (case / "amendments.json").exists()]
 NUMBER_FIELDS = {
     "balance", "earned", "redeemed", "reversed", "expired", "orders", "referrals_qualified",
     "qualifying_spend", "gross_revenue", "refunded", "net_revenue", "aov",
@@ -161,3 +166,76 @@ def undo_0010(conn: Any) -> None:
     conn.execute("DROP TABLE public.program_amendments")
     conn.execute("ALTER TABLE public.generations DROP COLUMN amendments")
     conn.execute("ALTER TABLE gen_main.inbox DROP COLUMN program_hash")
+
+
+# ------------------------------------------------------------------ amendments
+# A case with amendments.json is fed in parts, as ../shared/conformance/check does: the
+# stream is cut before the first line whose readable occurred_at is at or after each
+# effective_at, and each part after the first follows `loyalty program amend`.
+
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def amendments_of(case: Path) -> list[tuple[str, Path]]:
+    """(effective_at as written, the whole program from then on) of each amendment, in order."""
+    listed = json.loads((case / "amendments.json").read_text(encoding="utf-8"))
+    return [(a["effective_at"], case / a["program"]) for a in listed]
+
+
+def _readable_instant(text: Any) -> datetime | None:
+    """The checker's reading of an instant: RFC 3339 with an offset, else None."""
+    if not isinstance(text, str) or not RFC3339.fullmatch(text):
+        return None
+    try:
+        return datetime.fromisoformat(text.upper().replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        return None
+
+
+def _occurred_at_of(line: str) -> datetime | None:
+    try:
+        raw = json.loads(line)
+    except ValueError:
+        return None
+    return _readable_instant(raw.get("occurred_at")) if isinstance(raw, dict) else None
+
+
+def split_stream(lines: list[str], effective_ats: list[str]) -> list[list[str]]:
+    """The checker's split_stream: part k+1 starts at the first line whose readable
+    occurred_at is >= the k-th effective_at, so every input before it is earlier."""
+    cuts, at = [], 0
+    for effective_at in effective_ats:
+        limit = _readable_instant(effective_at)
+        assert limit is not None, effective_at
+        while at < len(lines) and not ((t := _occurred_at_of(lines[at])) and t >= limit):
+            at += 1
+        cuts.append(at)
+    bounds = [0, *cuts, len(lines)]
+    return [lines[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+def write_parts(case: Path, folder: Path) -> list[Path]:
+    """The case's events.jsonl cut around its amendments, as part-1.jsonl, part-2.jsonl..."""
+    lines = (case / "events.jsonl").read_text(encoding="utf-8").splitlines()
+    parts = split_stream(lines, [at for at, _ in amendments_of(case)])
+    paths = []
+    for k, part in enumerate(parts, 1):
+        paths.append(folder / f"part-{k}.jsonl")
+        paths[-1].write_text("".join(line + "\n" for line in part), encoding="utf-8")
+    return paths
+
+
+def amend(url: str, program: Path, effective_at: str) -> amendments.Amended:
+    """`loyalty program amend PROGRAM --effective-at EFFECTIVE_AT` on the live generation."""
+    with connect(url) as conn:
+        at = datetime.fromisoformat(effective_at)
+        return amendments.amend(conn, program.read_text(encoding="utf-8"), str(program), at, "test")
+
+
+def ingest_amended(url: str, case: Path, folder: Path, batch_size: int = 5000) -> None:
+    """Part 1 under the case's program, then each amendment and the part after it."""
+    first, *rest = write_parts(case, folder)
+    ingest(url, first, case / "program.toml", batch_size)
+    for (effective_at, program), part in zip(amendments_of(case), rest, strict=True):
+        assert amend(url, program, effective_at).new
+        ingest(url, part, None, batch_size)

@@ -6,12 +6,20 @@ from pathlib import Path
 
 import pytest
 
-from support import CASES, assert_matches, export, ingest
+from support import AMENDED_CASES, CASES, assert_matches, export, ingest, ingest_amended
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_case_matches_the_contract(case: Path, database_url: str) -> None:
     ingest(database_url, case / "events.jsonl", case / "program.toml")
+    assert_matches(case, *export(database_url))
+
+
+@pytest.mark.parametrize("case", AMENDED_CASES, ids=[c.name for c in AMENDED_CASES])
+def test_amended_case_matches_the_contract(case: Path, database_url: str, tmp_path: Path) -> None:
+    """As ../shared/conformance/check feeds it: part 1 under program.toml, then `loyalty
+    program amend` and the next part, once per amendment."""
+    ingest_amended(database_url, case, tmp_path)
     assert_matches(case, *export(database_url))
 
 

@@ -56,7 +56,9 @@ def test_a_different_program_is_refused(cli_env: dict[str, str], tmp_path: Path)
     events = str(CASE / "events.jsonl")
     assert run(["ingest", events, "--program", str(CASE / "program.toml")], cli_env).returncode == 0
     other = CASES[0] / "program.toml"
-    assert_one_line_error(run(["ingest", events, "--program", str(other)], cli_env), "re-run")
+    refused = run(["ingest", events, "--program", str(other)], cli_env)
+    assert_one_line_error(refused, "loyalty program amend")  # from an instant on
+    assert "loyalty rerun --as NAME" in refused.stderr  # or from the first event
     # Without --program the stored one is used; the same one again is fine too.
     assert run(["ingest", events], cli_env).returncode == 0
     assert run(["ingest", events, "--program", str(CASE / "program.toml")], cli_env).returncode == 0

@@ -11,7 +11,16 @@ from loyalty_ledger.kafka.settings import KafkaSettings
 from loyalty_ledger.kafka.topics import create_topics
 from loyalty_ledger.runtime.produce import produce_file
 from loyalty_ledger.store.db import connect
-from support import CASES, assert_matches, export, run_consumer
+from support import (
+    AMENDED_CASES,
+    CASES,
+    amend,
+    amendments_of,
+    assert_matches,
+    export,
+    run_consumer,
+    write_parts,
+)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
@@ -21,6 +30,23 @@ def test_one_partition_gives_exactly_the_contract(
     create_topics(kafka_settings, 1)
     produce_file(kafka_settings, str(case / "events.jsonl"))
     run_consumer(database_url, kafka_settings, case / "program.toml")
+    assert_matches(case, *export(database_url))
+
+
+@pytest.mark.parametrize("case", AMENDED_CASES, ids=lambda c: c.name)
+def test_one_partition_with_amendments_between_parts_gives_the_contract(
+    case: Path, database_url: str, kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """Part 1 produced and consumed, the program amended, part 2 produced and consumed...:
+    the conformance checker's split, through the topic."""
+    first, *rest = write_parts(case, tmp_path)
+    create_topics(kafka_settings, 1)
+    produce_file(kafka_settings, str(first))
+    run_consumer(database_url, kafka_settings, case / "program.toml", idle_s=2)
+    for (effective_at, program), part in zip(amendments_of(case), rest, strict=True):
+        assert amend(database_url, program, effective_at).new
+        produce_file(kafka_settings, str(part))
+        run_consumer(database_url, kafka_settings, None, idle_s=2)
     assert_matches(case, *export(database_url))
 
 

@@ -210,7 +210,7 @@ def _check_forward(conn: Connection, effective_at: datetime) -> None:
         raise AmendmentRefused(
             f"--effective-at {effective_at.isoformat()} is not after {latest.isoformat()}, "
             "the latest instant already applied: an amendment only changes the future "
-            "(to change the past, re-run: loyalty rerun NAME --program PATH)"
+            "(to change the past, re-run: loyalty rerun --as NAME --amend PATH@INSTANT)"
         )
 
 
@@ -230,7 +230,7 @@ def _check_unchanged(
             what = "whether it has " + key if key == "[tiers]" else key
             raise AmendmentRefused(
                 f"{origin}: an amendment may not change {what}; "
-                "that is a new program: re-run under it (loyalty rerun NAME --program PATH)"
+                "that is a new program: re-run under it (loyalty rerun --as NAME --program PATH)"
             )
     return original
 

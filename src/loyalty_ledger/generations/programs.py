@@ -35,7 +35,7 @@ def adopt(conn: Connection, source: str | None, origin: str = "program") -> Prog
                 f"{origin} differs from the program this ledger runs under ({live[0][:12]}); "
                 "omit --program to go on under it, or change it: from an instant on with "
                 "`loyalty program amend PATH --effective-at INSTANT`, or from the first event "
-                "with `loyalty rerun NAME --program PATH`"
+                "with `loyalty rerun --as NAME --program PATH`"
             )
         return parse_program(live[1], "stored program")
     with conn.transaction():

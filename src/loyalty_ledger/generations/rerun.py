@@ -63,6 +63,10 @@ def rerun(
     live = generations.live(conn)
     versions = dict(amendments.sources(conn, live.name))
     if program_source is None:
+        if None not in versions:  # nothing ingested yet: no program to take
+            raise GenerationError(
+                f"generation {live.name} has no program yet: give one (--program PATH)"
+            )
         program_source, program_origin = versions[None], f"program of generation {live.name}"
     for effective_at, source, origin in amend:
         parse_program(source, origin)  # one line naming the file, before anything is made
