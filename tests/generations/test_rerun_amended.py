@@ -71,6 +71,10 @@ def test_rerun_with_the_live_amendments_equals_the_amended_live_generation(
     assert "\n0 customers differ in balance or tier\n" in text.stdout, text.stdout
     report = compared(cli_env, "again")
     assert report["customers_different"] == 0 and report["largest_differences"] == []
+    # compare shows each side's versions: the original and one line per amendment
+    assert report["a"]["versions"] == report["b"]["versions"]
+    assert len(report["a"]["versions"]) == len(versions_of(database_url, "main"))
+    assert "program versions" in text.stdout and "  original  " in text.stdout
     assert versions_of(database_url, "again") == versions_of(database_url, "main")
     assert exports_of(database_url, "again") == export(database_url)  # every field
     # Without --amend a re-run takes the live generation's history as it is.
