@@ -33,7 +33,11 @@ def test_one_partition_gives_exactly_the_contract(
     assert_matches(case, *export(database_url))
 
 
-@pytest.mark.parametrize("case", AMENDED_CASES, ids=lambda c: c.name)
+# Case 12 (two amendments, every version 2 feature) stands for the three: the file path
+# runs all of them (test_conformance), and each costs ~15 s here.
+@pytest.mark.parametrize(
+    "case", [c for c in AMENDED_CASES if c.name == "case-12"], ids=lambda c: c.name
+)
 def test_one_partition_with_amendments_between_parts_gives_the_contract(
     case: Path, database_url: str, kafka_settings: KafkaSettings, tmp_path: Path
 ) -> None:
