@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -131,7 +132,7 @@ class Fleet:
     folder: Path
     members: list[Member] = field(default_factory=list)
     batch_size: int = 50
-    group: str = GROUP
+    group: str = field(default_factory=lambda: GROUP)  # this test's (see _group_of_its_own)
 
     def start(self, instance: str | None = None, crash_at_courtesy: int | None = None) -> Member:
         env = dict(self.env)
@@ -179,6 +180,13 @@ def fleet_for(
             fleet.kill_all()
 
 
+@pytest.fixture(autouse=True)
+def _group_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's consumers in a consumer group of their own: members that a test before
+    killed (or that Tansu still counts) stay in a shared group and hold new members' joins."""
+    monkeypatch.setitem(globals(), "GROUP", f"g-{uuid.uuid4().hex[:12]}")
+
+
 def wait_until(what: str, condition: Callable[[], bool], timeout_s: float = START_TIMEOUT_S,
                *alive: Member) -> None:  # fmt: skip
     """Poll `condition` (bounded in time); fail early if a member that should run has exited."""
@@ -196,8 +204,9 @@ def wait_until(what: str, condition: Callable[[], bool], timeout_s: float = STAR
 # --------------------------------------------------------------- broker and db
 
 
-def offsets_in_pg(url: str, topic: str, group: str = GROUP) -> dict[int, tuple[int, str]]:
+def offsets_in_pg(url: str, topic: str, group: str | None = None) -> dict[int, tuple[int, str]]:
     """partition -> (next offset, owner) as PostgreSQL has them for the group."""
+    group = group or GROUP
     with connect(url) as conn:
         rows = conn.execute(
             "SELECT partition, next_offset, owner FROM consumer_offsets "
@@ -207,7 +216,7 @@ def offsets_in_pg(url: str, topic: str, group: str = GROUP) -> dict[int, tuple[i
     return {int(p): (int(o), str(w)) for p, o, w in rows}
 
 
-def consumed(url: str, topic: str, group: str = GROUP) -> int:
+def consumed(url: str, topic: str, group: str | None = None) -> int:
     return sum(o for o, _ in offsets_in_pg(url, topic, group).values())
 
 
@@ -223,7 +232,7 @@ def kafka_committed(settings: KafkaSettings, topic: str) -> int:
 
 
 def assert_every_offset_once(
-    url: str, settings: KafkaSettings, stream: Stream, group: str = GROUP
+    url: str, settings: KafkaSettings, stream: Stream, group: str | None = None
 ) -> None:
     """Every offset below each stored next offset ended in exactly one place (inbox, dead
     letters, duplicates), once; the inputs' next offsets are the ends of what was produced;
