@@ -705,9 +705,10 @@ def test_transfers_across_partitions_under_kills_and_resends(
     assert consumed(database_url, kafka_settings.inputs, fleet.group) < stream.messages, (
         "killed at the end"
     )
-    three, four = fleet.start(instance="t1"), fleet.start(instance="t2")
+    # One plain member finishes: it gets all 8 partitions once the dead static members'
+    # sessions expire (two restarted in place could leave one idle with none, never exiting).
+    three = fleet.start()
     assert three.wait() == 0, three.tail()
-    assert four.wait() == 0, four.tail()
     assert_every_offset_once(database_url, kafka_settings, stream, fleet.group)
     assert_invariants(case, database_url, kafka_settings.inputs, lines, stream)
     with connect(database_url) as conn:
