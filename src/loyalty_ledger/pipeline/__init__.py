@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from loyalty_ledger.engine import History, Rules
+from loyalty_ledger.pipeline import collector
 from loyalty_ledger.pipeline.admit import Decoded
 from loyalty_ledger.pipeline.batch_rows import BatchRows
 from loyalty_ledger.pipeline.refusals import Rewrite, Sent
@@ -64,6 +65,7 @@ class Pipeline:
         """`amendments`: how many amendments the history `rules` holds; each batch commits
         only while the generation still has that many (store.batch: ProgramAmended).
         None: not checked (a re-run's candidate has no amendments of its own)."""
+        collector.tune()
         self.conn = conn  # reads; batches are written on a second connection, in order
         self.rules = rules
         self.routing: Routing = routing or OneStream()
