@@ -58,13 +58,20 @@ def test_forget_drops_everything_or_only_the_streams_named() -> None:
     assert cache.states is states and cache.due is due  # holders keep seeing the cache
 
 
-def test_merge_starts_over_past_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_merge_evicts_the_least_recently_decided_past_the_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(state_cache, "CACHE_CUSTOMERS_MAX", 3)
     cache = _cache("a1", "a2")
     cache.merge({"b1": CustomerState("b1")}, {"b1": None})
-    assert set(cache.states) == {"a1", "a2", "b1"}
-    cache.merge({"b2": CustomerState("b2")}, {"b2": None})
-    assert set(cache.states) == set(cache.due) == {"b2"}
+    assert list(cache.states) == ["a1", "a2", "b1"]
+    cache.merge({"a1": CustomerState("a1"), "b2": CustomerState("b2")}, {"a1": None, "b2": None})
+    assert list(cache.states) == ["b1", "a1", "b2"]  # a2 was the least recent
+    assert set(cache.due) == set(cache.states)
+    batch = {f"c{i}": CustomerState(f"c{i}") for i in range(5)}
+    cache.merge(batch, dict.fromkeys(batch))
+    # a batch bigger than the bound stays whole: it is in flight, its snapshots not yet stored
+    assert list(cache.states) == list(batch) and set(cache.due) == set(cache.states)
 
 
 def test_preload_reads_stored_states_and_erasure_drops_them(database_url: str) -> None:

@@ -10,6 +10,7 @@ from the cache as it was.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +22,10 @@ from loyalty_ledger.pipeline.types import Routing
 from loyalty_ledger.store import reads
 from loyalty_ledger.store.db import Connection
 
-CACHE_CUSTOMERS_MAX = 2_000_000  # past this the cache starts over: correctness never needs it
+# Past this the least recently decided states are evicted (their snapshots hold them):
+# correctness never needs the cache, and a bounded one bounds the process's memory
+# (benchmarks/ingest.py --customers 1000000 prints the peak).
+CACHE_CUSTOMERS_MAX = 250_000
 
 
 class Book(Mapping[str, CustomerState]):
@@ -112,12 +116,19 @@ class StateCache:
     def merge(
         self, overlay: Mapping[str, CustomerState], due: Mapping[str, datetime | None]
     ) -> None:
-        """A sent batch's states join the cache (which starts over past its bound)."""
-        if len(self.states) + len(overlay) > CACHE_CUSTOMERS_MAX:
-            self.states.clear()
-            self.due.clear()
-        self.states.update(overlay)
+        """A sent batch's states join the cache as its most recent; past the bound, the
+        least recent go, never the batch's own: it may not have committed yet (one batch is
+        in flight at most), while every other state has, so what goes, the snapshots hold."""
+        states = self.states
+        for customer_id, state in overlay.items():
+            states.pop(customer_id, None)  # to the end: the order is that of recent use
+            states[customer_id] = state
         self.due.update(due)
+        excess = len(states) - max(CACHE_CUSTOMERS_MAX, len(overlay))
+        if excess > 0:
+            for customer_id in list(itertools.islice(states, excess)):
+                del states[customer_id]
+                self.due.pop(customer_id, None)
 
     def book(self, overlay: dict[str, CustomerState]) -> Book:
         """`overlay` (a batch's decided states) over the cache."""
