@@ -11,8 +11,11 @@ import json
 import os
 import stat
 import time
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -22,8 +25,15 @@ from loyalty_ledger.generations.migrate import migrate
 from loyalty_ledger.kafka.settings import KafkaSettings
 from loyalty_ledger.ledger import anchors
 from loyalty_ledger.ledger import key as ledger_key
-from loyalty_ledger.ledger.chain import GENESIS, encode, keyed_chain, keyed_hash, legacy_chain_hash
-from loyalty_ledger.ledger.entries import COLUMNS
+from loyalty_ledger.ledger.chain import (
+    GENESIS,
+    _field,
+    encode,
+    keyed_chain,
+    keyed_hash,
+    legacy_chain_hash,
+)
+from loyalty_ledger.ledger.entries import COLUMNS, Entry, Kind
 from loyalty_ledger.ledger.key import LedgerKeyError
 from loyalty_ledger.projectors import runner
 from loyalty_ledger.store.db import Connection, connect
@@ -109,6 +119,43 @@ def test_a_moved_separator_changes_the_encoding_but_not_the_legacy_hash() -> Non
     assert keyed_hash(key, GENESIS, moved[0]) != keyed_hash(key, GENESIS, moved[1])
     assert keyed_chain(key, GENESIS, [moved[0]]) == [keyed_hash(key, GENESIS, moved[0])]
     assert keyed_hash(bytes(32), GENESIS, moved[0]) != keyed_hash(b"x" * 32, GENESIS, moved[0])
+
+
+AT = datetime(2025, 2, 25, 15, 44, 21, 5, tzinfo=UTC)
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def test_the_entries_of_a_batch_hash_as_they_always_did() -> None:
+    entries = [
+        Entry("cust-1", 3, Kind.order_placed, AT, "ev-1", amount=Decimal("140.90"), ref="ord-1"),
+        Entry("cust-1", 4, Kind.credit, AT, "ev-1", 176, cause="purchase", ref="ord-1",
+              expires_at=AT.replace(year=2027)),
+    ]  # fmt: skip
+    assert [h.hex() for h in keyed_chain(bytes(range(32)), GENESIS, entries)] == [
+        "aa891be41848d59c1e18baa19b46ffef2c44d7ded79ac17bf4d07a1f5b5d3851",
+        "05bada9ce992d82ac730bfb50dca51874cae6589501586ab80efb5ade9f93a79",
+    ]  # as computed before the encoding was inlined (ledger/chain.py `_text`)
+
+
+# Values of other types than COLUMNS give, in every column: the inlined encoding falls back.
+ODD = [
+    None, "", "x:y", "credit", Kind.credit, 0, -7, True, 10**30, Decimal("-0"), Decimal(0),
+    Decimal("1.25E+1"), AT, AT.astimezone(BERLIN), datetime(2024, 10, 27, 2, 30, tzinfo=BERLIN),
+    datetime(2024, 10, 27, 2, 30, fold=1, tzinfo=BERLIN), AT.replace(tzinfo=timezone(timedelta(0))),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("column", range(len(COLUMNS)))
+def test_the_inlined_encoding_is_the_generic_one_for_any_value(column: int) -> None:
+    base = tuple(Entry("c", 1, Kind.credit, AT, "e", expires_at=AT))
+    rows = [(*base[:column], value, *base[column + 1 :]) for value in ODD]
+    generic = [b"".join(_field(v).encode() for v in row) for row in rows]
+    assert [encode(row) for row in rows] == generic
+    chained = keyed_chain(bytes(32), GENESIS, rows)  # one memo of instants across the rows
+    prev = GENESIS
+    for row, digest in zip(rows, chained, strict=True):
+        prev = keyed_hash(bytes(32), prev, row)
+        assert digest == prev
 
 
 # ------------------------------------------------------------------ the attacks

@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from loyalty_ledger.ledger.entries import COLUMNS, Kind
+
 GENESIS = bytes(32)  # the predecessor of a ledger's first entry
 _NONE = "\x00"  # absent, in the legacy encoding
 _SEP = "\x1f"
@@ -47,7 +49,47 @@ def _field(value: object) -> str:
 
 def encode(values: tuple[object, ...]) -> bytes:
     """An entry's COLUMNS, unambiguously: two different entries never encode alike."""
-    return "".join(map(_field, values)).encode()
+    return _text(values, {}).encode()
+
+
+def _instant_field(value: datetime, seen: dict[datetime, str]) -> str:
+    text = seen[value] = _field(value)
+    return text
+
+
+def _text(values: tuple[object, ...], seen: dict[datetime, str]) -> str:
+    """`"".join(map(_field, values))`, with the Entry's column types inlined: a third fewer
+    Python calls per entry on the writer thread, which shares the GIL with the deciding one.
+    Each column takes the inline form only for the exact type COLUMNS give it; any other
+    value goes through `_field`, so the text is the same for every input, of any types.
+    `seen` memoizes instants (an event's entries share its occurred_at), UTC ones only: two
+    equal UTC datetimes are one instant, but two in one zone compare by wall time, fold aside."""
+    if len(values) != len(COLUMNS):  # a tuple of another shape: correct, just slower
+        return "".join(map(_field, values))
+    c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13 = values
+    field = _field
+    return "".join((
+        f"{len(c0)}:{c0}" if type(c0) is str else field(c0),
+        f"{len(s)}:{s}" if type(c1) is int and (s := str(c1)) else field(c1),
+        _KIND_FIELDS[c2] if type(c2) is Kind else field(c2),
+        (seen.get(c3) or _instant_field(c3, seen))
+        if type(c3) is datetime and c3.tzinfo is UTC else field(c3),
+        f"{len(c4)}:{c4}" if type(c4) is str else field(c4),
+        f"{len(s)}:{s}" if type(c5) is int and (s := str(c5)) else field(c5),
+        "-" if c6 is None else field(c6),
+        "-" if c7 is None else f"{len(c7)}:{c7}" if type(c7) is str else field(c7),
+        "-" if c8 is None else f"{len(c8)}:{c8}" if type(c8) is str else field(c8),
+        "-" if c9 is None else f"{len(c9)}:{c9}" if type(c9) is str else field(c9),
+        "-" if c10 is None else f"{len(c10)}:{c10}" if type(c10) is str else field(c10),
+        "-" if c11 is None else f"{len(c11)}:{c11}" if type(c11) is str else field(c11),
+        "-" if c12 is None else f"{len(c12)}:{c12}" if type(c12) is str else field(c12),
+        "-" if c13 is None
+        else (seen.get(c13) or _instant_field(c13, seen))
+        if type(c13) is datetime and c13.tzinfo is UTC else field(c13),
+    ))  # fmt: skip
+
+
+_KIND_FIELDS = {kind: _field(kind) for kind in Kind}
 
 
 class _Hmac:
@@ -87,9 +129,10 @@ def keyed_hasher(key: bytes) -> Callable[[bytes, tuple[object, ...]], bytes]:
 def keyed_chain(key: bytes, prev: bytes, entries: Iterable[tuple[object, ...]]) -> list[bytes]:
     """The keyed hashes of `entries`, in order, after the entry whose hash is `prev`."""
     hashes = []
-    mac, field, join = _Hmac(key).digest, _field, "".join
+    mac, text = _Hmac(key).digest, _text
+    seen: dict[datetime, str] = {}  # one batch's instants: a few tens of thousands at most
     for values in entries:
-        prev = mac(prev, join(map(field, values)).encode())
+        prev = mac(prev, text(values, seen).encode())
         hashes.append(prev)
     return hashes
 

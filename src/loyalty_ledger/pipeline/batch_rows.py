@@ -13,6 +13,9 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
+
+import orjson
 
 from loyalty_ledger import events as ev
 from loyalty_ledger.engine import (
@@ -195,11 +198,21 @@ class BatchRows:
             ))  # fmt: skip
 
     def _snapshot(self, work: Work) -> None:
+        snapshots, due = work.batch.snapshots, work.due
         for customer_id, state in work.overlay.items():
-            work.batch.snapshots.append(store_batch.Snapshot(
-                customer_id, state.version, json.dumps(to_snapshot(state), separators=(",", ":")),
-                work.due[customer_id],
+            snapshots.append(store_batch.Snapshot(
+                customer_id, state.version, _json(to_snapshot(state)), due[customer_id]
             ))  # fmt: skip
+
+
+def _json(snapshot: dict[str, Any]) -> str:
+    """A snapshot's JSON text: orjson writes it several times faster than `json` (a snapshot
+    per customer per batch, on the deciding thread). What orjson refuses (an int beyond 64
+    bits, a lone surrogate) goes through `json` as before, for the database to judge."""
+    try:
+        return orjson.dumps(snapshot).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(snapshot, separators=(",", ":"))
 
 
 def _outcome(admitted: Admitted, decision: Decision, book: Book) -> Outcome:
