@@ -17,6 +17,7 @@ import numpy as np
 from psycopg import sql
 
 from loyalty_ledger.analytics import clv
+from loyalty_ledger.analytics.tier_levels import publish_tiers
 from loyalty_ledger.program import Program
 from loyalty_ledger.store.db import Connection
 
@@ -56,36 +57,6 @@ def refresh(conn: Connection, program: Program) -> Refreshed:
 def _clock(conn: Connection) -> tuple[datetime, int] | None:
     row = conn.execute("SELECT as_of, seq FROM ledger_clock").fetchone()
     return (row[0], int(row[1])) if row else None
-
-
-# ------------------------------------------------------------------ tiers
-
-TIERS_VIEW = sql.SQL(
-    "CREATE OR REPLACE VIEW tier_levels AS "
-    "SELECT rank, name, min_spend, multiplier, window_days FROM (VALUES {}) "
-    "AS levels (rank, name, min_spend, multiplier, window_days)"
-)
-NO_TIERS = sql.SQL(
-    "CREATE OR REPLACE VIEW tier_levels AS SELECT NULL::integer AS rank, NULL::text AS name, "
-    "NULL::numeric AS min_spend, NULL::numeric AS multiplier, NULL::integer AS window_days "
-    "WHERE false"
-)
-
-
-def publish_tiers(conn: Connection, program: Program) -> int:
-    """Replace the view `tier_levels` with the program's levels; returns how many."""
-    tiers = program.tiers
-    if tiers is None:
-        conn.execute(NO_TIERS)
-        return 0
-    rows = [
-        sql.SQL("({}::integer, {}::text, {}::numeric, {}::numeric, {}::integer)").format(
-            rank, level.name, level.min_spend, level.multiplier, tiers.window_days
-        )
-        for rank, level in enumerate(tiers.levels, start=1)
-    ]
-    conn.execute(TIERS_VIEW.format(sql.SQL(", ").join(rows)))
-    return len(rows)
 
 
 # ------------------------------------------------------------------ model

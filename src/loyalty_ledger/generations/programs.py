@@ -76,6 +76,6 @@ def stored(conn: Connection, digest: str, origin: str) -> Program:
 
 def publish_tiers(conn: Connection, program: Program) -> None:
     """The analyst views read the program's tier levels (thresholds live only in the TOML)."""
-    from loyalty_ledger.analytics.refresh import publish_tiers  # numpy: only when needed
+    from loyalty_ledger.analytics.tier_levels import publish_tiers  # analysts' layer
 
     publish_tiers(conn, program)
