@@ -40,11 +40,13 @@ import contextlib
 import cProfile
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import platform
 import pstats
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -283,7 +285,9 @@ class StreamMaker:
         self.v2 = v2
         self.target = events
         self.n_customers = customers
-        self.out: list[tuple[datetime, int, dict[str, object]]] = []
+        # (arrival, serial, line): serialized at once, since a million customers' worth of
+        # dicts would take gigabytes; nothing changes an event after it is emitted
+        self.out: list[tuple[datetime, int, str]] = []
         self.serial = 0
 
     def _emit(self, at: datetime, body: dict[str, object], late_share: float = 0.02) -> None:
@@ -297,7 +301,7 @@ class StreamMaker:
             "occurred_at": _instant(at, rng),
             **body,
         }
-        self.out.append((arrival, self.serial, obj))
+        self.out.append((arrival, self.serial, json.dumps(obj, separators=(",", ":"))))
 
     def _when(self, after: datetime) -> datetime:
         end = START + SPAN
@@ -331,7 +335,8 @@ class StreamMaker:
         while len(self.out) < self.target - malformed - duplicates:  # rounding: top up
             self._purchases(people, self.target - malformed - duplicates - len(self.out))
         self.out.sort(key=lambda t: (t[0], t[1]))
-        lines = [json.dumps(obj, separators=(",", ":")) for _, _, obj in self.out]
+        lines = [line for _, _, line in self.out]
+        self.out.clear()
         self._duplicate(lines, duplicates)
         self._malform(lines, malformed)
         return lines
@@ -493,10 +498,11 @@ class StreamMaker:
         orders, so some pay the wrong one), some the month, renewed a few times."""
         rng = self.rng
         buyers = [p for p in people if len(p.orders) >= 2]
-        weights = [len(p.orders) for p in buyers]
+        # summed once: `choices(buyers, weights)` would sum them on every call
+        cum_weights = list(itertools.accumulate(len(p.orders) for p in buyers))
         done = 0
         while done < count:
-            person = rng.choices(buyers, weights)[0]
+            person = rng.choices(buyers, cum_weights=cum_weights)[0]
             at = self._when(person.orders[1][2])
             roll = rng.random()
             if roll < 0.7:
@@ -551,7 +557,7 @@ class StreamMaker:
             self.serial += 1
             obj = {"event_id": f"tick-{local.date().isoformat()}", "type": "tick",
                    "occurred_at": local.isoformat(timespec="seconds")}  # fmt: skip
-            self.out.append((at, self.serial, obj))
+            self.out.append((at, self.serial, json.dumps(obj, separators=(",", ":"))))
 
     def _duplicate(self, lines: list[str], count: int) -> None:
         """Resend earlier lines a little later; a fifth of them changed (same id, other body)."""
@@ -903,7 +909,8 @@ def write_stream(
     stream_path = outdir / f"events{suffix}.jsonl"
     lines = StreamMaker(events, customers, seed, v2=v2).make()
     program_path.write_text(PROGRAM_V2 if v2 else PROGRAM, encoding="utf-8")
-    stream_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with stream_path.open("w", encoding="utf-8") as out:  # not one string: 3M lines are 1 GB
+        out.writelines(f"{line}\n" for line in lines)
     return program_path, stream_path, lines
 
 
@@ -934,6 +941,10 @@ def versions_table(v1: list[Figure], v2: list[Figure]) -> str:
     body = [(name, f"{a.seconds:.2f}", f"{b.seconds:.2f}", f"{a.rate:,.0f}", f"{b.rate:,.0f}",
              f"{b.seconds / a.seconds:.3f}") for name, a, b in pairs]  # fmt: skip
     return aligned(head, body)
+
+
+def _own_peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def _seconds(figure: Figure) -> float:
@@ -982,6 +993,8 @@ def main() -> int:
         default=0,
         help="also profile the in-process ingest; print top N functions",
     )
+    parser.add_argument("--generate-only", action="store_true",
+                        help="write program and stream, print time and peak RSS, stop")  # fmt: skip
     args = parser.parse_args()
     wall = time.perf_counter()
 
@@ -997,6 +1010,9 @@ def main() -> int:
             f"generated {len(lines):,} lines ({stream_path.stat().st_size / 1e6:.1f} MB) "
             f"for {args.customers:,} customers in {time.perf_counter() - t:.1f} s: {outdir}"
         )
+        if args.generate_only:
+            print(f"peak RSS of this script: {_own_peak_rss_mb():,.0f} MB")
+            return 0
         raw_lines = [line.encode() for line in lines]
         rules = compile_rules(parse_program(PROGRAM))
         if args.v2:
