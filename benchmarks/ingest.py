@@ -2,7 +2,7 @@
 
     python benchmarks/ingest.py [--events 200000] [--customers 20000] [--seed 1]
                                 [--naive-events 20000] [--keep DIR] [--profile N]
-                                [--v2] [--rounds 2]
+                                [--v2] [--baseline-src DIR] [--rounds 2] [--generate-only]
 
 1. Generates a deterministic (seeded) two-year stream for a program like the
    conformance ones (EUR, Europe/Berlin): signups (some referred, with birth
@@ -22,6 +22,19 @@
       written with one COPY in one transaction: the floor of the write path.
    It also times the engine alone (decode + decide, no database).
 4. Prints a table with the ratio of each figure to end to end, and the machine.
+   Beside each end-to-end figure: the `loyalty ingest` process's own peak RSS
+   and CPU seconds (user + sys, from `os.wait4` on it), and the CPU seconds the
+   PostgreSQL server spent meanwhile (its postmaster's and live children's
+   utime+stime+cutime+cstime from /proc, before and after; "?" when the server
+   is not on this machine).
+
+`--baseline-src DIR` also times end to end importing the package from DIR (an
+older commit's `src/`, e.g. a `git worktree add`), interleaved with this tree
+`--rounds` times, each migrating its own empty database inside its time.
+
+`--generate-only` writes program and stream, prints the time and this script's
+peak RSS, and stops (300,000 events for 100,000 customers: about 12 s and
+280 MB here, so a few GB and a couple of minutes for 3,000,000 and 1,000,000).
 
 `--v2` also generates a version 2 program (pending points, a shop's two years
 of campaigns, two paid membership plans, transfers) and a stream of the same
@@ -56,6 +69,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
@@ -700,16 +714,28 @@ class Postgres:
         parts = urlsplit(self.base_url)
         return urlunsplit(parts._replace(path="/" + dbname))
 
-    def fresh(self, dbname: str, *, migrated: bool = True) -> str:
+    def fresh(self, dbname: str, *, migrated: bool = True, src: Path | None = None) -> str:
         """Drop and create `dbname`, migrate it to head (unless told not to: an older commit
-        knows only its own migrations); returns its URL."""
+        knows only its own migrations); returns its URL. With `src`, the head of the package
+        in that folder (an older commit's `src/`), in a subprocess importing it from there."""
         with psycopg.connect(self.admin, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(dbname)))
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
         url = self.url(dbname)
-        if migrated:
+        if migrated and src is not None:
+            code = "import sys; from loyalty_ledger.generations.migrate import migrate; " \
+                "migrate(sys.argv[1])"
+            subprocess.run([sys.executable, "-c", code, url], env=tree_env(src), check=True)
+        elif migrated:
             migrate(url)
         return url
+
+    def postmaster_pid(self) -> int | None:
+        """The server's main process, if it runs on this machine (a backend's parent)."""
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            found = conn.execute("SELECT pg_backend_pid()").fetchone()
+        stat = _proc_stat(found[0]) if found else None
+        return stat.ppid if stat is not None and stat.comm == "postgres" else None
 
     def drop(self, dbname: str) -> None:
         with psycopg.connect(self.admin, autocommit=True) as conn:
@@ -742,16 +768,106 @@ def postgres(workdir: Path) -> Iterator[Postgres]:
 # ====================================================================== the measurements
 
 
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What one command used: its own peak RSS and CPU (user + sys, from `wait4`), and the
+    CPU of the PostgreSQL server meanwhile (None: the server is not on this machine)."""
+
+    peak_rss_mb: float
+    cpu_s: float
+    server_cpu_s: float | None
+
+    def __str__(self) -> str:
+        server = "?" if self.server_cpu_s is None else f"{self.server_cpu_s:.1f} s"
+        return f"peak RSS {self.peak_rss_mb:,.0f} MB, CPU {self.cpu_s:.1f} s, server CPU {server}"
+
+
 @dataclass(slots=True)
 class Figure:
     name: str
     events: int  # input lines
     seconds: float
     note: str = ""
+    usage: Usage | None = None
 
     @property
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else float("inf")
+
+
+def tree_env(src: Path | None) -> dict[str, str]:
+    """This process's environment; with `src`, importing the package from that folder (an
+    older commit's `src/`: PYTHONPATH comes before the editable install, for `loyalty` too)."""
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = str(src.resolve())
+    return env
+
+
+def loyalty_command() -> str:
+    return shutil.which("loyalty", path=str(Path(sys.executable).parent)) or "loyalty"
+
+
+@dataclass(frozen=True, slots=True)
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float  # wall, from before the start to the end
+    usage: Usage
+
+
+def run_measured(command: list[str], env: dict[str, str], postmaster: int | None) -> Ran:
+    """Run `command` to its end, reaped with `os.wait4` for its own rusage (RUSAGE_CHILDREN
+    would be the peak of every child so far). Output goes to files: a full pipe would block
+    the command while nothing reads it."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        server_before = server_cpu_s(postmaster)
+        started = time.perf_counter()
+        process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                   stderr=err)  # fmt: skip
+        _, status, rusage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        time.sleep(0.1)  # its backend exits after it: let the postmaster reap it
+        server_after = server_cpu_s(postmaster)
+        out.seek(0)
+        err.seek(0)
+        server = None if server_before is None or server_after is None else \
+            server_after - server_before
+        usage = Usage(rusage.ru_maxrss / 1024, rusage.ru_utime + rusage.ru_stime, server)
+        return Ran(process.returncode, out.read().decode(errors="replace"),
+                   err.read().decode(errors="replace"), seconds, usage)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class ProcStat:
+    comm: str
+    ppid: int
+    cpu_s: float  # utime + stime + cutime + cstime: its own and its reaped children's
+
+
+def _proc_stat(pid: int | str) -> ProcStat | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    comm, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :]
+    fields = rest.split()  # fields[0] is the state, field 3 of proc(5)
+    ticks = sum(int(f) for f in fields[11:15])
+    return ProcStat(comm, int(fields[1]), ticks / os.sysconf("SC_CLK_TCK"))
+
+
+def server_cpu_s(postmaster: int | None) -> float | None:
+    """CPU seconds of the server so far: the postmaster (its cutime/cstime hold the backends
+    that have exited) and its live children. Only this server: others may run beside it."""
+    if postmaster is None:
+        return None
+    main = _proc_stat(postmaster)
+    if main is None:
+        return None
+    children = (_proc_stat(p.name) for p in Path("/proc").iterdir() if p.name.isdigit())
+    return main.cpu_s + sum(c.cpu_s for c in children if c is not None and c.ppid == postmaster)
 
 
 def end_to_end(
@@ -761,26 +877,28 @@ def end_to_end(
     """`loyalty ingest` of the stream into a fresh database; with `baseline_src`, the same
     command importing the package from that folder instead (an older commit's `src/`).
     Unless `migrated`, the command migrates the empty database itself (inside the time)."""
-    url = pg.fresh("bench_e2e", migrated=migrated)
-    command = shutil.which("loyalty", path=str(Path(sys.executable).parent)) or "loyalty"
-    env = {**os.environ, "LOYALTY_DATABASE_URL": url}
+    url = pg.fresh("bench_e2e", migrated=migrated, src=baseline_src)
+    env = {**tree_env(baseline_src), "LOYALTY_DATABASE_URL": url}
     name = "end to end (loyalty ingest)"
     if baseline_src is not None:
-        env["PYTHONPATH"] = str(baseline_src.resolve())
         name = f"end to end, {baseline_src}"
-    started = time.perf_counter()
-    result = subprocess.run([command, "ingest", str(stream), "--program", str(program)],
-                            env=env, capture_output=True, text=True, check=False)  # fmt: skip
-    seconds = time.perf_counter() - started
+    command = [loyalty_command(), "ingest", str(stream), "--program", str(program)]
+    result = run_measured(command, env, pg.postmaster_pid())
     if result.returncode != 0:
         sys.exit(f"loyalty ingest failed ({result.returncode}):\n{result.stderr[-3000:]}")
-    logged: dict = {}
-    for line in result.stderr.splitlines():
+    figure = Figure(name, n_lines, result.seconds, "CLI startup included", result.usage)
+    return figure, last_json(result.stderr, "ingested")
+
+
+def last_json(text: str, event: str) -> dict[str, Any]:
+    """The last structlog line of `event` in `text` ({} if none)."""
+    found: dict[str, Any] = {}
+    for line in text.splitlines():
         with contextlib.suppress(ValueError):
             record = json.loads(line)
-            if isinstance(record, dict) and record.get("event") == "ingested":
-                logged = record
-    return Figure(name, n_lines, seconds, "CLI startup included"), logged
+            if isinstance(record, dict) and record.get("event") == event:
+                found = record
+    return found
 
 
 def against_baseline(
@@ -794,7 +912,7 @@ def against_baseline(
             # both migrate inside their time: the older commit knows only its own revisions
             figure, logged = end_to_end(pg, stream, program, n_lines, src, migrated=False)
             figure.name += ", migrating"
-            print(f"{figure.name}: {figure.seconds:.1f} s, counts "
+            print(f"{figure.name}: {figure.seconds:.1f} s, {figure.usage}, counts "
                   + json.dumps({k: logged.get(k) for k in ("accepted", "rejected", "entries")}))
             figures.append(figure)
     return figures
@@ -927,7 +1045,8 @@ def versions(
             figure, logged = end_to_end(pg, stream, program, n_lines)
             figure.name = f"end to end, version {version + 1}, round {round_}"
             counts = {k: logged.get(k) for k in ("accepted", "rejected", "entries")}
-            print(f"{figure.name}: {figure.seconds:.1f} s, counts {json.dumps(counts)}")
+            print(f"{figure.name}: {figure.seconds:.1f} s, {figure.usage}, "
+                  f"counts {json.dumps(counts)}")  # fmt: skip
             figures[version].append(figure)
     return figures
 
@@ -952,10 +1071,22 @@ def _seconds(figure: Figure) -> float:
 
 
 def table(figures: list[Figure], baseline: Figure) -> str:
+    """One row per figure; the commands' peak RSS and CPU (theirs, and the server's) beside
+    the rows measured as a subprocess."""
     head = ("measurement", "events", "seconds", "events/s", "vs e2e")
     body = [(f.name, f"{f.events:,}", f"{f.seconds:.2f}", f"{f.rate:,.0f}",
              f"{f.rate / baseline.rate:.2f}x") for f in figures]  # fmt: skip
+    if any(f.usage for f in figures):
+        head += ("peak RSS MB", "CPU s", "server CPU s")
+        body = [(*r, *_usage_cells(f.usage)) for r, f in zip(body, figures, strict=True)]
     return aligned(head, body)
+
+
+def _usage_cells(usage: Usage | None) -> tuple[str, str, str]:
+    if usage is None:
+        return "", "", ""
+    server = "?" if usage.server_cpu_s is None else f"{usage.server_cpu_s:.1f}"
+    return f"{usage.peak_rss_mb:,.0f}", f"{usage.cpu_s:.1f}", server
 
 
 def aligned(head: Sequence[str], body: Sequence[Sequence[str]]) -> str:
@@ -1030,7 +1161,7 @@ def main() -> int:
 
         e2e, logged = end_to_end(pg, stream_path, program_path, len(lines))
         print(
-            f"end to end: {e2e.seconds:.1f} s; the CLI logged: "
+            f"end to end: {e2e.seconds:.1f} s, {e2e.usage}; the CLI logged: "
             + json.dumps({k: v for k, v in logged.items() if k not in ("level", "timestamp")})
         )
 
@@ -1090,7 +1221,8 @@ def main() -> int:
         if pg.embedded_server is None:
             for name in ("bench_e2e", "bench_naive", "bench_copy", "bench_profile"):
                 pg.drop(name)
-    print(f"\nwhole script: {time.perf_counter() - wall:.1f} s")
+    print(f"\nwhole script: {time.perf_counter() - wall:.1f} s, "
+          f"its own peak RSS {_own_peak_rss_mb():,.0f} MB")  # fmt: skip
     return 0
 
 
