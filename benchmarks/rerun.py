@@ -1,33 +1,46 @@
 """Operators' commands on the benchmark stream: rerun, compare, promote and verify beside ingest.
 
     python benchmarks/rerun.py [--events 200000] [--customers 20000] [--seed 1] [--keep DIR]
+                               [--baseline-src DIR] [--rounds 1]
 
 1. Generates the stream of benchmarks/ingest.py (StreamMaker, PROGRAM; seeded).
 2. Starts one PostgreSQL (LOYALTY_DATABASE_URL when set, else the embedded one
-   with fsync on) and, on one fresh database, times each command as a user
-   runs it (a subprocess, startup included):
-   a. `loyalty ingest STREAM --program P`: the baseline;
+   with fsync on) and, on one fresh, migrated database, times each command as a
+   user runs it (a subprocess, startup included):
+   a. `loyalty ingest STREAM --program P`: the reference for the ratios;
    b. `loyalty rerun --program P --as same`: the whole inbox replayed;
    c. `loyalty rerun --program P2 --as richer` (earning 1.5x as many points);
-   d. `loyalty compare live richer`;
-   e. `loyalty promote richer` (caught up already: the lock window and the flip);
-   f. `loyalty verify` (hash chain, versions, conservation, projections vs rebuild).
+   d. `loyalty rerun --program P --as whatif --until T`: only the inputs that
+      occurred up to T, the occurred_at of the stream's middle line (about half);
+   e. `loyalty compare live richer`;
+   f. `loyalty promote richer` (caught up already: the lock window and the flip);
+   g. `loyalty verify` (hash chain, versions, conservation, projections vs rebuild).
 3. Prints a table with events/s (input lines over seconds) and the ratio to ingest,
    and the compare report.
+
+`--baseline-src DIR` also runs every command importing the package from DIR (an
+older commit's `src/`, e.g. a `git worktree add`) on a database of its own, migrated
+by that tree before the clock starts, each command right after this tree's same
+command: on a noisy machine only figures taken side by side compare. The table then
+shows both, best of `--rounds`, and this tree's seconds over the baseline's (below
+1: this tree is faster); and whether the two compare reports are the same.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
-import shutil
+import json
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 
 def _load_ingest_benchmark() -> ModuleType:
@@ -44,15 +57,93 @@ def _load_ingest_benchmark() -> ModuleType:
 bench = _load_ingest_benchmark()
 
 
+@dataclass(frozen=True, slots=True)
+class Tree:
+    """The package under test: this tree (src None) or an older commit's `src/`."""
+
+    name: str
+    src: Path | None
+    dbname: str
+
+
+@dataclass(slots=True)
+class Timings:
+    """Seconds per step, every round, of one tree; and its last compare report."""
+
+    seconds: dict[str, list[float]] = field(default_factory=dict)
+    report: str = ""
+
+    def best(self, step: str) -> float:
+        return min(self.seconds[step])
+
+
 def timed(command: list[str], env: dict[str, str]) -> tuple[float, str]:
-    loyalty = shutil.which("loyalty", path=str(Path(sys.executable).parent)) or "loyalty"
     started = time.perf_counter()
-    done = subprocess.run([loyalty, *command], env=env, capture_output=True, text=True,
-                          check=False)  # fmt: skip
+    done = subprocess.run([bench.loyalty_command(), *command], env=env, capture_output=True,
+                          text=True, check=False)  # fmt: skip
     seconds = time.perf_counter() - started
     if done.returncode not in (0, 1):
         raise SystemExit(f"loyalty {' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    if done.returncode == 1:  # compare: the generations differ; verify: something is broken
+        print(f"(loyalty {command[0]} exited with 1)")
     return seconds, done.stdout
+
+
+def steps(stream: Path, program: Path, richer: Path, until: str) -> list[tuple[str, list[str]]]:
+    return [
+        ("ingest", ["ingest", str(stream), "--program", str(program)]),
+        ("rerun, same program", ["rerun", "--program", str(program), "--as", "same"]),
+        ("rerun, richer program", ["rerun", "--program", str(richer), "--as", "richer"]),
+        ("rerun what-if, until half-way",
+         ["rerun", "--program", str(program), "--as", "whatif", "--until", until]),
+        ("compare live richer", ["compare", "live", "richer"]),
+        ("promote richer", ["promote", "richer"]),
+        ("verify", ["verify"]),
+    ]  # fmt: skip
+
+
+def one_round(
+    pg: Any, trees: list[Tree], commands: list[tuple[str, list[str]]],
+    timings: dict[str, Timings],
+) -> None:
+    """Every command on a fresh database per tree, the trees' runs of a command back to back."""
+    envs = {t.name: {**bench.tree_env(t.src), "LOYALTY_DATABASE_URL": pg.fresh(t.dbname, src=t.src)}
+            for t in trees}  # fmt: skip
+    for name, command in commands:
+        for tree in trees:
+            seconds, out = timed(command, envs[tree.name])
+            timings[tree.name].seconds.setdefault(name, []).append(seconds)
+            if command[0] == "compare":
+                timings[tree.name].report = out
+            print(f"{name}, {tree.name}: {seconds:.1f} s")
+
+
+def side_by_side(mine: Timings, base: Timings, names: list[str], n_lines: int) -> str:
+    head = ("command (best of rounds)", "this tree s", "baseline s", "this events/s",
+            "baseline events/s", "this/baseline")  # fmt: skip
+    body = []
+    for name in names:
+        a, b = mine.best(name), base.best(name)
+        body.append((name, f"{a:.2f}", f"{b:.2f}", f"{n_lines / a:,.0f}", f"{n_lines / b:,.0f}",
+                     f"{a / b:.3f}"))  # fmt: skip
+    return bench.aligned(head, body)
+
+
+def half_way(lines: list[str]) -> str:
+    """The occurred_at of the middle line (the first readable one from there): the inputs
+    up to it are about half of the stream, which arrives in about occurrence order."""
+    for line in lines[len(lines) // 2 :]:
+        at = _occurred_at(line)
+        if at is not None:
+            return at.isoformat()
+    raise SystemExit("no readable occurred_at in the second half of the stream")
+
+
+def _occurred_at(line: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(json.loads(line)["occurred_at"])
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 def main() -> int:
@@ -61,7 +152,16 @@ def main() -> int:
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", type=Path, help="write program and stream here and keep them")
+    parser.add_argument("--baseline-src", type=Path, metavar="DIR",
+                        help="also run every command importing the package from DIR (an older "
+                        "commit's src/), on its own database, interleaved")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="rounds, each on fresh databases; the best is shown (1)")  # fmt: skip
     args = parser.parse_args()
+    trees = [Tree("this tree", None, "bench_rerun")]
+    if args.baseline_src:
+        trees.append(Tree(f"baseline {args.baseline_src}", args.baseline_src, "bench_rerun_base"))
+    timings = {t.name: Timings() for t in trees}
     with tempfile.TemporaryDirectory(prefix="loyalty-bench-") as tmp:
         workdir = Path(tmp)
         outdir = args.keep or workdir
@@ -69,26 +169,29 @@ def main() -> int:
         program, stream, lines = bench.write_stream(outdir, args.events, args.customers, args.seed)
         richer = outdir / "richer.toml"
         richer.write_text(_richer(bench.PROGRAM), encoding="utf-8")
+        until = half_way(lines)
         print(f"generated {len(lines):,} lines for {args.customers:,} customers: {outdir}")
+        until_at = datetime.fromisoformat(until)
+        upto = sum(1 for line in lines if (at := _occurred_at(line)) and at <= until_at)
+        print(f"what-if until {until}: {upto:,} of {len(lines):,} lines occurred by then")
+        commands = steps(stream, program, richer, until)
         with bench.postgres(workdir) as pg:
-            env = {**os.environ, "LOYALTY_DATABASE_URL": pg.fresh("bench_rerun")}
-            steps = [
-                ("ingest (baseline)", ["ingest", str(stream), "--program", str(program)]),
-                ("rerun, same program", ["rerun", "--program", str(program), "--as", "same"]),
-                ("rerun, richer program", ["rerun", "--program", str(richer), "--as", "richer"]),
-                ("compare live richer", ["compare", "live", "richer"]),
-                ("promote richer", ["promote", "richer"]),
-                ("verify", ["verify"]),
-            ]
-            figures, report = [], ""
-            for name, command in steps:
-                seconds, out = timed(command, env)
-                figures.append(bench.Figure(name, len(lines), seconds))
-                report = out if command[0] == "compare" else report
-                print(f"{name}: {seconds:.1f} s")
+            for round_ in range(1, args.rounds + 1):
+                if args.rounds > 1:
+                    print(f"round {round_}")
+                one_round(pg, trees, commands, timings)
+    names = [name for name, _ in commands]
+    mine = timings[trees[0].name]
+    figures = [bench.Figure(name, len(lines), mine.best(name)) for name in names]
     print()
     print(bench.table(figures, figures[0]))
-    print("\n" + report)
+    if len(trees) > 1:
+        base = timings[trees[1].name]
+        print()
+        print(side_by_side(mine, base, names, len(lines)))
+        same = "the same" if mine.report == base.report else "DIFFERENT"
+        print(f"\ncompare live richer: the two trees' reports are {same}")
+    print("\n" + mine.report)
     return 0
 
 
@@ -97,8 +200,6 @@ def _richer(program: str) -> str:
     for line in program.splitlines():
         if line.startswith("points_per_unit"):
             value = line.split("=", 1)[1].strip().strip('"')
-            from decimal import Decimal
-
             return program.replace(line, f'points_per_unit = "{Decimal(value) * 3 / 2}"', 1)
     raise SystemExit("the benchmark program has no points_per_unit")
 
