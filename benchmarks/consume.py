@@ -2,7 +2,7 @@
 
     python benchmarks/consume.py [--events 100000] [--customers 10000] [--seed 1]
                                  [--partitions 8] [--idle 3] [--batch-size N] [--timeout 900]
-                                 [--keep DIR] [--profile N]
+                                 [--keep DIR] [--profile N] [--baseline-src DIR] [--rounds 1]
 
 1. Generates the stream of benchmarks/ingest.py (StreamMaker, PROGRAM; seeded),
    once: every measurement reads the same file.
@@ -20,10 +20,19 @@
       startup, group join and the projections' catch-up inside the loop count;
    c. the same with two consumer processes started together.
 4. Prints a table (events = input lines, the same for every row) with the ratio
-   to file ingest, the inputs' fate per database (ticks count once per partition
+   to file ingest, the seconds of one consumer over file ingest and of two over
+   one, the inputs' fate per database (ticks count once per partition
    on Kafka; effects across customers, e.g. referral credits, are ordered per
    partition there, not by file line, so a few outcomes may differ), the internal
    referral commands the consumers logged, and the machine.
+
+`--baseline-src DIR` also runs (a), (b) and (c) importing the package from DIR (an
+older commit's `src/`, e.g. a `git worktree add`: every `loyalty` command of the
+measurement under PYTHONPATH=DIR), each right after this tree's same measurement,
+on databases of its own migrated by that tree before the clock starts, `--rounds`
+times; the tables then show the best of each, both trees side by side, with this
+tree's seconds over the baseline's (below 1: this tree is faster) and each tree's
+1-consumer/file and 2/1 ratios. Every consume run has a group of its own.
 
 `--profile N` also runs the in-process consume loop (`loyalty_ledger.runtime.consume.
 consume`, the function behind the CLI) and the in-process file ingest under
@@ -42,7 +51,6 @@ import logging
 import os
 import platform
 import pstats
-import shutil
 import signal
 import socket
 import subprocess
@@ -57,6 +65,8 @@ from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+import psycopg
 
 from loyalty_ledger.kafka.settings import ENV_BOOTSTRAP, ENV_PREFIX, client_logger
 from loyalty_ledger.store.db import connect, redact
@@ -83,19 +93,8 @@ STOP_TIMEOUT_S = 60.0
 INPUTS_DONE = "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE topic LIKE %s"
 
 
-def loyalty_command() -> str:
-    return shutil.which("loyalty", path=str(Path(sys.executable).parent)) or "loyalty"
-
-
-def last_json(text: str, event: str) -> dict[str, Any]:
-    """The last structlog line of `event` in `text` ({} if none)."""
-    found: dict[str, Any] = {}
-    for line in text.splitlines():
-        with contextlib.suppress(ValueError):
-            record = json.loads(line)
-            if isinstance(record, dict) and record.get("event") == event:
-                found = record
-    return found
+loyalty_command = bench.loyalty_command
+last_json = bench.last_json
 
 
 def json_lines(text: str) -> Iterator[dict[str, Any]]:
@@ -204,6 +203,15 @@ def broker(workdir: Path) -> Iterator[Broker]:
 # ====================================================================== the measurements
 
 
+@dataclass(frozen=True, slots=True)
+class Tree:
+    """The package under test: this tree (src None) or an older commit's `src/`."""
+
+    name: str
+    src: Path | None
+    suffix: str  # of its databases' and logs' names
+
+
 @dataclass(slots=True)
 class Figure:
     name: str
@@ -216,9 +224,11 @@ class Figure:
         return self.events / self.seconds if self.seconds > 0 else float("inf")
 
 
-def file_ingest(pg: Any, stream: Path, program: Path, n_lines: int) -> tuple[Figure, str]:
-    url = pg.fresh("bench_consume_file")
-    env = {**os.environ, "LOYALTY_DATABASE_URL": url}
+def file_ingest(
+    pg: Any, stream: Path, program: Path, n_lines: int, tree: Tree
+) -> tuple[Figure, str]:
+    url = pg.fresh(f"bench_consume_file{tree.suffix}", src=tree.src)
+    env = {**bench.tree_env(tree.src), "LOYALTY_DATABASE_URL": url}
     started = time.perf_counter()
     result = subprocess.run(
         [loyalty_command(), "ingest", str(stream), "--program", str(program)],
@@ -277,10 +287,12 @@ def kafka_consume(
     batch_size: int | None,
     timeout_s: float,
     logdir: Path,
+    tree: Tree,
 ) -> KafkaRun:
-    url = pg.fresh(f"bench_consume_{consumers}")
+    url = pg.fresh(f"bench_consume_{consumers}{tree.suffix}", src=tree.src)
     prefix = f"bench{consumers}-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "LOYALTY_DATABASE_URL": url, ENV_BOOTSTRAP: bootstrap, ENV_PREFIX: prefix}
+    env = {**bench.tree_env(tree.src), "LOYALTY_DATABASE_URL": url, ENV_BOOTSTRAP: bootstrap,
+           ENV_PREFIX: prefix}  # fmt: skip
     _run_cli(["topics", "create", "--partitions", str(partitions)], env, "loyalty topics create")
     t = time.perf_counter()
     result = _run_cli(["produce", str(stream)], env, "loyalty produce")
@@ -294,14 +306,14 @@ def kafka_consume(
         loyalty_command(),
         "consume",
         "--group",
-        GROUP,
+        f"{GROUP}-{prefix}",  # one per run: see profile_consume on Tansu and reused groups
         "--program",
         str(program),
         "--stop-when-idle",
         f"{idle_s:g}",
         *(["--batch-size", str(batch_size)] if batch_size else []),
     ]
-    logs = [logdir / f"consume-{consumers}x-{i}.log" for i in range(consumers)]
+    logs = [logdir / f"consume-{consumers}x-{i}{tree.suffix}.log" for i in range(consumers)]
     processes: list[subprocess.Popen[bytes]] = []
     first_commit_s: float | None = None
     commands_done_s: float | None = None
@@ -398,11 +410,15 @@ def kafka_consume(
 
 
 def fate(url: str) -> dict[str, Any]:
-    """What `loyalty export summary` prints, reduced to totals: every input's fate."""
+    """What `loyalty export summary` prints, reduced to totals: every input's fate (read with
+    this tree's code, also from a baseline's database: an older schema may not answer)."""
     from loyalty_ledger.admin.exports import summary
 
     with connect(url) as conn:
-        s = summary(conn)
+        try:
+            s = summary(conn)
+        except psycopg.Error as e:
+            return {"unreadable": str(e).splitlines()[0]}
         entries = conn.execute("SELECT count(*) FROM ledger").fetchone()
     accepted = dict(s["accepted"])
     ticks = accepted.pop("tick", 0)  # on Kafka a tick line is one message per partition
@@ -517,9 +533,10 @@ def _print_stats(stats: pstats.Stats, path: Path, top: int) -> None:
         stats.sort_stats(order).print_stats(top)
 
 
-def code_version() -> str:
-    """The commit under test, and whether src/ had uncommitted changes (others edit it)."""
-    root = Path(__file__).resolve().parent.parent
+def code_version(root: Path | None = None) -> str:
+    """The commit under test (of this checkout, or of `root`), and whether src/ had
+    uncommitted changes (others edit it)."""
+    root = root or Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(
             ["git", "-C", str(root), "log", "-1", "--format=%h %s"],
@@ -568,6 +585,67 @@ def table(figures: list[Figure], baseline: Figure) -> str:
     return "\n".join(out)
 
 
+@dataclass(slots=True)
+class TreeRuns:
+    """One tree's measurements, every round: (a) file ingest, (b) 1 and (c) 2 consumers."""
+
+    ingests: list[Figure] = field(default_factory=list)
+    ingest_url: str = ""  # the last round's
+    runs: dict[int, list[KafkaRun]] = field(default_factory=lambda: {1: [], 2: []})
+
+    def best(self, consumers: int) -> Figure:
+        """The fastest figure of file ingest (0) or of 1 or 2 consumers."""
+        figures = self.ingests if consumers == 0 else [r.figure for r in self.runs[consumers]]
+        return min(figures, key=lambda f: f.seconds)
+
+    def last(self, consumers: int) -> KafkaRun:
+        return self.runs[consumers][-1]
+
+
+def measure_round(
+    pg: Any, bootstrap: str, stream: Path, program: Path, n_lines: int,
+    args: argparse.Namespace, trees: list[Tree], results: dict[str, TreeRuns],
+) -> None:
+    """(a), (b) and (c) once, each for every tree right after the other on fresh databases:
+    on a noisy machine only figures taken side by side compare."""
+    for tree in trees:
+        figure, url = file_ingest(pg, stream, program, n_lines, tree)
+        results[tree.name].ingests.append(figure)
+        results[tree.name].ingest_url = url
+        print(f"(a) file ingest, {tree.name}: {figure.seconds:.1f} s")
+    for consumers in (1, 2):
+        for tree in trees:
+            run = kafka_consume(pg, bootstrap, stream, program, n_lines, consumers=consumers,
+                                partitions=args.partitions, idle_s=args.idle,
+                                batch_size=args.batch_size, timeout_s=args.timeout,
+                                logdir=args.keep or stream.parent, tree=tree)  # fmt: skip
+            results[tree.name].runs[consumers].append(run)
+            print(f"({'bc'[consumers - 1]}) {consumers} consumer(s), {tree.name}: produce "
+                  f"{run.produce_s:.1f} s, consume {run.figure.seconds:.1f} s, exit codes "
+                  f"{run.exit_codes}")  # fmt: skip
+
+
+def ratios(trees: list[Tree], results: dict[str, TreeRuns]) -> str:
+    """Per tree, seconds over seconds (best of rounds): what consuming costs over reading the
+    file, and what a second consumer saves (below 1: faster)."""
+    head = ("seconds over seconds", *(t.name for t in trees))
+    pairs = (("1 consumer / file ingest", 1, 0), ("2 consumers / 1 consumer", 2, 1))
+    body = [(name, *(f"{results[t.name].best(a).seconds / results[t.name].best(b).seconds:.3f}"
+                     for t in trees)) for name, a, b in pairs]  # fmt: skip
+    return bench.aligned(head, body)
+
+
+def side_by_side(mine: TreeRuns, base: TreeRuns) -> str:
+    head = ("best of rounds", "this tree s", "baseline s", "this events/s", "baseline events/s",
+            "this/baseline")  # fmt: skip
+    body = []
+    for consumers in (0, 1, 2):
+        a, b = mine.best(consumers), base.best(consumers)
+        body.append((a.name, f"{a.seconds:.2f}", f"{b.seconds:.2f}", f"{a.rate:,.0f}",
+                     f"{b.rate:,.0f}", f"{a.seconds / b.seconds:.3f}"))  # fmt: skip
+    return bench.aligned(head, body)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--events", type=int, default=100_000, help="input lines (100000)")
@@ -585,6 +663,11 @@ def main() -> int:
         help="give up on a consume measurement after S seconds (900)",
     )
     parser.add_argument("--keep", type=Path, help="write program, stream and logs here; keep them")
+    parser.add_argument("--baseline-src", type=Path, metavar="DIR",
+                        help="also measure importing the package from DIR (an older "
+                        "commit's src/), after this tree's each time, own databases")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="rounds of (a)-(c); the tables show the best of each (1)")  # fmt: skip
     parser.add_argument(
         "--profile",
         type=int,
@@ -624,34 +707,28 @@ def main() -> int:
         n_lines = sum(1 for line in stream_path.open("rb") if line.strip())
 
         t = time.perf_counter()
-        ingest, ingest_url = file_ingest(pg, stream_path, program_path, n_lines)
-        print(f"(a) file ingest: {ingest.seconds:.1f} s")
-        runs: list[KafkaRun] = []
-        for consumers in (1, 2):
-            run = kafka_consume(
-                pg,
-                kafka.bootstrap,
-                stream_path,
-                program_path,
-                n_lines,
-                consumers=consumers,
-                partitions=args.partitions,
-                idle_s=args.idle,
-                batch_size=args.batch_size,
-                timeout_s=args.timeout,
-                logdir=outdir,
-            )
-            runs.append(run)
-            print(
-                f"({'bc'[consumers - 1]}) {consumers} consumer(s): produce "
-                f"{run.produce_s:.1f} s, consume {run.figure.seconds:.1f} s, exit codes "
-                f"{run.exit_codes}"
-            )
+        trees = [Tree("this tree", None, "")]
+        if args.baseline_src:
+            trees.append(Tree(f"baseline {args.baseline_src}", args.baseline_src, "_base"))
+            print(f"baseline: {code_version(args.baseline_src.resolve().parent)}")
+        results = {tree.name: TreeRuns() for tree in trees}
+        for round_ in range(1, args.rounds + 1):
+            if args.rounds > 1:
+                print(f"round {round_}")
+            measure_round(pg, kafka.bootstrap, stream_path, program_path, n_lines, args, trees,
+                          results)  # fmt: skip
         measured_s = time.perf_counter() - t
 
-        figures = [ingest, *(r.figure for r in runs)]
+        mine = results[trees[0].name]
+        ingest, ingest_url, runs = mine.best(0), mine.ingest_url, [mine.last(1), mine.last(2)]
+        figures = [ingest, mine.best(1), mine.best(2)]
         print()
         print(table(figures, ingest))
+        print()
+        print(ratios(trees, results))
+        if len(trees) > 1:
+            print()
+            print(side_by_side(mine, results[trees[1].name]))
         print()
         for f in figures:
             print(f"  {f.name}: {f.note}")
@@ -688,6 +765,12 @@ def main() -> int:
         print(f"    {'file ingest':<28} {json.dumps(fate(ingest_url))}")
         for run in runs:
             print(f"    {run.figure.name:<28} {json.dumps(fate(run.url))}")
+        for tree in trees[1:]:
+            print(f"    {tree.name}:")
+            theirs = results[tree.name]
+            print(f"    {'file ingest':<28} {json.dumps(fate(theirs.ingest_url))}")
+            for run in (theirs.last(1), theirs.last(2)):
+                print(f"    {run.figure.name:<28} {json.dumps(fate(run.url))}")
 
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         model = "?"
@@ -727,6 +810,7 @@ def main() -> int:
                 "bench_consume_profile_file",
             ):
                 pg.drop(name)
+                pg.drop(f"{name}_base")
     print(f"\nwhole script: {time.perf_counter() - wall:.1f} s")
     return 0
 
