@@ -632,7 +632,8 @@ def ratios(trees: list[Tree], results: dict[str, TreeRuns]) -> str:
     pairs = (("1 consumer / file ingest", 1, 0), ("2 consumers / 1 consumer", 2, 1))
     body = [(name, *(f"{results[t.name].best(a).seconds / results[t.name].best(b).seconds:.3f}"
                      for t in trees)) for name, a, b in pairs]  # fmt: skip
-    return bench.aligned(head, body)
+    shown: str = bench.aligned(head, body)
+    return shown
 
 
 def side_by_side(mine: TreeRuns, base: TreeRuns) -> str:
@@ -643,7 +644,8 @@ def side_by_side(mine: TreeRuns, base: TreeRuns) -> str:
         a, b = mine.best(consumers), base.best(consumers)
         body.append((a.name, f"{a.seconds:.2f}", f"{b.seconds:.2f}", f"{a.rate:,.0f}",
                      f"{b.rate:,.0f}", f"{a.seconds / b.seconds:.3f}"))  # fmt: skip
-    return bench.aligned(head, body)
+    shown: str = bench.aligned(head, body)
+    return shown
 
 
 def main() -> int:

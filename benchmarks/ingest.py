@@ -873,7 +873,7 @@ def server_cpu_s(postmaster: int | None) -> float | None:
 def end_to_end(
     pg: Postgres, stream: Path, program: Path, n_lines: int, baseline_src: Path | None = None,
     *, migrated: bool = True,
-) -> tuple[Figure, dict]:
+) -> tuple[Figure, dict[str, Any]]:
     """`loyalty ingest` of the stream into a fresh database; with `baseline_src`, the same
     command importing the package from that folder instead (an older commit's `src/`).
     Unless `migrated`, the command migrates the empty database itself (inside the time)."""
@@ -1073,9 +1073,10 @@ def _seconds(figure: Figure) -> float:
 def table(figures: list[Figure], baseline: Figure) -> str:
     """One row per figure; the commands' peak RSS and CPU (theirs, and the server's) beside
     the rows measured as a subprocess."""
-    head = ("measurement", "events", "seconds", "events/s", "vs e2e")
-    body = [(f.name, f"{f.events:,}", f"{f.seconds:.2f}", f"{f.rate:,.0f}",
-             f"{f.rate / baseline.rate:.2f}x") for f in figures]  # fmt: skip
+    head: tuple[str, ...] = ("measurement", "events", "seconds", "events/s", "vs e2e")
+    body: list[tuple[str, ...]] = [(f.name, f"{f.events:,}", f"{f.seconds:.2f}",
+                                    f"{f.rate:,.0f}", f"{f.rate / baseline.rate:.2f}x")
+                                   for f in figures]  # fmt: skip
     if any(f.usage for f in figures):
         head += ("peak RSS MB", "CPU s", "server CPU s")
         body = [(*r, *_usage_cells(f.usage)) for r, f in zip(body, figures, strict=True)]

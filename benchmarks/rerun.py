@@ -126,7 +126,8 @@ def side_by_side(mine: Timings, base: Timings, names: list[str], n_lines: int) -
         a, b = mine.best(name), base.best(name)
         body.append((name, f"{a:.2f}", f"{b:.2f}", f"{n_lines / a:,.0f}", f"{n_lines / b:,.0f}",
                      f"{a / b:.3f}"))  # fmt: skip
-    return bench.aligned(head, body)
+    shown: str = bench.aligned(head, body)
+    return shown
 
 
 def half_way(lines: list[str]) -> str:
