@@ -734,7 +734,7 @@ class Postgres:
         """The server's main process, if it runs on this machine (a backend's parent)."""
         with psycopg.connect(self.admin, autocommit=True) as conn:
             found = conn.execute("SELECT pg_backend_pid()").fetchone()
-        stat = _proc_stat(found[0]) if found else None
+            stat = _proc_stat(found[0]) if found else None  # before the backend exits
         return stat.ppid if stat is not None and stat.comm == "postgres" else None
 
     def drop(self, dbname: str) -> None:
