@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Final, Literal
 
@@ -164,11 +164,11 @@ class _InstantRule:
     def __get_pydantic_core_schema__(
         cls, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        text = core_schema.str_schema(strict=True, pattern=INSTANT_PATTERN)
+        text = core_schema.str_schema(strict=True, pattern=_COMMON_INSTANT_PATTERN)
         return _wire_fast_path(
             cls._validate,
             core_schema.chain_schema(
-                [text, core_schema.no_info_plain_validator_function(cls._from_text)]
+                [text, core_schema.no_info_plain_validator_function(cls._from_common_text)]
             ),
         )
 
@@ -203,6 +203,28 @@ class _InstantRule:
         return _InstantRule._bounded(instant)
 
     @staticmethod
+    def _from_common_text(value: str) -> datetime:
+        """`value`, in the common form, as `_from_text` reads it; ValueError for any fault.
+
+        `astimezone` is slow (two method calls, three new datetimes; a sixth of a line's
+        decoding). Read as UTC wall time, the instant is that time less the offset, whose
+        timedelta is looked up once per spelling.
+        """
+        try:
+            if value[-1] == "Z":
+                instant = datetime.fromisoformat(value)
+            else:
+                offset = _OFFSETS.get(value[-6:])
+                if offset is None:
+                    offset = _offset(value[-6:])
+                instant = datetime.fromisoformat(value[:-6] + "Z") - offset
+        except OverflowError:  # past year 1 or 9999: the lax pass says so
+            raise ValueError(value) from None
+        if FIRST_INSTANT <= instant <= LAST_INSTANT:
+            return instant
+        raise ValueError(value)
+
+    @staticmethod
     def _bounded(instant: datetime) -> datetime:
         if not FIRST_INSTANT <= instant <= LAST_INSTANT:
             raise PydanticCustomError("instant_bounds", f"must be from {_INSTANT_RANGE}")
@@ -210,6 +232,22 @@ class _InstantRule:
 
 
 _INSTANT_RANGE: Final = "1970-01-01T00:00:00Z to 2999-12-31T23:59:59Z"
+
+
+# How the common form of an instant (INSTANT_PATTERN, upper case) nearly always comes.
+_COMMON_INSTANT_PATTERN: Final = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+)
+# "+01:00" -> its timedelta; "[+-]HH:MM" bounds it to 20,000 entries, a handful in practice.
+_OFFSETS: Final[dict[str, timedelta]] = {}
+
+
+def _offset(text: str) -> timedelta:
+    """The UTC offset `text` names, as fromisoformat reads it (ValueError if it does not)."""
+    offset = datetime.fromisoformat(f"2000-01-01T00:00:00{text}").utcoffset()
+    assert offset is not None
+    _OFFSETS[text] = offset
+    return offset
 
 
 def _in_utc(instant: datetime) -> datetime:
