@@ -524,7 +524,9 @@ EVENT_CLASSES: Final[dict[str, type[BaseModel]]] = {
     "tick": Tick,
 }
 
-_EVENT: Final[TypeAdapter[Event]] = TypeAdapter(Event)
+# Field names repeat on every line and are worth caching; values rarely repeat.
+_EVENT: Final[TypeAdapter[Event]] = TypeAdapter(Event, config=ConfigDict(cache_strings="keys"))
+_validate_json: Final = _EVENT.validator.validate_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -541,7 +543,7 @@ def decode(raw: bytes | str) -> Event | Invalid:
             raw = raw.encode()
         except UnicodeEncodeError as e:
             return Invalid(f"not utf-8: {e.reason} at character {e.start}")
-    if raw[:3] == _BOM:  # as JSON readers do: a BOM is no part of the text
+    if raw.startswith(_BOM):  # as JSON readers do: a BOM is no part of the text
         raw = raw[3:]
     if raw.endswith(b"\n"):
         # A line's own terminator: without it, a cut-off line reads as "EOF while parsing".
@@ -550,10 +552,10 @@ def decode(raw: bytes | str) -> Event | Invalid:
         return Invalid(f"too large: {len(raw)} bytes, the limit is {MAX_LINE_BYTES}")
     try:
         # Strict takes the common forms, checked natively; the lax pass is for the rest.
-        event = _EVENT.validate_json(raw, strict=True)
+        event: Event = _validate_json(raw, strict=True)
     except ValidationError:
         try:
-            event = _EVENT.validate_json(raw)
+            event = _validate_json(raw)
         except ValidationError as e:
             return Invalid(_reason(e))
     # JSON has no raw control characters in strings: a NUL can only be the escape \u0000.
