@@ -10,7 +10,10 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from fuzz_corpus import corpus
+from loyalty_ledger import events
 from loyalty_ledger.events import (
     EVENT_CLASSES,
     EVENT_TYPES,
@@ -1085,3 +1088,51 @@ def test_python_values_keep_the_wire_rules(field: str, value: Any) -> None:
     }
     with pytest.raises(ValueError, match=field):
         Purchase.model_validate(fields)
+
+
+# Values at and beyond the edges of each field's common form (decode's strict pass).
+EDGES: dict[str, list[Any]] = {
+    "money": ["0", "-0", "-0.00", "-1", "1", "0.000001", "999999999999.999999", "1000000000000",
+              "1.0000000", ".5", "+1", "1e3", " 1", "١", "NaN", "", 5, None],
+    "instant": ["2026-03-01T14:05:00Z", "2026-03-01t14:05:00z", "2026-03-01 14:05:00+01:00",
+                "2026-03-01T14:05:00", "2026-03-01T14:05:00.123456789+05:45",
+                "2026-03-01T14:05:00+00:00", "2026-03-01T14:05:00-00:00",
+                "1970-01-01T00:30:00+01:00", "2999-12-31T23:59:59-00:01",
+                "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2026-02-29T00:00:00Z",
+                "2026-03-01T24:00:00Z", "2026-03-01T14:05:00+24:00", "2026-03-01T14:05:00+01:60",
+                1772370300],
+    "date": ["1990-05-17", "1900-01-01", "1899-12-31", "3000-01-01", "1990-02-29", "19900517"],
+    "channel": ["app", None, "WEB"],
+    "newsletter": [True, None, 0],
+    "items": [None, [], [dict(ITEM, unit_price="-0.00")], [dict(ITEM, unit_price="-1")]],
+}  # fmt: skip
+EDGE_FIELDS = {"total": "money", "amount": "money", "paid": "money", "occurred_at": "instant",
+               "birth_date": "date", "channel": "channel", "newsletter": "newsletter",
+               "items": "items"}  # fmt: skip
+
+
+def _edge_lines() -> list[bytes]:
+    lines = [
+        raw if isinstance(raw, bytes) else raw.encode(errors="surrogatepass")
+        for _, raw, *_ in INVALID
+    ]
+    lines += corpus(15, 3000)
+    for type_ in EVENT_TYPES:
+        for field, kind in EDGE_FIELDS.items():
+            lines += [line(type_, **{field: value}).encode() for value in EDGES[kind]]
+    return lines
+
+
+def test_the_strict_pass_accepts_only_what_the_rules_accept_alike() -> None:
+    """decode tries the common forms strictly first: each event so made is the lax rules' own."""
+    strict = 0
+    for raw in _edge_lines():
+        try:
+            fast = events._EVENT.validate_json(raw, strict=True)
+        except ValidationError:
+            continue
+        strict += 1
+        slow = events._EVENT.validate_json(raw)
+        assert (repr(fast), fast.model_fields_set) == (repr(slow), slow.model_fields_set), raw
+        assert fast == slow
+    assert strict > 1000
