@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import psycopg
 from psycopg import errors, sql
+from psycopg.types.json import Jsonb
 
 from loyalty_ledger.errors import Conflict
 from loyalty_ledger.ledger import anchors
@@ -234,7 +235,7 @@ def _write(conn: Connection, batch: Batch, key: LedgerKey | None) -> anchors.Anc
         _check_generation(conn, batch.generation_status, batch.amendments)
         _copy(conn, "inbox", InboxRow._fields, _INBOX_TYPES, batch.inbox)
         head = _copy_ledger(conn, batch.entries, key)
-        _SNAPSHOTS.write(conn, batch.snapshots)
+        _SNAPSHOTS.write(conn, [(*s[:2], Jsonb(s.state, _as_is), s[3]) for s in batch.snapshots])
         _DEAD_LETTERS.write(conn, _first_per_position(batch.dead_letters))
         _DUPLICATES.write(conn, batch.duplicates)
         _MEMBERS.write(conn, batch.members)
@@ -296,19 +297,27 @@ class _Staged:
         conn.execute(self.merge)
 
 
+def _as_is(text: str) -> str:
+    return text
+
+
+# The state goes as binary jsonb (its JSON text behind a version byte) into a jsonb column:
+# parsed once, by COPY, and a large one compressed once, in the temporary table, then taken
+# as it is by the merge. As text it was compressed there, then expanded, parsed and
+# compressed again (measured: about 5-10% of the snapshots' database time).
 _SNAPSHOTS = _Staged(
     "snapshot_in",
     (
         ("customer_id", "text"),
         ("version", "int4"),
-        ("state", "text"),
+        ("state", "jsonb"),
         ("next_due_at", "timestamptz"),
     ),
     "INSERT INTO customer_state AS c (customer_id, version, state, next_due_at) "
     # An erased member's birth date never comes back, even from a state decided before the
     # erasure committed (the pipeline reloads such states from the next batch on).
-    "SELECT i.customer_id, version, CASE WHEN e.customer_id IS NULL THEN state::jsonb "
-    "ELSE jsonb_set(state::jsonb, '{birth_date}', 'null') END, next_due_at "
+    "SELECT i.customer_id, version, CASE WHEN e.customer_id IS NULL THEN state "
+    "ELSE jsonb_set(state, '{birth_date}', 'null') END, next_due_at "
     "FROM snapshot_in i LEFT JOIN public.erasures e ON e.customer_id = i.customer_id "
     "ON CONFLICT (customer_id) DO UPDATE SET version = excluded.version, "
     "state = excluded.state, next_due_at = excluded.next_due_at, updated_at = now() "
