@@ -25,7 +25,7 @@ from loyalty_ledger.store.db import Connection
 # Past this the least recently decided states are evicted (their snapshots hold them):
 # correctness never needs the cache, and a bounded one bounds the process's memory
 # (benchmarks/ingest.py --customers 1000000 prints the peak).
-CACHE_CUSTOMERS_MAX = 250_000
+CACHE_CUSTOMERS_MAX = 100_000
 
 
 class Book(Mapping[str, CustomerState]):
