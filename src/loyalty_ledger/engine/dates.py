@@ -15,7 +15,7 @@ ANY_TICK = datetime.min.replace(tzinfo=UTC)  # due for every tick, whatever its 
 def birthday_in(birth_date: date, year: int) -> date:
     """The birthday in `year`; Feb 29 falls on Feb 28 in other years."""
     try:
-        return birth_date.replace(year=year)
+        return date(year, birth_date.month, birth_date.day)
     except ValueError:
         return date(year, 2, 28)
 
@@ -39,24 +39,32 @@ def next_due_at(state: CustomerState, rules: Rules | History) -> datetime | None
 
 
 def _next_due_at(state: CustomerState, rules: Rules) -> datetime | None:
-    due: list[datetime] = []
+    # Once per decided customer: the earliest of the candidates, kept first on a tie as min()
+    # would, without building a list. A late one (behind the clock) is due at any tick.
+    clock = state.clock
+    due: datetime | None = None
     if state.lots and state.lots[0].expires_at is not None:
         expires_at = state.lots[0].expires_at
         # A late credit can expire before the clock: any tick at all then expires it.
-        due.append(ANY_TICK if state.clock and expires_at <= state.clock else expires_at)
-    if state.pending:  # sorted by maturity instant; a late one matures at any tick
+        due = ANY_TICK if clock and expires_at <= clock else expires_at
+    if state.pending:  # sorted by maturity instant
         matures_at = state.pending[0].matures_at
-        due.append(ANY_TICK if state.clock and matures_at <= state.clock else matures_at)
+        due = _earlier(due, ANY_TICK if clock and matures_at <= clock else matures_at)
     if state.membership is not None:
         ends_at = state.membership[1]
-        due.append(ANY_TICK if state.clock and ends_at <= state.clock else ends_at)
+        due = _earlier(due, ANY_TICK if clock and ends_at <= clock else ends_at)
     if rules.levels and state.spend:
-        due.append(state.spend[0][0] + rules.window)  # spend is sorted
+        due = _earlier(due, state.spend[0][0] + rules.window)  # spend is sorted
     birthday = _next_birthday(state, rules)
     if birthday is not None:
-        local = datetime(birthday.year, birthday.month, birthday.day, tzinfo=rules.tz)
-        due.append(local.astimezone(UTC) - _MARGIN)
-    return min(due) if due else None
+        # Positional: datetime's keyword arguments cost more than the conversion.
+        local = datetime(birthday.year, birthday.month, birthday.day, 0, 0, 0, 0, rules.tz)
+        due = _earlier(due, local.astimezone(UTC) - _MARGIN)
+    return due
+
+
+def _earlier(due: datetime | None, candidate: datetime) -> datetime:
+    return candidate if due is None or candidate < due else due
 
 
 def _next_birthday(state: CustomerState, rules: Rules) -> date | None:

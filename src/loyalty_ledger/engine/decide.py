@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from decimal import Context, Decimal, localcontext
-from typing import Any
+from decimal import Context, Decimal, getcontext, setcontext
 
 from loyalty_ledger import events as ev
 from loyalty_ledger.engine import lots
@@ -27,7 +26,9 @@ from loyalty_ledger.ledger.entries import Entry, Kind
 
 # Money on the wire has up to 18 digits, factors up to 10 and quantities 7: a purchase's
 # points before the floor reach about 70 digits. Every decision computes in this context,
-# wide enough that sums and products are exact before the floor.
+# wide enough that sums and products are exact before the floor. It is made the thread's
+# context for the call itself, not a copy (`localcontext` copies it per call, a few percent
+# of a decision): arithmetic only sets its flags, which nothing reads.
 _EXACT = Context(prec=200)
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
@@ -98,37 +99,42 @@ def _owns_everyone(_customer_id: str) -> bool:
     return True
 
 
-class _Recorder:
-    """Collects entries for one event, numbering each customer's versions."""
-
-    __slots__ = ("entries", "event_id")
-
-    def __init__(self, event_id: str) -> None:
-        self.event_id = event_id
-        self.entries: list[Entry] = []
-
-    def add(self, state: CustomerState, kind: Kind, at: datetime, **fields: Any) -> None:
-        # Paired with CHECK (points >= 0) and CHECK (version >= 1) on the ledger table.
-        assert fields.get("points", 0) >= 0, fields
-        assert at.tzinfo is not None
-        state.version += 1
-        self.entries.append(
-            Entry(state.customer_id, state.version, kind, at, self.event_id, **fields)
-        )
-
-
-@dataclass(slots=True)
 class _Context:
-    rules: Rules
-    rec: _Recorder
-    book: Mapping[str, CustomerState]
-    touched: dict[str, CustomerState]
-    owns: Callable[[str], bool] = _owns_everyone
-    commands: list[Command] = field(default_factory=list)
-    # With amendments: the instant whose version decides (commands carry it on) and the
-    # longest tier window of any version (spend younger than it may count again).
-    decided_at: datetime | None = None
-    longest_window: timedelta | None = None
+    """One decision in the making: the rules deciding it, the entries it records (numbering
+    each customer's versions), the states it touched, the commands it sends."""
+
+    # A plain class, built positionally: one is made per input, on the critical path.
+    __slots__ = (
+        "book", "commands", "decided_at", "entries", "event_id", "longest_window", "owns",
+        "rules", "touched",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        rules: Rules,
+        event_id: str,
+        book: Mapping[str, CustomerState],
+        owns: Callable[[str], bool],
+        decided_at: datetime,
+        longest_window: timedelta | None,
+    ) -> None:
+        self.rules = rules
+        self.event_id = event_id
+        self.book = book
+        self.owns = owns
+        # With amendments: the instant whose version decides (commands carry it on) and the
+        # longest tier window of any version (spend younger than it may count again).
+        self.decided_at = decided_at
+        self.longest_window = longest_window
+        self.entries: list[Entry] = []
+        self.touched: dict[str, CustomerState] = {}
+        self.commands: list[Command] = []
+
+    def again(self) -> _Context:
+        """A fresh context for the same input: nothing recorded, nothing touched."""
+        return _Context(
+            self.rules, self.event_id, self.book, self.owns, self.decided_at, self.longest_window
+        )
 
     def customer(self, customer_id: str) -> CustomerState:
         state = self.touched.get(customer_id)
@@ -137,6 +143,33 @@ class _Context:
             state = known.clone() if known else new_customer(customer_id, self.rules.first_tier)
             self.touched[customer_id] = state
         return state
+
+    def add(
+        self,
+        state: CustomerState,
+        kind: Kind,
+        at: datetime,
+        *,
+        points: int = 0,
+        amount: Decimal | None = None,
+        cause: str | None = None,
+        ref: str | None = None,
+        reward: str | None = None,
+        tier_from: str | None = None,
+        tier_to: str | None = None,
+        reason: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> None:
+        """Record an entry on `state`, its next version. The fields are spelled out, not
+        `**fields`: a keyword dict per entry was a tenth of a decision."""
+        # Paired with CHECK (points >= 0) and CHECK (version >= 1) on the ledger table.
+        assert points >= 0, (kind, points)
+        assert at.tzinfo is not None
+        state.version += 1
+        self.entries.append(Entry(
+            state.customer_id, state.version, kind, at, self.event_id, points, amount, cause,
+            ref, reward, tier_from, tier_to, reason, expires_at,
+        ))  # fmt: skip
 
 
 def decide(
@@ -158,44 +191,30 @@ def decide(
     known = book.get(event.customer_id)
     if known is not None and known.clock is not None and known.clock > at:
         at = known.clock
-    with localcontext(_EXACT):
-        return _decide(book, event, _Version(history.at(at), at, _longest(history)), owns)
-
-
-@dataclass(frozen=True, slots=True)
-class _Version:
-    """The rules deciding one input, the instant that chose them, the longest window."""
-
-    rules: Rules
-    decided_at: datetime
-    longest_window: timedelta | None
-
-
-def _longest(history: History) -> timedelta | None:
-    # None without amendments: the one window is the longest (the usual, faster path).
-    return history.longest_window if history.amendments else None
+    ctx = _context(history, at, event.event_id, book, owns)
+    saved = getcontext()
+    setcontext(_EXACT)  # see _EXACT
+    try:
+        return _decide(event, ctx)
+    finally:
+        setcontext(saved)
 
 
 def _context(
-    version: _Version,
+    history: History,
+    decided_at: datetime,
     event_id: str,
     book: Mapping[str, CustomerState],
     owns: Callable[[str], bool] = _owns_everyone,
 ) -> _Context:
-    return _Context(
-        version.rules, _Recorder(event_id), book, {}, owns,
-        decided_at=version.decided_at, longest_window=version.longest_window,
-    )  # fmt: skip
+    # The longest window is None without amendments: the one window is the longest (the
+    # usual, faster path).
+    longest = history.longest_window if history.amendments else None
+    return _Context(history.at(decided_at), event_id, book, owns, decided_at, longest)
 
 
-def _decide(
-    book: Mapping[str, CustomerState],
-    event: ev.Event,
-    version: _Version,
-    owns: Callable[[str], bool],
-) -> Decision:
+def _decide(event: ev.Event, ctx: _Context) -> Decision:
     assert not isinstance(event, ev.Tick)
-    ctx = _context(version, event.event_id, book, owns)
     state = ctx.customer(event.customer_id)
     at = event.occurred_at
     _advance(state, at, ctx)
@@ -203,15 +222,15 @@ def _decide(
     if reason is None and not state.within_limit():
         # The rule's effects on every customer, and its commands, are dropped: decided
         # again from the book with steps 2 and 4 only. Rare, so the usual path copies nothing.
-        ctx = _context(version, event.event_id, book, owns)
+        ctx = ctx.again()
         state = ctx.customer(event.customer_id)
         _advance(state, at, ctx)
         reason = Reason.points_limit
     if reason is not None:
-        ctx.rec.add(state, Kind.rejected, at, reason=reason.value, ref=event.type)
+        ctx.add(state, Kind.rejected, at, reason=reason.value, ref=event.type)
     _evaluate_tier(state, ctx)
     return Decision(
-        tuple(ctx.rec.entries), ctx.touched, reason, tuple(ctx.commands), ctx.rules.version
+        tuple(ctx.entries), ctx.touched, reason, tuple(ctx.commands), ctx.rules.version
     )
 
 
@@ -220,17 +239,19 @@ def decide_command(
 ) -> Decision:
     """Apply a referrer's share of a qualified referral, or a transfer's credit, decided
     where the referee or the giver is owned, under the version that decided its cause."""
-    history = history_of(rules)
     decided_at = command.decided_at or command.occurred_at
-    version = _Version(history.at(decided_at), decided_at, _longest(history))
-    ctx = _context(version, command.command_id, book)
-    with localcontext(_EXACT):
+    ctx = _context(history_of(rules), decided_at, command.command_id, book)
+    saved = getcontext()
+    setcontext(_EXACT)
+    try:
         owner = ctx.customer(command.owner_id)
         if isinstance(command, ReferrerCredit):
             _credit_referrer(owner, command.referee_id, command.occurred_at, ctx)
         else:
             _receive(owner, command.giver_id, command.parts, command.occurred_at, ctx)
-    return Decision(tuple(ctx.rec.entries), ctx.touched, None, version=ctx.rules.version)
+    finally:
+        setcontext(saved)
+    return Decision(tuple(ctx.entries), ctx.touched, None, version=ctx.rules.version)
 
 
 def decide_tick(
@@ -238,16 +259,19 @@ def decide_tick(
 ) -> Decision:
     """Apply a tick to the given customers (those due), in customer_id order, under the
     version in force at the tick's instant."""
-    history = history_of(rules)
     at = tick.occurred_at
-    ctx = _context(_Version(history.at(at), at, _longest(history)), tick.event_id, {})
-    with localcontext(_EXACT):
+    ctx = _context(history_of(rules), at, tick.event_id, {})
+    saved = getcontext()
+    setcontext(_EXACT)
+    try:
         for known in sorted(states, key=lambda s: s.customer_id):
             state = known.clone()
             ctx.touched[state.customer_id] = state
             _advance(state, at, ctx)
             _grant_birthdays(state, at, ctx)
-    return Decision(tuple(ctx.rec.entries), ctx.touched, None, version=ctx.rules.version)
+    finally:
+        setcontext(saved)
+    return Decision(tuple(ctx.entries), ctx.touched, None, version=ctx.rules.version)
 
 
 # ----------------------------------------------------------------- steps 2 and 4
@@ -263,11 +287,11 @@ def _advance(state: CustomerState, at: datetime, ctx: _Context) -> None:
     for lot in lots.expire(state, clock):
         state.expired += lot.remaining
         assert state.expired <= POINTS_LIMIT, state.customer_id
-        ctx.rec.add(state, Kind.expiry, clock, points=lot.remaining, expires_at=lot.expires_at)
+        ctx.add(state, Kind.expiry, clock, points=lot.remaining, expires_at=lot.expires_at)
     if state.membership is not None and state.membership[1] <= clock:
         plan, ends_at = state.membership
         state.membership = None
-        ctx.rec.add(state, Kind.membership_ended, clock, ref=plan, expires_at=ends_at)
+        ctx.add(state, Kind.membership_ended, clock, ref=plan, expires_at=ends_at)
     _evaluate_tier(state, ctx)
 
 
@@ -275,7 +299,7 @@ def _mature(state: CustomerState, clock: datetime, ctx: _Context) -> None:
     """Credit every pending amount due by `clock`, by maturity instant, then creation."""
     while state.pending and state.pending[0].matures_at <= clock:
         due = state.pending.pop(0)
-        ctx.rec.add(
+        ctx.add(
             state, Kind.pending_matured, due.matures_at, points=due.points, ref=due.order_id
         )
         _credit(state, due.points, due.matures_at, "purchase", due.order_id, ctx)
@@ -292,7 +316,7 @@ def _lapse(state: CustomerState, ctx: _Context) -> None:
             lapsed += spend.pop(0)[1]
         state.spend_total -= lapsed
         if lapsed:
-            ctx.rec.add(state, Kind.spend_lapsed, state.clock, amount=lapsed)
+            ctx.add(state, Kind.spend_lapsed, state.clock, amount=lapsed)
 
 
 def _lapse_amended(state: CustomerState, ctx: _Context, longest: timedelta) -> None:
@@ -309,7 +333,7 @@ def _lapse_amended(state: CustomerState, ctx: _Context, longest: timedelta) -> N
     lapsed = state.spend_total - in_window
     if lapsed:
         state.spend_total = in_window
-        ctx.rec.add(state, Kind.spend_lapsed, state.clock, amount=lapsed)
+        ctx.add(state, Kind.spend_lapsed, state.clock, amount=lapsed)
 
 
 def _evaluate_tier(state: CustomerState, ctx: _Context) -> None:
@@ -327,7 +351,7 @@ def _evaluate_tier(state: CustomerState, ctx: _Context) -> None:
         if level.min_spend <= qualifying:
             tier = level.name
     if tier != state.tier:
-        ctx.rec.add(
+        ctx.add(
             state,
             Kind.tier_changed,
             state.clock,
@@ -344,7 +368,7 @@ def _evaluate_tier(state: CustomerState, ctx: _Context) -> None:
 def _enroll(state: CustomerState, at: datetime, cause: str, ctx: _Context) -> None:
     if not state.enrolled:
         state.enrolled = True
-        ctx.rec.add(state, Kind.enrolled, at, cause=cause, tier_to=state.tier)
+        ctx.add(state, Kind.enrolled, at, cause=cause, tier_to=state.tier)
 
 
 def _credit(
@@ -355,9 +379,9 @@ def _credit(
     paid, lot = lots.credit(state, points, at, ctx.rules.expiry_months)
     state.earned += points
     expires_at = lot.expires_at if lot else None
-    ctx.rec.add(state, Kind.credit, at, points=points, cause=cause, ref=ref, expires_at=expires_at)
+    ctx.add(state, Kind.credit, at, points=points, cause=cause, ref=ref, expires_at=expires_at)
     if paid:
-        ctx.rec.add(state, Kind.debt_settled, at, points=paid)
+        ctx.add(state, Kind.debt_settled, at, points=paid)
 
 
 def _credit_until(
@@ -367,14 +391,16 @@ def _credit_until(
     expires_at: datetime | None,
     kind: Kind,
     ctx: _Context,
-    **fields: Any,
+    *,
+    ref: str | None = None,
+    reason: str | None = None,
 ) -> None:
     """A credit of another kind than `credit` (an adjustment, a transfer's part): debt
     first, then a lot expiring at `expires_at`; the caller counts it in its total."""
     paid, _lot = lots.credit_until(state, points, expires_at)
-    ctx.rec.add(state, kind, at, points=points, expires_at=expires_at, **fields)
+    ctx.add(state, kind, at, points=points, ref=ref, reason=reason, expires_at=expires_at)
     if paid:
-        ctx.rec.add(state, Kind.debt_settled, at, points=paid)
+        ctx.add(state, Kind.debt_settled, at, points=paid)
 
 
 def _tier_multiplier(state: CustomerState, rules: Rules) -> Decimal:
@@ -481,7 +507,7 @@ def _signup(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason | No
     _enroll(state, at, "signup", ctx)
     state.signed_up_on = at.astimezone(ctx.rules.tz).date()
     state.birth_date = event.birth_date
-    ctx.rec.add(state, Kind.signed_up, at)
+    ctx.add(state, Kind.signed_up, at)
     _credit(state, ctx.rules.signup_bonus, at, "signup", None, ctx)
     # The extras are not events of their own: a refusal leaves the signup standing.
     if event.referred_by is not None:
@@ -502,13 +528,13 @@ def _purchase(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason | 
     _enroll(state, at, "purchase", ctx)
     first_order = not state.orders
     applying = _applying(event, state, rules) if rules.campaigns else []
-    ctx.rec.add(state, Kind.order_placed, at, amount=event.total, ref=event.order_id)
+    ctx.add(state, Kind.order_placed, at, amount=event.total, ref=event.order_id)
     if applying:
         points, shares = _campaign_points(event, state, rules, applying)
         counts = state.own_campaigns()
         for campaign, share in shares:
             counts[campaign.id] = counts.get(campaign.id, 0) + 1
-            ctx.rec.add(state, Kind.campaign_applied, at, amount=Decimal(share), ref=campaign.id)
+            ctx.add(state, Kind.campaign_applied, at, amount=Decimal(share), ref=campaign.id)
     else:
         points = _purchase_points(event, state, rules)
     if rules.pending_wait is None:
@@ -538,7 +564,7 @@ def _make_pending(
         queue.append(pending)
     else:
         bisect.insort(queue, pending, key=lambda p: (p.matures_at, p.n))
-    ctx.rec.add(state, Kind.pending_created, at, points=points, ref=order_id, expires_at=matures_at)
+    ctx.add(state, Kind.pending_created, at, points=points, ref=order_id, expires_at=matures_at)
 
 
 def _stamp(state: CustomerState, event: ev.Purchase, ctx: _Context) -> None:
@@ -551,7 +577,7 @@ def _stamp(state: CustomerState, event: ev.Purchase, ctx: _Context) -> None:
         stamps = state.stamps.get(card.id, 0) + 1
         state.own_stamps()[card.id] = stamps
         if stamps % card.every == 0:
-            ctx.rec.add(
+            ctx.add(
                 state,
                 Kind.reward_issued,
                 event.occurred_at,
@@ -568,13 +594,13 @@ def _settle_referral(state: CustomerState, event: ev.Purchase, ctx: _Context) ->
     state.referral_settled = True
     qualified = rules.referral_on and event.total >= rules.min_first_purchase
     cause = "qualified" if qualified else "not_qualified"
-    ctx.rec.add(state, Kind.referral_settled, at, ref=referrer_id, cause=cause)
+    ctx.add(state, Kind.referral_settled, at, ref=referrer_id, cause=cause)
     if not qualified:
         return
     if ctx.owns(referrer_id):
         _credit_referrer(ctx.customer(referrer_id), state.customer_id, at, ctx)
     else:
-        command_id = f"{ctx.rec.event_id}/referrer"
+        command_id = f"{ctx.event_id}/referrer"
         ctx.commands.append(
             ReferrerCredit(command_id, referrer_id, state.customer_id, at, ctx.decided_at)
         )
@@ -586,13 +612,13 @@ def _credit_referrer(referrer: CustomerState, referee_id: str, at: datetime, ctx
     rules = ctx.rules
     _enroll(referrer, at, "referral", ctx)
     referrer.referrals_qualified += 1
-    ctx.rec.add(referrer, Kind.referral_qualified, at, ref=referee_id)
+    ctx.add(referrer, Kind.referral_qualified, at, ref=referee_id)
     # Not the referee's event to reject: what would pass the limit is dropped.
     bonus = min(rules.referrer_bonus, referrer.credit_room())
     _credit(referrer, bonus, at, "referrer", referee_id, ctx)
     reward = rules.ladder.get(referrer.referrals_qualified)
     if reward is not None:
-        ctx.rec.add(
+        ctx.add(
             referrer,
             Kind.reward_issued,
             at,
@@ -616,7 +642,7 @@ def _return(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason | No
     target = int((order.points_earned * refunded) // order.total)
     taken = target - order.points_reversed
     assert taken >= 0
-    ctx.rec.add(state, Kind.refund_applied, at, amount=applied, ref=event.order_id)
+    ctx.add(state, Kind.refund_applied, at, amount=applied, ref=event.order_id)
     # What is still pending is taken first: those points were never credited.
     cancelled = _cancel_pending(state, event.order_id, taken, at, ctx) if state.pending else 0
     reversed_now = taken - cancelled
@@ -624,7 +650,7 @@ def _return(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason | No
         lots.debit(state, reversed_now)
         state.reversed += reversed_now
         assert state.reversed <= POINTS_LIMIT, state.customer_id
-        ctx.rec.add(state, Kind.reversal, at, points=reversed_now, ref=event.order_id)
+        ctx.add(state, Kind.reversal, at, points=reversed_now, ref=event.order_id)
     state.own_orders()[event.order_id] = Order(
         order.total, refunded, order.points_earned, order.points_reversed + taken
     )
@@ -647,7 +673,7 @@ def _cancel_pending(
         elif cancelled:
             state.pending[index] = replace(pending, points=pending.points - cancelled)
         if cancelled:
-            ctx.rec.add(state, Kind.pending_cancelled, at, points=cancelled, ref=order_id)
+            ctx.add(state, Kind.pending_cancelled, at, points=cancelled, ref=order_id)
         return cancelled
     return 0
 
@@ -666,7 +692,7 @@ def _refer(state: CustomerState, referrer_id: str, at: datetime, ctx: _Context) 
         return Reason.referee_not_new
     state.referrer_id = referrer_id
     state.referral_settled = False
-    ctx.rec.add(state, Kind.referred, at, ref=referrer_id)
+    ctx.add(state, Kind.referred, at, ref=referrer_id)
     return None
 
 
@@ -692,7 +718,7 @@ def _redemption(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason 
     state.redeemed += cost
     assert state.redeemed <= POINTS_LIMIT, state.customer_id
     state.own_redemption_ids().add(event.redemption_id)
-    ctx.rec.add(
+    ctx.add(
         state,
         Kind.redemption,
         event.occurred_at,
@@ -738,7 +764,7 @@ def _adjustment(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason 
     else:
         debt = lots.debit(state, -points)
         assert debt == 0, "an adjustment never creates debt"
-        ctx.rec.add(state, Kind.adjustment_debit, at, points=-points, reason=event.reason)
+        ctx.add(state, Kind.adjustment_debit, at, points=-points, reason=event.reason)
     return None
 
 
@@ -758,11 +784,11 @@ def _transfer(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason | 
     parts = tuple(lots.take(state, points))
     state.transferred_out += points
     recipient_id = event.to_customer_id
-    ctx.rec.add(state, Kind.transfer_out, at, points=points, ref=recipient_id)
+    ctx.add(state, Kind.transfer_out, at, points=points, ref=recipient_id)
     if ctx.owns(recipient_id):
         _receive(ctx.customer(recipient_id), state.customer_id, parts, at, ctx)
     else:
-        command_id = f"{ctx.rec.event_id}/transfer"
+        command_id = f"{ctx.event_id}/transfer"
         ctx.commands.append(
             TransferCredit(command_id, recipient_id, state.customer_id, parts, at, ctx.decided_at)
         )
@@ -809,7 +835,7 @@ def _membership(state: CustomerState, event: ev.Event, ctx: _Context) -> Reason 
         ends_at = clock + plan.length
         kind = Kind.membership_started
     state.membership = (plan.id, ends_at)
-    ctx.rec.add(state, kind, at, ref=plan.id, amount=event.paid, expires_at=ends_at)
+    ctx.add(state, kind, at, ref=plan.id, amount=event.paid, expires_at=ends_at)
     return None
 
 

@@ -94,7 +94,9 @@ class CustomerState:
 
     @property
     def balance(self) -> int:
-        return sum(lot.remaining for lot in self.lots) - self.debt
+        # A list, not a generator: resuming a generator per lot cost several times as much,
+        # and the balance is read for most inputs (rules, limits, the input's outcome).
+        return sum([lot.remaining for lot in self.lots]) - self.debt
 
     @property
     def pending_points(self) -> int:
@@ -137,40 +139,42 @@ class CustomerState:
         copied here; the containers that grow with history and change rarely (orders,
         actions, stamps, birthdays, redemptions) are shared, and copied by `own` right
         before a rule changes one of them."""
-        return CustomerState(
-            customer_id=self.customer_id,
-            version=self.version,
-            clock=self.clock,
-            ticks_seen=self.ticks_seen,
-            enrolled=self.enrolled,
-            signed_up_on=self.signed_up_on,
-            birth_date=self.birth_date,
-            referrer_id=self.referrer_id,
-            referral_settled=self.referral_settled,
-            tier=self.tier,
-            debt=self.debt,
-            lots_made=self.lots_made,
-            referrals_qualified=self.referrals_qualified,
-            earned=self.earned,
-            redeemed=self.redeemed,
-            reversed=self.reversed,
-            expired=self.expired,
-            lots=list(self.lots),
-            orders=self.orders,
-            spend=list(self.spend),
-            spend_total=self.spend_total,
-            actions=self.actions,
-            stamps=self.stamps,
-            birthday_years=self.birthday_years,
-            redemption_ids=self.redemption_ids,
-            adjusted=self.adjusted,
-            transferred_in=self.transferred_in,
-            transferred_out=self.transferred_out,
-            pending=list(self.pending) if self.pending else [],
-            pending_made=self.pending_made,
-            campaigns=self.campaigns,
-            membership=self.membership,
-        )
+        # Slot by slot, not through __init__: 32 keyword arguments took four times as long,
+        # once per decided customer. tests/engine/test_state.py checks every field is copied.
+        copy = object.__new__(CustomerState)
+        copy.customer_id = self.customer_id
+        copy.version = self.version
+        copy.clock = self.clock
+        copy.ticks_seen = self.ticks_seen
+        copy.enrolled = self.enrolled
+        copy.signed_up_on = self.signed_up_on
+        copy.birth_date = self.birth_date
+        copy.referrer_id = self.referrer_id
+        copy.referral_settled = self.referral_settled
+        copy.tier = self.tier
+        copy.debt = self.debt
+        copy.lots_made = self.lots_made
+        copy.referrals_qualified = self.referrals_qualified
+        copy.earned = self.earned
+        copy.redeemed = self.redeemed
+        copy.reversed = self.reversed
+        copy.expired = self.expired
+        copy.lots = list(self.lots)
+        copy.orders = self.orders
+        copy.spend = list(self.spend)
+        copy.spend_total = self.spend_total
+        copy.actions = self.actions
+        copy.stamps = self.stamps
+        copy.birthday_years = self.birthday_years
+        copy.redemption_ids = self.redemption_ids
+        copy.adjusted = self.adjusted
+        copy.transferred_in = self.transferred_in
+        copy.transferred_out = self.transferred_out
+        copy.pending = list(self.pending) if self.pending else []
+        copy.pending_made = self.pending_made
+        copy.campaigns = self.campaigns
+        copy.membership = self.membership
+        return copy
 
     def own_campaigns(self) -> dict[str, int]:
         self.campaigns = dict(self.campaigns)
