@@ -711,11 +711,18 @@ def test_transfers_across_partitions_under_kills_and_resends(
     assert three.wait() == 0, three.tail()
     assert_every_offset_once(database_url, kafka_settings, stream, fleet.group)
     assert_invariants(case, database_url, kafka_settings.inputs, lines, stream)
+    # Every transfer credit sent as a command was applied, once. Whether any transfer crossed
+    # owners depends on when the kill came (the last member owns every partition): the
+    # two-process test without kills asserts that commands travel.
     with connect(database_url) as conn:
-        moved = conn.execute(
-            "SELECT count(*) FROM inbox WHERE event_type = %s", (commands_module.TRANSFER_CREDIT,)
-        ).fetchone()
-        assert moved is not None and moved[0] > 0, "no transfer crossed partitions"
+        kind = commands_module.TRANSFER_CREDIT
+        sent = conn.execute(
+            "SELECT payload::jsonb ->> 'command_id' FROM outbox WHERE kind = %s", (kind,)
+        ).fetchall()
+        applied = conn.execute(
+            "SELECT event_id FROM inbox WHERE event_type = %s", (kind,)
+        ).fetchall()
+    assert sorted(sent) == sorted(applied), "a transfer credit lost or applied twice"
 
 
 def _customer_in(partition: int, partitions: int, prefix: str) -> str:
