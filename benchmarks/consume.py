@@ -228,7 +228,7 @@ def file_ingest(
     pg: Any, stream: Path, program: Path, n_lines: int, tree: Tree
 ) -> tuple[Figure, str]:
     url = pg.fresh(f"bench_consume_file{tree.suffix}", src=tree.src)
-    env = {**bench.tree_env(tree.src), "LOYALTY_DATABASE_URL": url}
+    env = bench.database_env(tree.src, url)
     started = time.perf_counter()
     result = subprocess.run(
         [loyalty_command(), "ingest", str(stream), "--program", str(program)],
@@ -291,8 +291,7 @@ def kafka_consume(
 ) -> KafkaRun:
     url = pg.fresh(f"bench_consume_{consumers}{tree.suffix}", src=tree.src)
     prefix = f"bench{consumers}-{uuid.uuid4().hex[:8]}"
-    env = {**bench.tree_env(tree.src), "LOYALTY_DATABASE_URL": url, ENV_BOOTSTRAP: bootstrap,
-           ENV_PREFIX: prefix}  # fmt: skip
+    env = {**bench.database_env(tree.src, url), ENV_BOOTSTRAP: bootstrap, ENV_PREFIX: prefix}
     _run_cli(["topics", "create", "--partitions", str(partitions)], env, "loyalty topics create")
     t = time.perf_counter()
     result = _run_cli(["produce", str(stream)], env, "loyalty produce")

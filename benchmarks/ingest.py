@@ -49,6 +49,7 @@ under cProfile on a fresh database and prints the top functions.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import cProfile
 import dataclasses
@@ -722,6 +723,7 @@ class Postgres:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(dbname)))
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
         url = self.url(dbname)
+        anchor_file(url).unlink(missing_ok=True)  # the dropped database's anchors
         if migrated and src is not None:
             code = "import sys; from loyalty_ledger.generations.migrate import migrate; " \
                 "migrate(sys.argv[1])"
@@ -793,6 +795,24 @@ class Figure:
     @property
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else float("inf")
+
+
+# Each benchmark database gets the ledger key and an anchor file of its own: anchors of a
+# database that `Postgres.fresh` dropped must not meet its successor's (verify reads them),
+# nor land in the user's ./.loyalty/anchors.jsonl.
+BENCH_LEDGER_KEY = "b3" * 32
+_ANCHORS = Path(tempfile.mkdtemp(prefix="loyalty-bench-anchors-"))
+atexit.register(shutil.rmtree, _ANCHORS, True)
+
+
+def anchor_file(url: str) -> Path:
+    return _ANCHORS / f"{hashlib.sha256(url.encode()).hexdigest()[:16]}.jsonl"
+
+
+def database_env(src: Path | None, url: str) -> dict[str, str]:
+    """`tree_env(src)` for the database at `url`, with the benchmark's key and its anchors."""
+    return {**tree_env(src), "LOYALTY_DATABASE_URL": url, "LOYALTY_LEDGER_KEY": BENCH_LEDGER_KEY,
+            "LOYALTY_ANCHOR_FILE": str(anchor_file(url))}  # fmt: skip
 
 
 def tree_env(src: Path | None) -> dict[str, str]:
@@ -878,7 +898,7 @@ def end_to_end(
     command importing the package from that folder instead (an older commit's `src/`).
     Unless `migrated`, the command migrates the empty database itself (inside the time)."""
     url = pg.fresh("bench_e2e", migrated=migrated, src=baseline_src)
-    env = {**tree_env(baseline_src), "LOYALTY_DATABASE_URL": url}
+    env = database_env(baseline_src, url)
     name = "end to end (loyalty ingest)"
     if baseline_src is not None:
         name = f"end to end, {baseline_src}"

@@ -86,6 +86,8 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, str]:
         raise SystemExit(f"loyalty {' '.join(command)} failed:\n{done.stderr[-3000:]}")
     if done.returncode == 1:  # compare: the generations differ; verify: something is broken
         print(f"(loyalty {command[0]} exited with 1)")
+        if command[0] == "verify":  # what it found matters more than how long it took
+            print(done.stdout[-2000:] + done.stderr[-2000:])
     return seconds, done.stdout
 
 
@@ -107,8 +109,7 @@ def one_round(
     timings: dict[str, Timings],
 ) -> None:
     """Every command on a fresh database per tree, the trees' runs of a command back to back."""
-    envs = {t.name: {**bench.tree_env(t.src), "LOYALTY_DATABASE_URL": pg.fresh(t.dbname, src=t.src)}
-            for t in trees}  # fmt: skip
+    envs = {t.name: bench.database_env(t.src, pg.fresh(t.dbname, src=t.src)) for t in trees}
     for name, command in commands:
         for tree in trees:
             seconds, out = timed(command, envs[tree.name])
