@@ -1,4 +1,5 @@
-"""CustomerState.clone: every field copied, the small lists owned, the big containers shared."""
+"""CustomerState.clone: every field copied, the small lists owned, the big containers shared;
+and every field through a snapshot and back."""
 
 from __future__ import annotations
 
@@ -6,7 +7,16 @@ import dataclasses
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from loyalty_ledger.engine.state import CustomerState, Lot, Order, Pending
+import orjson
+
+from loyalty_ledger.engine.state import (
+    CustomerState,
+    Lot,
+    Order,
+    Pending,
+    from_snapshot,
+    to_snapshot,
+)
 
 _AT = datetime(2024, 5, 1, tzinfo=UTC)
 
@@ -52,3 +62,17 @@ def test_clone_owns_lots_spend_and_pending_and_shares_the_rest() -> None:
     assert copy.redemption_ids is state.redemption_ids
     copy.own_orders()["o2"] = Order(Decimal(1), Decimal(0), 1, 0)
     assert "o2" not in state.orders
+
+
+def test_every_field_survives_a_snapshot() -> None:
+    state = _full()
+    back = from_snapshot("c1", orjson.loads(orjson.dumps(to_snapshot(state))))
+    for f in dataclasses.fields(CustomerState):
+        assert getattr(back, f.name) == getattr(state, f.name), f.name
+
+
+def test_a_version_1_snapshot_gives_version_2_defaults() -> None:
+    state = CustomerState("c1", version=2, lots=[Lot(5, None, 1)], earned=5)
+    back = from_snapshot("c1", orjson.loads(orjson.dumps(to_snapshot(state))))
+    assert back == state
+    assert back.pending == [] and back.campaigns == {} and back.membership is None
