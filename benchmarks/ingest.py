@@ -23,7 +23,8 @@
    It also times the engine alone (decode + decide, no database).
 4. Prints a table with the ratio of each figure to end to end, and the machine.
    Beside each end-to-end figure: the `loyalty ingest` process's own peak RSS
-   and CPU seconds (user + sys, from `os.wait4` on it), and the CPU seconds the
+   (VmHWM from /proc, sampled: a child's ru_maxrss starts at this script's
+   size) and CPU seconds (user + sys, from `os.wait4` on it), and the CPU seconds the
    PostgreSQL server spent meanwhile (its postmaster's and live children's
    utime+stime+cutime+cstime from /proc, before and after; "?" when the server
    is not on this machine).
@@ -65,6 +66,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -772,8 +774,8 @@ def postgres(workdir: Path) -> Iterator[Postgres]:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """What one command used: its own peak RSS and CPU (user + sys, from `wait4`), and the
-    CPU of the PostgreSQL server meanwhile (None: the server is not on this machine)."""
+    """What one command used: its own peak RSS (`PeakRss`) and CPU (user + sys, from
+    `wait4`), and the CPU of the PostgreSQL server meanwhile (None: not on this machine)."""
 
     peak_rss_mb: float
     cpu_s: float
@@ -837,16 +839,46 @@ class Ran:
     usage: Usage
 
 
+class PeakRss(threading.Thread):
+    """A process's peak resident set, its own: VmHWM from /proc, read every 50 ms.
+
+    Not `ru_maxrss`: Linux carries the high-water mark of the memory a child had
+    before exec (its parent's, copied at the fork) into the child's, so every
+    command this script starts would "peak" at least at this script's own size
+    (2,230 MB with a 3M-line stream in memory, whatever the command used).
+    """
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.path = Path(f"/proc/{pid}/status")
+        self.kib = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.05):
+            try:
+                text = self.path.read_text()
+            except OSError:  # gone, or not Linux
+                return
+            for line in text.splitlines():
+                if line.startswith("VmHWM:"):  # absent once it is a zombie
+                    self.kib = max(self.kib, int(line.split()[1]))
+
+
 def run_measured(command: list[str], env: dict[str, str], postmaster: int | None) -> Ran:
-    """Run `command` to its end, reaped with `os.wait4` for its own rusage (RUSAGE_CHILDREN
-    would be the peak of every child so far). Output goes to files: a full pipe would block
-    the command while nothing reads it."""
+    """Run `command` to its end, reaped with `os.wait4` for its own CPU (RUSAGE_CHILDREN
+    would be every child's so far), its peak RSS sampled (`PeakRss`). Output goes to
+    files: a full pipe would block the command while nothing reads it."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         server_before = server_cpu_s(postmaster)
         started = time.perf_counter()
         process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                    stderr=err)  # fmt: skip
+        peak = PeakRss(process.pid)
+        peak.start()
         _, status, rusage = os.wait4(process.pid, 0)
+        peak.done.set()
+        peak.join()
         seconds = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
         time.sleep(0.1)  # its backend exits after it: let the postmaster reap it
@@ -855,7 +887,8 @@ def run_measured(command: list[str], env: dict[str, str], postmaster: int | None
         err.seek(0)
         server = None if server_before is None or server_after is None else \
             server_after - server_before
-        usage = Usage(rusage.ru_maxrss / 1024, rusage.ru_utime + rusage.ru_stime, server)
+        peak_kib = peak.kib or rusage.ru_maxrss  # ru_maxrss only where /proc has nothing
+        usage = Usage(peak_kib / 1024, rusage.ru_utime + rusage.ru_stime, server)
         return Ran(process.returncode, out.read().decode(errors="replace"),
                    err.read().decode(errors="replace"), seconds, usage)  # fmt: skip
 
