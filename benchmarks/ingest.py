@@ -1131,16 +1131,40 @@ def table(figures: list[Figure], baseline: Figure) -> str:
                                     f"{f.rate:,.0f}", f"{f.rate / baseline.rate:.2f}x")
                                    for f in figures]  # fmt: skip
     if any(f.usage for f in figures):
-        head += ("peak RSS MB", "CPU s", "server CPU s")
+        head += ("peak RSS MB", "CPU s", "server CPU s", f"floor s ({CPUS} cores)")
         body = [(*r, *_usage_cells(f.usage)) for r, f in zip(body, figures, strict=True)]
     return aligned(head, body)
 
 
-def _usage_cells(usage: Usage | None) -> tuple[str, str, str]:
+def _usage_cells(usage: Usage | None) -> tuple[str, str, str, str]:
     if usage is None:
-        return "", "", ""
+        return "", "", "", ""
     server = "?" if usage.server_cpu_s is None else f"{usage.server_cpu_s:.1f}"
-    return f"{usage.peak_rss_mb:,.0f}", f"{usage.cpu_s:.1f}", server
+    floor = cpu_floor_s(usage)
+    return (f"{usage.peak_rss_mb:,.0f}", f"{usage.cpu_s:.1f}", server,
+            "?" if floor is None else f"{floor:.1f}")  # fmt: skip
+
+
+CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def cpu_floor_s(usage: Usage) -> float | None:
+    """The fewest wall seconds the CPU a command and the server spent could take on this
+    machine's cores, perfectly overlapped: no speed-up of the same work goes below it, and
+    an aim below it needs less work, not more overlap (None: the server's CPU is unknown)."""
+    if usage.server_cpu_s is None:
+        return None
+    return (usage.cpu_s + usage.server_cpu_s) / CPUS
+
+
+def floor_note(figure: Figure) -> str:
+    """What `cpu_floor_s` allows `figure`'s command at most, in events/s."""
+    floor = None if figure.usage is None else cpu_floor_s(figure.usage)
+    if not floor:
+        return ""
+    return (f"{figure.name}: its CPU and the server's ({floor * CPUS:.1f} s) take at least "
+            f"{floor:.1f} s on {CPUS} cores, so at most {figure.events / floor:,.0f} events/s "
+            f"for this work; it ran at {figure.rate:,.0f}")  # fmt: skip
 
 
 def aligned(head: Sequence[str], body: Sequence[Sequence[str]]) -> str:
@@ -1253,14 +1277,15 @@ def main() -> int:
         for f in figures:
             if f.note:
                 print(f"  {f.name}: {f.note}")
+        if note := floor_note(e2e):
+            print(f"  {note}")
         if logged:
             print(
                 f"  the CLI's own figure (ingest loop, no startup): {logged.get('seconds')} s, "
                 f"{logged.get('events_per_s'):,} events/s"
             )
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         print(
-            f"\nmachine: {cpus} cpus (nproc), {platform.machine()}, {platform.system()} "
+            f"\nmachine: {CPUS} cpus (nproc), {platform.machine()}, {platform.system()} "
             f"{platform.release()}, python {platform.python_version()}"
         )
         print(

@@ -16,6 +16,8 @@
    f. `loyalty promote richer` (caught up already: the lock window and the flip);
    g. `loyalty verify` (hash chain, versions, conservation, projections vs rebuild).
 3. Prints a table with events/s (input lines over seconds) and the ratio to ingest,
+   each command's CPU and the server's meanwhile, and their floor: that CPU over the
+   machine's cores, the fewest seconds the same work could take here,
    and the compare report.
 
 `--baseline-src DIR` also runs every command importing the package from DIR (an
@@ -31,10 +33,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -71,24 +71,28 @@ class Timings:
     """Seconds per step, every round, of one tree; and its last compare report."""
 
     seconds: dict[str, list[float]] = field(default_factory=dict)
+    usages: dict[str, list[Any]] = field(default_factory=dict)  # bench.Usage, as seconds
     report: str = ""
 
     def best(self, step: str) -> float:
         return min(self.seconds[step])
 
+    def best_usage(self, step: str) -> Any:
+        """The CPU figures of the round `best` shows."""
+        runs = self.seconds[step]
+        return self.usages[step][runs.index(min(runs))]
 
-def timed(command: list[str], env: dict[str, str]) -> tuple[float, str]:
-    started = time.perf_counter()
-    done = subprocess.run([bench.loyalty_command(), *command], env=env, capture_output=True,
-                          text=True, check=False)  # fmt: skip
-    seconds = time.perf_counter() - started
+
+def timed(command: list[str], env: dict[str, str], postmaster: int | None) -> Any:
+    """`bench.Ran`: seconds, output, its CPU and the server's meanwhile."""
+    done = bench.run_measured([bench.loyalty_command(), *command], env, postmaster)
     if done.returncode not in (0, 1):
         raise SystemExit(f"loyalty {' '.join(command)} failed:\n{done.stderr[-3000:]}")
     if done.returncode == 1:  # compare: the generations differ; verify: something is broken
         print(f"(loyalty {command[0]} exited with 1)")
         if command[0] == "verify":  # what it found matters more than how long it took
             print(done.stdout[-2000:] + done.stderr[-2000:])
-    return seconds, done.stdout
+    return done
 
 
 def steps(stream: Path, program: Path, richer: Path, until: str) -> list[tuple[str, list[str]]]:
@@ -112,11 +116,12 @@ def one_round(
     envs = {t.name: bench.database_env(t.src, pg.fresh(t.dbname, src=t.src)) for t in trees}
     for name, command in commands:
         for tree in trees:
-            seconds, out = timed(command, envs[tree.name])
-            timings[tree.name].seconds.setdefault(name, []).append(seconds)
+            done = timed(command, envs[tree.name], pg.postmaster_pid())
+            timings[tree.name].seconds.setdefault(name, []).append(done.seconds)
+            timings[tree.name].usages.setdefault(name, []).append(done.usage)
             if command[0] == "compare":
-                timings[tree.name].report = out
-            print(f"{name}, {tree.name}: {seconds:.1f} s")
+                timings[tree.name].report = done.stdout
+            print(f"{name}, {tree.name}: {done.seconds:.1f} s, {done.usage}")
 
 
 def side_by_side(mine: Timings, base: Timings, names: list[str], n_lines: int) -> str:
@@ -184,9 +189,13 @@ def main() -> int:
                 one_round(pg, trees, commands, timings)
     names = [name for name, _ in commands]
     mine = timings[trees[0].name]
-    figures = [bench.Figure(name, len(lines), mine.best(name)) for name in names]
+    figures = [bench.Figure(name, len(lines), mine.best(name), usage=mine.best_usage(name))
+               for name in names]  # fmt: skip
     print()
     print(bench.table(figures, figures[0]))
+    print(f"(events/s: the stream's {len(lines):,} lines over the seconds; the what-if replays "
+          f"{upto:,} of them. floor: the command's CPU and the server's over {bench.CPUS} cores, "
+          "the fewest seconds that work could take here however well overlapped)")
     if len(trees) > 1:
         base = timings[trees[1].name]
         print()

@@ -11,6 +11,8 @@ from psycopg import sql
 from loyalty_ledger.generations import amendments
 from loyalty_ledger.generations import catalog as generations
 from loyalty_ledger.generations.catalog import Generation
+from loyalty_ledger.generations.preview import Previewed
+from loyalty_ledger.generations.tally import CustomerTotals
 from loyalty_ledger.store.db import Connection
 
 DIFFERENT_MAX = 20  # customers listed whose balance or tier differs, the largest first
@@ -96,6 +98,61 @@ def compare(conn: Connection, name_a: str, name_b: str, limit: int = DIFFERENT_M
     return Comparison(
         side_a, side_b, int(count[0]) if count else 0, [Different(*row) for row in rows]
     )
+
+
+def against_preview(
+    conn: Connection, name_a: str, previewed: Previewed, limit: int = DIFFERENT_MAX
+) -> Comparison:
+    """Generation `name_a` beside a preview (`loyalty rerun --preview`), as `compare` puts
+    two generations side by side; the preview's side is named "preview"."""
+    a = generations.get(conn, name_a)
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        side_a = _side(conn, a)
+        customers_a = {c: (balance, tier) for c, balance, tier in conn.execute(
+            sql.SQL("SELECT customer_id, balance, tier FROM {}").format(_rel(a, "customers"))
+        )}  # fmt: skip
+    enrolled = previewed.tally.enrolled()
+    side_b = _preview_side(previewed, enrolled)
+    customers_b = {c: (t.balance, t.tier) for c, t in enrolled.items()}
+    different = [
+        Different(c, *_pair(customers_a.get(c), customers_b.get(c)))
+        for c in customers_a.keys() | customers_b.keys()
+        if customers_a.get(c) != customers_b.get(c)
+    ]
+    different.sort(key=_largest_first)
+    return Comparison(side_a, side_b, len(different), different[:limit])
+
+
+def _pair(
+    a: tuple[int, str | None] | None, b: tuple[int, str | None] | None
+) -> tuple[int | None, int | None, str | None, str | None]:
+    return (a[0] if a else None, b[0] if b else None, a[1] if a else None, b[1] if b else None)
+
+
+def _largest_first(d: Different) -> tuple[int, str]:
+    """_DIFFERENT's order: the largest balance change first, then by customer."""
+    return -abs((d.balance_b or 0) - (d.balance_a or 0)), d.customer_id
+
+
+def _preview_side(previewed: Previewed, enrolled: dict[str, CustomerTotals]) -> Side:
+    rows = enrolled.values()
+    tiers: dict[str, int] = {}
+    for t in rows:
+        tiers[t.tier or "-"] = tiers.get(t.tier or "-", 0) + 1
+    tally = previewed.tally
+
+    def total(column: str) -> int:
+        return sum(getattr(t, column) for t in rows)
+
+    return Side(
+        "preview", previewed.program_hash, "preview", len(enrolled), total("earned"),
+        total("redeemed"), total("reversed"), total("expired"), total("balance"),
+        total("rewards"), total("adjusted"), total("transferred_in"), total("transferred_out"),
+        total("pending"), sum((t.membership_fees for t in rows), Decimal(0)),
+        tiers=dict(sorted(tiers.items())), rewards=dict(sorted(tally.rewards.items())),
+        rejected=dict(sorted(tally.rejected.items())), versions=previewed.versions,
+    )  # fmt: skip
 
 
 def _rel(generation: Generation, name: str) -> sql.Identifier:

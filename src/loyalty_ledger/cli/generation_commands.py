@@ -34,15 +34,24 @@ def add_rerun(sub: Commands[Parser]) -> None:
     p.add_argument("--amend", action="append", default=[], metavar="FILE@INSTANT",
                    help="an amendment from INSTANT on (repeatable); adds to the live "
                    "generation's amendments or replaces the one at that instant")  # fmt: skip
-    p.add_argument("--as", dest="as_name", required=True, metavar="NAME",
-                   help="the new generation's name (lowercase, digits, _)")  # fmt: skip
+    into = p.add_mutually_exclusive_group(required=True)
+    into.add_argument("--as", dest="as_name", metavar="NAME",
+                      help="the new generation's name (lowercase, digits, _)")  # fmt: skip
+    into.add_argument("--preview", action="store_true",
+                      help="decide in memory and print the comparison with live; writes "
+                      "nothing (a quick what-if: nothing to promote)")  # fmt: skip
     p.add_argument("--until", help="only inputs that occurred up to this instant (a what-if)")
+    p.add_argument("--json", action="store_true", help="with --preview: one JSON object")
+    p.add_argument("--limit", type=LIMIT, default=20,
+                   help="with --preview: customers listed that differ (20)")  # fmt: skip
     p.set_defaults(run=rerun)
 
 
 def rerun(args: argparse.Namespace) -> int:
     from loyalty_ledger.generations.rerun import rerun as rerun_into
 
+    if args.preview:
+        return _preview(args)
     source = read_program(args.program) if args.program else None
     until = instant(args.until, "--until") if args.until else None
     amend = [_amendment(text) for text in args.amend]
@@ -57,6 +66,34 @@ def rerun(args: argparse.Namespace) -> int:
     promote_hint = "" if generation.until_at else f", make it live with `loyalty promote {name}`"
     print(f"generation {name}: {replayed.inputs} inputs replayed; "
           f"compare it with `loyalty compare live {name}`{promote_hint}")  # fmt: skip
+    return 0
+
+
+def _preview(args: argparse.Namespace) -> int:
+    from loyalty_ledger.admin import compare as comparing
+    from loyalty_ledger.generations.preview import preview
+    from loyalty_ledger.projectors import runner
+
+    source = read_program(args.program) if args.program else None
+    until = instant(args.until, "--until") if args.until else None
+    amend = [_amendment(text) for text in args.amend]
+    with database() as conn:
+        with progress("previewing a re-run", "inputs") as update:
+            found = preview(conn, source, args.program or "program", until, update, amend)
+        runner.catch_up(conn)  # the live side as of its last batch
+        result = comparing.against_preview(conn, found.parent, found, args.limit)
+    log.get("rerun").info(
+        "previewed", inputs=found.tally.inputs, through_arrival=found.arrival,
+        seconds=round(found.seconds, 3),
+    )  # fmt: skip
+    if args.json:
+        print(json.dumps(comparing.as_json(result), indent=1))
+        return 0
+    until_text = f" up to {found.until_at.isoformat()}" if found.until_at else ""
+    print(f"preview: {found.tally.inputs:,} inputs of {found.parent}{until_text} decided in "
+          f"{found.seconds:.1f} s, nothing written; `loyalty rerun --as NAME` with the same "
+          "options makes it a generation to promote\n")  # fmt: skip
+    write_comparison(result, sys.stdout)
     return 0
 
 

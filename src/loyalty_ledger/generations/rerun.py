@@ -61,6 +61,34 @@ def rerun(
     its instant on. A re-run may reach into the past: that is what it is for.
     """
     live = generations.live(conn)
+    program_source, program, later = program_history(
+        conn, live, program_source, program_origin, amend
+    )
+    digest = program_hash(program_source)
+    found = generations.find(conn, generations.check_name(name))
+    if found is None:
+        with conn.transaction():
+            programs.store(conn, digest, program, program_source)
+            found = generations.create(conn, name, digest, live, until_at)
+            amendments.record(conn, name, later, f"rerun {name}")
+    else:
+        _check_resumable(found, digest, until_at, live)
+        _check_same_amendments(conn, found, later)
+    _publish_tiers(conn, found, program)  # again on resume: a kill may have come before it
+    replayed = replay(conn, found, compiled(program, later), live, progress)
+    return generations.get(conn, name), replayed
+
+
+def program_history(
+    conn: Connection,
+    live: Generation,
+    program_source: str | None,
+    program_origin: str,
+    amend: Sequence[tuple[datetime, str, str]],
+) -> tuple[str, Program, list[tuple[datetime, str]]]:
+    """The original's source and program, and the amendments (effective_at, source) in
+    order: the live generation's versions, `program_source` replacing its original and each
+    of `amend` added or replacing the one at its instant."""
     versions = dict(amendments.sources(conn, live.name))
     if program_source is None:
         if None not in versions:  # nothing ingested yet: no program to take
@@ -75,22 +103,14 @@ def rerun(
     later = sorted(
         ((at, source) for at, source in versions.items() if at is not None), key=lambda v: v[0]
     )
-    digest = program_hash(program_source)
-    found = generations.find(conn, generations.check_name(name))
-    if found is None:
-        with conn.transaction():
-            programs.store(conn, digest, program, program_source)
-            found = generations.create(conn, name, digest, live, until_at)
-            amendments.record(conn, name, later, f"rerun {name}")
-    else:
-        _check_resumable(found, digest, until_at, live)
-        _check_same_amendments(conn, found, later)
-    _publish_tiers(conn, found, program)  # again on resume: a kill may have come before it
-    history = amendments.compile_history(
+    return program_source, program, later
+
+
+def compiled(program: Program, later: list[tuple[datetime, str]]) -> History:
+    """The history the engine decides under: the original, then each amendment."""
+    return amendments.compile_history(
         program, [(at, parse_program(source, f"amendment from {at}")) for at, source in later]
     )
-    replayed = replay(conn, found, history, live, progress)
-    return generations.get(conn, name), replayed
 
 
 def _check_same_amendments(
@@ -139,13 +159,13 @@ def replay(
     started = time.perf_counter()
     writer = sibling(conn)
     use_schema(writer, target.schema_name)
-    routing, streams = _routing(conn, parent)
+    routing, streams = replay_routing(conn, parent)
     pipeline = Pipeline(writer, rules, routing, after_commit=runner.catch_up, target=RERUN)
     after, inputs = target.replayed_arrival, 0
-    upto = _last_arrival(conn, parent)
+    upto = last_arrival(conn, parent)
     try:
         while True:
-            rows = _inputs(conn, parent, after, target.until_at)
+            rows = next_inputs(conn, parent, after, target.until_at)
             if not rows:
                 break
             after = rows[-1][0]
@@ -163,7 +183,7 @@ def replay(
     return Replayed(inputs, after, time.perf_counter() - started)
 
 
-def _inputs(
+def next_inputs(
     conn: Connection, parent: Generation, after: int, until_at: datetime | None
 ) -> list[tuple[int, str, int, str]]:
     """The next inputs to replay. Internal commands are left out: the re-run owns every
@@ -178,7 +198,7 @@ def _inputs(
     return conn.execute(query, params).fetchall()
 
 
-def _last_arrival(conn: Connection, parent: Generation) -> int:
+def last_arrival(conn: Connection, parent: Generation) -> int:
     row = conn.execute(
         sql.SQL("SELECT coalesce(max(arrival), 0) FROM {}").format(
             sql.Identifier(parent.schema_name, "inbox")
@@ -193,7 +213,7 @@ def _record_replayed(conn: Connection, *, name: str, arrival: int) -> None:
     )
 
 
-def _routing(conn: Connection, parent: Generation) -> tuple[Routing, Callable[[str], str]]:
+def replay_routing(conn: Connection, parent: Generation) -> tuple[Routing, Callable[[str], str]]:
     """The streams the inputs arrived on, and a routing that owns every customer.
 
     A Kafka-fed ledger keeps its per-partition tick streams (a tick reached the

@@ -71,11 +71,12 @@ class Work:
 
 
 class BatchRows:
-    """Decides batches for one pipeline on its cache and tick streams, reading on `conn`."""
+    """Decides batches for one pipeline on its cache and tick streams, reading on `conn`
+    (None: a preview's store, empty)."""
 
     def __init__(
         self,
-        conn: Connection,
+        conn: Connection | None,
         rules: Rules | History,
         routing: Routing,
         target: Target,
@@ -111,7 +112,7 @@ class BatchRows:
             items = [ev.Invalid(refused[i]) if i in refused else item
                      for i, item in enumerate(items)]  # fmt: skip
         work.ids = {event_id_of(d) for d in items if not isinstance(d, ev.Invalid)}
-        known = reads.known_event_ids(self.conn, findable(work.ids))
+        known = {} if self.conn is None else reads.known_event_ids(self.conn, findable(work.ids))
         work.seen = {**known, **in_flight_seen}
         self.cache.preload(items)
         counts, seen, routing, outcomes = work.counts, work.seen, self.routing, work.outcomes
@@ -131,7 +132,8 @@ class BatchRows:
                     work.batch.duplicates.append(admitted.row)
                 assert not isinstance(item, ev.Invalid)
                 outcomes.append(Outcome("duplicate", None, event_id_of(item), customer_of(item)))
-        self._snapshot(work)
+        if self.target.stored:
+            self._snapshot(work)
         return work
 
     def _decide(self, work: Work, line: Line, item: ev.Event | Command) -> Decision:

@@ -12,6 +12,8 @@ rest as before.
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 YOUNG_ALLOCATIONS = 50_000  # net allocations between two young collections (default 700)
 YOUNG_PER_MIDDLE = 20  # young collections between two of the middle generation (default 10)
@@ -27,3 +29,18 @@ def tune() -> None:
     gc.set_threshold(
         max(young, YOUNG_ALLOCATIONS), max(middle, YOUNG_PER_MIDDLE), max(full, MIDDLE_PER_FULL)
     )
+
+
+@contextmanager
+def off() -> Iterator[None]:
+    """No collection at all inside: for a bounded run that keeps what it makes in memory
+    (a preview's states), where even the rare collections traversed every kept object
+    over and over (a fifth of a preview, measured). Reference counting frees the rest as
+    ever; the collector resumes as it was after."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

@@ -64,7 +64,9 @@ class StateCache:
 
     __slots__ = ("_erased_after", "conn", "due", "routing", "states")
 
-    def __init__(self, conn: Connection, routing: Routing) -> None:
+    def __init__(self, conn: Connection | None, routing: Routing) -> None:
+        """`conn` None: a preview's store, empty, so nothing is evicted (no snapshot would
+        hold it: the bound does not apply) and no erasure concerns it (it writes nothing)."""
         self.conn = conn
         self.routing = routing
         self.states: dict[str, CustomerState] = {}
@@ -88,6 +90,8 @@ class StateCache:
         The batch write scrubs stored snapshots of erased members as well, so a
         batch decided just before an erasure commits cannot write it back.
         """
+        if self.conn is None:
+            return
         erased, self._erased_after = reads.erased_since(self.conn, self._erased_after)
         for customer_id in erased:
             self.states.pop(customer_id, None)
@@ -109,6 +113,8 @@ class StateCache:
 
     def load(self, customer_ids: set[str]) -> None:
         """Read these customers' snapshots into the cache (those that have one)."""
+        if self.conn is None:
+            return
         for customer_id, state, due in reads.snapshots(self.conn, customer_ids):
             self.states[customer_id] = from_snapshot(customer_id, state)
             self.due[customer_id] = due
@@ -124,6 +130,8 @@ class StateCache:
             states.pop(customer_id, None)  # to the end: the order is that of recent use
             states[customer_id] = state
         self.due.update(due)
+        if self.conn is None:
+            return
         excess = len(states) - max(CACHE_CUSTOMERS_MAX, len(overlay))
         if excess > 0:
             for customer_id in list(itertools.islice(states, excess)):

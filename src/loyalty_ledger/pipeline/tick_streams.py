@@ -24,7 +24,8 @@ class TickStreams:
 
     __slots__ = ("_ticks", "conn", "routing")
 
-    def __init__(self, conn: Connection, routing: Routing) -> None:
+    def __init__(self, conn: Connection | None, routing: Routing) -> None:
+        """`conn` None: a preview's store, empty: no tick before its first."""
         self.conn = conn
         self.routing = routing
         self._ticks: dict[str, list[datetime]] = {}
@@ -33,7 +34,8 @@ class TickStreams:
         """The instants of `stream`'s ticks, in order; a decided tick is appended here."""
         ticks = self._ticks.get(stream)
         if ticks is None:
-            ticks = self._ticks[stream] = reads.ticks(self.conn, stream)
+            stored = [] if self.conn is None else reads.ticks(self.conn, stream)
+            ticks = self._ticks[stream] = stored
         return ticks
 
     def forget(self, streams: Iterable[str] | None = None) -> None:
@@ -71,7 +73,8 @@ class TickStreams:
         """Customers of `stream` a tick at `at` may change: due in the batch (its `overlay`
         and their `overlay_due`), the cache or the database."""
         mine = self.routing.stream_of
-        stored = [c for c in reads.due_customers(self.conn, at) if mine(c) == stream]
+        due_stored = [] if self.conn is None else reads.due_customers(self.conn, at)
+        stored = [c for c in due_stored if mine(c) == stream]
         cache.load({c for c in stored if c not in cache.states and c not in overlay})
         due: dict[str, CustomerState] = {}
         for customer_id, when in overlay_due.items():

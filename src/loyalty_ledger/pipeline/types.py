@@ -39,10 +39,14 @@ class Target:
     # A re-run's inputs are in the live inbox already: dead-lettering one there would count
     # it twice, so a refused input fails the re-run instead.
     dead_letters_refused: bool
+    # False: a preview. Nothing is written, so nothing is read back either: the store is
+    # taken as empty, every state stays in memory and no snapshot is made.
+    stored: bool = True
 
 
 LIVE = Target("live", writes_members=True, dead_letters_refused=True)
 RERUN = Target("candidate", writes_members=False, dead_letters_refused=False)
+PREVIEW = Target("preview", writes_members=False, dead_letters_refused=False, stored=False)
 
 
 @dataclass(slots=True)

@@ -1,0 +1,127 @@
+"""`loyalty rerun --preview`: decided in memory, compared with live as the re-run it previews
+would be, and nothing written."""
+
+from __future__ import annotations
+
+import gc
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loyalty_ledger.admin.compare import Comparison, against_preview, as_json, compare
+from loyalty_ledger.generations.preview import preview
+from loyalty_ledger.generations.rerun import rerun
+from loyalty_ledger.pipeline import collector
+from loyalty_ledger.projectors import runner
+from loyalty_ledger.store.db import connect
+from support import (
+    AMENDED_CASES,
+    CASES,
+    LOYALTY,
+    ingest,
+    ingest_amended,
+    median_instant,
+    run,
+)
+
+EVERY_CASE = CASES + AMENDED_CASES
+
+
+def _changed(program: str) -> str:
+    """The program earning half as many points again, where it says how many it earns."""
+    for line in program.splitlines():
+        if line.startswith("points_per_unit"):
+            value = line.split("=", 1)[1].strip().strip('"')
+            return program.replace(line, f'points_per_unit = "{float(value) * 1.5:g}"', 1)
+    return program
+
+
+def _as_preview(comparison: Comparison) -> dict[str, Any]:
+    """The comparison as JSON, its second side named as a preview names it."""
+    found = as_json(comparison)
+    found["b"].update(generation="preview", status="preview")
+    return found
+
+
+def _both(url: str, program: str | None, until: datetime | None, name: str) -> tuple[Any, Any]:
+    """(compare live with a re-run into `name`, live beside a preview of the same re-run)."""
+    with connect(url) as conn:
+        previewed = preview(conn, program, "test program", until)
+        rerun(conn, program, "test program", name, until)
+        runner.catch_up(conn)
+        return (_as_preview(compare(conn, "live", name, limit=1000)),
+                as_json(against_preview(conn, "live", previewed, limit=1000)))  # fmt: skip
+
+
+@pytest.mark.parametrize("case", EVERY_CASE, ids=lambda c: c.name)
+def test_a_preview_compares_with_live_as_the_rerun_it_previews(
+    database_url: str, case: Path, tmp_path: Path
+) -> None:
+    if case in AMENDED_CASES:
+        ingest_amended(database_url, case, tmp_path)
+    else:
+        ingest(database_url, case / "events.jsonl", case / "program.toml")
+    program = _changed((case / "program.toml").read_text(encoding="utf-8"))
+    rerun_side, preview_side = _both(database_url, program, None, "whole")
+    assert preview_side == rerun_side
+    until = median_instant(database_url)
+    # the live program history (amendments too), only the inputs up to the median
+    rerun_side, preview_side = _both(database_url, None, until, "half")
+    assert preview_side == rerun_side
+    assert preview_side["customers_different"] > 0, "half the inputs change something"
+
+
+def _footprint(url: str) -> tuple[Any, ...]:
+    with connect(url) as conn:
+        return tuple(conn.execute(query).fetchall() for query in (
+            "SELECT name, status FROM public.generations ORDER BY name",
+            "SELECT nspname FROM pg_namespace ORDER BY nspname",
+            "SELECT count(*), max(seq) FROM gen_main.ledger",
+            "SELECT count(*) FROM public.programs",
+        ))  # fmt: skip
+
+
+def test_the_command_prints_the_comparison_and_writes_nothing(cli_env: dict[str, str]) -> None:
+    url, case = cli_env["LOYALTY_DATABASE_URL"], CASES[4]
+    ingest(url, case / "events.jsonl", case / "program.toml")
+    before = _footprint(url)
+    until = median_instant(url).isoformat()
+    done = run(["rerun", "--preview", "--until", until], cli_env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("preview: ") and "nothing written" in done.stdout
+    assert "customers differ in balance or tier" in done.stdout
+    as_json_ = run(["rerun", "--preview", "--until", until, "--json"], cli_env)
+    assert json.loads(as_json_.stdout)["b"]["status"] == "preview"
+    assert _footprint(url) == before
+
+
+@pytest.mark.parametrize("args", [
+    ["rerun", "--preview", "--as", "x"],  # a preview makes no generation to name
+    ["rerun"],  # neither
+    ["rerun", "--preview", "--until", "yesterday"],
+])  # fmt: skip
+def test_a_bad_preview_command_is_one_line_and_exit_2(
+    cli_env: dict[str, str], args: list[str]
+) -> None:
+    done = run(args, cli_env)
+    assert done.returncode == 2, done
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert LOYALTY  # the venv's command ran
+
+
+def test_the_collector_is_off_inside_and_back_after_even_on_an_error() -> None:
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), collector.off():
+        assert not gc.isenabled()
+        raise RuntimeError("out")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector.off():
+            pass
+        assert not gc.isenabled(), "a collector off before stays off"
+    finally:
+        gc.enable()
