@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from loyalty_ledger.admin.compare import Comparison, against_preview, as_json, compare
-from loyalty_ledger.generations.preview import preview
+from loyalty_ledger.generations.preview import preview, shard_customers
 from loyalty_ledger.generations.rerun import rerun
 from loyalty_ledger.pipeline import collector
 from loyalty_ledger.projectors import runner
@@ -46,30 +48,35 @@ def _as_preview(comparison: Comparison) -> dict[str, Any]:
     return found
 
 
-def _both(url: str, program: str | None, until: datetime | None, name: str) -> tuple[Any, Any]:
+def _both(
+    url: str, program: str | None, until: datetime | None, name: str, processes: int
+) -> tuple[Any, Any]:
     """(compare live with a re-run into `name`, live beside a preview of the same re-run)."""
     with connect(url) as conn:
-        previewed = preview(conn, program, "test program", until)
+        previewed = preview(conn, program, "test program", until, processes=processes)
+        assert previewed.processes <= processes
         rerun(conn, program, "test program", name, until)
         runner.catch_up(conn)
         return (_as_preview(compare(conn, "live", name, limit=1000)),
                 as_json(against_preview(conn, "live", previewed, limit=1000)))  # fmt: skip
 
 
+@pytest.mark.parametrize("processes", [1, 3])
 @pytest.mark.parametrize("case", EVERY_CASE, ids=lambda c: c.name)
 def test_a_preview_compares_with_live_as_the_rerun_it_previews(
-    database_url: str, case: Path, tmp_path: Path
+    database_url: str, case: Path, tmp_path: Path, processes: int
 ) -> None:
+    """In one process, and with the customers apart in three (linked ones together)."""
     if case in AMENDED_CASES:
         ingest_amended(database_url, case, tmp_path)
     else:
         ingest(database_url, case / "events.jsonl", case / "program.toml")
     program = _changed((case / "program.toml").read_text(encoding="utf-8"))
-    rerun_side, preview_side = _both(database_url, program, None, "whole")
+    rerun_side, preview_side = _both(database_url, program, None, "whole", processes)
     assert preview_side == rerun_side
     until = median_instant(database_url)
     # the live program history (amendments too), only the inputs up to the median
-    rerun_side, preview_side = _both(database_url, None, until, "half")
+    rerun_side, preview_side = _both(database_url, None, until, "half", processes)
     assert preview_side == rerun_side
     assert preview_side["customers_different"] > 0, "half the inputs change something"
 
@@ -125,3 +132,47 @@ def test_the_collector_is_off_inside_and_back_after_even_on_an_error() -> None:
         assert not gc.isenabled(), "a collector off before stays off"
     finally:
         gc.enable()
+
+
+
+customer_ids = st.sampled_from([f"c{i}" for i in range(30)])
+
+
+def _components(customers: set[str], links: list[list[str]]) -> list[set[str]]:
+    """Connected components by a plain search: the union-find's reference."""
+    neighbours: dict[str, set[str]] = {c: set() for c in customers}
+    for named in links:
+        for a in named:
+            neighbours[a].update(named)
+    found: list[set[str]] = []
+    left = set(customers)
+    while left:
+        todo, group = [left.pop()], set()
+        while todo:
+            c = todo.pop()
+            group.add(c)
+            todo += [n for n in neighbours[c] if n not in group]
+        left -= group
+        found.append(group)
+    return found
+
+
+@given(
+    counts=st.dictionaries(customer_ids, st.integers(1, 50)),
+    links=st.lists(st.lists(customer_ids, min_size=0, max_size=3), max_size=25),
+    processes=st.integers(1, 4),
+)
+def test_linked_customers_share_a_shard_and_the_load_is_spread(
+    counts: dict[str, int], links: list[list[str]], processes: int
+) -> None:
+    shard_of = shard_customers(counts, links, processes)
+    customers = set(counts) | {c for named in links for c in named}
+    assert set(shard_of) == customers
+    assert set(shard_of.values()) <= set(range(processes))
+    groups = _components(customers, links)
+    for group in groups:
+        assert len({shard_of[c] for c in group}) == 1, group
+    load = [sum(n for c, n in counts.items() if shard_of[c] == s) for s in range(processes)]
+    largest = max((sum(counts.get(c, 0) for c in g) for g in groups), default=0)
+    # greedy, largest group first: no shard above the mean by more than one group
+    assert max(load) <= sum(counts.values()) / processes + largest

@@ -17,7 +17,7 @@ from loyalty_ledger.sources.line import Line
 from loyalty_ledger.store.db import Connection, connect
 from support import CASES
 
-NO_DATABASE = cast(Connection, None)  # for what never reads
+NO_DATABASE = cast(Connection, object())  # for what never reads (None: a preview)
 
 
 class ByPrefix:
@@ -72,6 +72,18 @@ def test_merge_evicts_the_least_recently_decided_past_the_bound(
     cache.merge(batch, dict.fromkeys(batch))
     # a batch bigger than the bound stays whole: it is in flight, its snapshots not yet stored
     assert list(cache.states) == list(batch) and set(cache.due) == set(cache.states)
+
+
+def test_a_previews_cache_keeps_every_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A preview writes no snapshot: an evicted state would be lost, so none is."""
+    monkeypatch.setattr(state_cache, "CACHE_CUSTOMERS_MAX", 3)
+    cache = StateCache(None, ByPrefix())
+    for i in range(10):
+        cache.merge({f"c{i}": CustomerState(f"c{i}")}, {f"c{i}": None})
+    assert len(cache.states) == len(cache.due) == 10
+    cache.load({"c0", "x"})  # nothing stored to read: no query, nothing changed
+    cache.forget_erased()
+    assert len(cache.states) == 10
 
 
 def test_preload_reads_stored_states_and_erasure_drops_them(database_url: str) -> None:

@@ -15,6 +15,7 @@ from loyalty_ledger.cli.arguments import (
     Commands,
     Parser,
     UsageError,
+    count,
     instant,
     read_program,
 )
@@ -44,6 +45,9 @@ def add_rerun(sub: Commands[Parser]) -> None:
     p.add_argument("--json", action="store_true", help="with --preview: one JSON object")
     p.add_argument("--limit", type=LIMIT, default=20,
                    help="with --preview: customers listed that differ (20)")  # fmt: skip
+    p.add_argument("--processes", type=count(1, 64), metavar="N",
+                   help="with --preview: processes deciding customers apart (default: the "
+                   "machine's cores, at most 4)")  # fmt: skip
     p.set_defaults(run=rerun)
 
 
@@ -71,7 +75,7 @@ def rerun(args: argparse.Namespace) -> int:
 
 def _preview(args: argparse.Namespace) -> int:
     from loyalty_ledger.admin import compare as comparing
-    from loyalty_ledger.generations.preview import preview
+    from loyalty_ledger.generations.preview import preview, processes_default
     from loyalty_ledger.projectors import runner
 
     source = read_program(args.program) if args.program else None
@@ -79,7 +83,8 @@ def _preview(args: argparse.Namespace) -> int:
     amend = [_amendment(text) for text in args.amend]
     with database() as conn:
         with progress("previewing a re-run", "inputs") as update:
-            found = preview(conn, source, args.program or "program", until, update, amend)
+            found = preview(conn, source, args.program or "program", until, update, amend,
+                            args.processes or processes_default())  # fmt: skip
         runner.catch_up(conn)  # the live side as of its last batch
         result = comparing.against_preview(conn, found.parent, found, args.limit)
     log.get("rerun").info(
@@ -91,10 +96,15 @@ def _preview(args: argparse.Namespace) -> int:
         return 0
     until_text = f" up to {found.until_at.isoformat()}" if found.until_at else ""
     print(f"preview: {found.tally.inputs:,} inputs of {found.parent}{until_text} decided in "
-          f"{found.seconds:.1f} s, nothing written; `loyalty rerun --as NAME` with the same "
-          "options makes it a generation to promote\n")  # fmt: skip
+          f"{found.seconds:.1f} s ({_processes(found.processes)}), nothing written; "
+          "`loyalty rerun --as NAME` with the same options makes it a generation "
+          "to promote\n")  # fmt: skip
     write_comparison(result, sys.stdout)
     return 0
+
+
+def _processes(n: int) -> str:
+    return "1 process" if n == 1 else f"{n} processes"
 
 
 def _amendment(text: str) -> tuple[datetime, str, str]:

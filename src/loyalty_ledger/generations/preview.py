@@ -7,17 +7,30 @@ what costs most. A preview feeds the same inputs, in the same order, through the
 same decision path (pipeline/preview.py) and folds the rows a re-run would
 write into the figures `compare` shows (tally.py). It creates nothing, so there
 is nothing to resume, verify or promote: run the re-run for that.
+
+Nothing is written, so the stream's order binds only inputs that share a
+customer: customers linked by a referral or a transfer (admit.LINKING_TYPES)
+are kept together, and such groups are decided in separate processes, one per
+core, each reading every input and deciding its own customers' and every tick.
 """
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from multiprocessing import get_context
 
+from psycopg import sql
+
+from loyalty_ledger import events as ev
+from loyalty_ledger.events import EVENT_TYPES
 from loyalty_ledger.generations import amendments
 from loyalty_ledger.generations import catalog as generations
+from loyalty_ledger.generations.catalog import Generation
 from loyalty_ledger.generations.rerun import (
     compiled,
     last_arrival,
@@ -27,11 +40,15 @@ from loyalty_ledger.generations.rerun import (
 )
 from loyalty_ledger.generations.tally import Tally
 from loyalty_ledger.pipeline import collector
+from loyalty_ledger.pipeline.admit import LINKING_TYPES, named_in
 from loyalty_ledger.pipeline.preview import Preview
-from loyalty_ledger.program import program_hash
+from loyalty_ledger.program import parse_program, program_hash
 from loyalty_ledger.progress import Progress
 from loyalty_ledger.sources.line import Line
-from loyalty_ledger.store.db import Connection
+from loyalty_ledger.store.batch import Batch
+from loyalty_ledger.store.db import Connection, Database
+
+PROCESSES_MAX = 4  # each reads every input: past a few, the reading outweighs the deciding
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +62,25 @@ class Previewed:
     until_at: datetime | None
     arrival: int  # the parent's inbox, replayed up to here
     seconds: float
+    processes: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Shard:
+    """One process's part: the customers `shard_of` puts in `index`, and every tick."""
+
+    database: Database
+    parent: str
+    source: str  # the original program
+    later: tuple[tuple[datetime, str], ...]  # the amendments
+    until_at: datetime | None
+    shard_of: dict[str, int]
+    index: int
+
+
+def processes_default() -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, PROCESSES_MAX))
 
 
 def preview(
@@ -54,28 +90,130 @@ def preview(
     until_at: datetime | None,
     progress: Progress | None = None,
     amend: Sequence[tuple[datetime, str, str]] = (),
+    processes: int = 1,
 ) -> Previewed:
     """Decide the live inbox (up to `until_at`) under a program history, as `rerun` would,
-    and tally it; `program_source` and `amend` as for `rerun`."""
+    and tally it, in up to `processes` processes; `program_source` and `amend` as for
+    `rerun`."""
     started = time.perf_counter()
     live = generations.live(conn)
-    source, program, later = program_history(conn, live, program_source, program_origin, amend)
-    routing, streams = replay_routing(conn, live)
-    tally = Tally()
-    pipeline = Preview(compiled(program, later), routing, tally.add)
-    after = 0
-    upto = last_arrival(conn, live)
-    with collector.off():
-        while rows := next_inputs(conn, live, after, until_at):
-            after = rows[-1][0]
-            pipeline.submit([Line(source_, position, raw.encode(), streams(source_))
-                             for _arrival, source_, position, raw in rows])  # fmt: skip
-            if progress:
-                progress(after, max(upto, after))
+    source, _program, later = program_history(conn, live, program_source, program_origin, amend)
+    shard_of = _shards(conn, live, until_at, processes) if processes > 1 else {}
+    count = max(shard_of.values(), default=0) + 1
+    shards = [_Shard(Database.of(conn), live.name, source, tuple(later), until_at, shard_of, i)
+              for i in range(count)]  # fmt: skip
+    if count == 1:
+        tally = _decide(conn, shards[0], progress)
+    else:
+        with ProcessPoolExecutor(count - 1, mp_context=get_context("spawn")) as pool:
+            others = [pool.submit(_decide_apart, shard) for shard in shards[1:]]
+            tally = _decide(conn, shards[0], progress)  # this process takes the first
+            for other in others:
+                tally.merge(other.result())
     return Previewed(
         tally, live.name, program_hash(source), _versions(conn, live.name, source, later),
-        until_at, after, time.perf_counter() - started,
+        until_at, tally.arrival, time.perf_counter() - started, count,
     )  # fmt: skip
+
+
+def _decide_apart(shard: _Shard) -> Tally:
+    """A shard in a process of its own, on a connection of its own."""
+    with shard.database.connect() as conn:
+        return _decide(conn, shard, None)
+
+
+def _decide(conn: Connection, shard: _Shard, progress: Progress | None) -> Tally:
+    """Every input of the shard's customers, and every tick, in arrival order."""
+    live = generations.get(conn, shard.parent)
+    program = parse_program(shard.source, f"program of the preview of {live.name}")
+    routing, streams = replay_routing(conn, live)
+    tally = Tally()
+    sink = tally.add if len(shard.shard_of) == 0 else _checked(tally, shard)
+    pipeline = Preview(compiled(program, list(shard.later)), routing, sink)
+    after, upto, mine, index = 0, last_arrival(conn, live), shard.shard_of.get, shard.index
+    with collector.off():
+        while rows := next_inputs(conn, live, after, shard.until_at):
+            after = tally.arrival = rows[-1][0]
+            tally.inputs += len(rows)  # every shard reads every input
+            pipeline.submit([
+                Line(source, position, raw.encode(), streams(source))
+                for _arrival, source, position, raw, customer in rows
+                if customer is None or mine(customer, 0) == index
+            ])  # fmt: skip
+            if progress:
+                progress(after, max(upto, after))
+    return tally
+
+
+def _checked(tally: Tally, shard: _Shard) -> Callable[[Batch], None]:
+    """`tally.add`, after checking that the batch decided only the shard's own customers:
+    what makes deciding them apart the same as together (admit.LINKING_TYPES)."""
+
+    def add(batch: Batch) -> None:
+        mine, index = shard.shard_of.get, shard.index
+        strays = {e.customer_id for e in batch.entries if mine(e.customer_id, 0) != index}
+        assert not strays, f"shard {index} decided customers of another: {sorted(strays)[:5]}"
+        tally.add(batch, ticks=index == 0)
+
+    return add
+
+
+def _shards(
+    conn: Connection, live: Generation, until_at: datetime | None, processes: int
+) -> dict[str, int]:
+    """customer -> shard: linked customers together, the shards' inputs about even."""
+    inbox = sql.Identifier(live.schema_name, "inbox")
+    window = sql.SQL(
+        "AND (%(until)s::timestamptz IS NULL OR occurred_at <= %(until)s)"
+    )  # as next_inputs
+    counts: dict[str, int] = dict(conn.execute(
+        sql.SQL("SELECT customer_id, count(*) FROM {} WHERE customer_id IS NOT NULL "
+                "AND event_type = ANY(%(types)s) {} GROUP BY 1").format(inbox, window),
+        {"types": list(EVENT_TYPES), "until": until_at},
+    ).fetchall())  # fmt: skip
+    links = (named_in(ev.decode(raw.encode())) for (raw,) in conn.execute(
+        sql.SQL("SELECT raw FROM {} WHERE event_type = ANY(%(types)s) {}").format(inbox, window),
+        {"types": list(LINKING_TYPES), "until": until_at},
+    ))  # fmt: skip
+    return shard_customers(counts, links, processes)
+
+
+def shard_customers(
+    counts: dict[str, int], links: Iterable[Sequence[str]], processes: int
+) -> dict[str, int]:
+    """customer -> shard in [0, processes): the customers named together in one of `links`
+    (transitively) in one shard; `counts` (inputs per customer) about even across shards."""
+    root: dict[str, str] = {}
+
+    def find(customer: str) -> str:
+        """The group's representative, halving the path on the way."""
+        while (parent := root.setdefault(customer, customer)) != customer:
+            grandparent = root[parent]
+            root[customer] = grandparent
+            customer = grandparent
+        return customer
+
+    for named in links:  # empty for an input the decoder now refuses: it links nothing
+        for other in named:
+            root[find(other)] = find(named[0])
+    return _balanced(counts, counts.keys() | root.keys(), find, processes)
+
+
+def _balanced(
+    counts: dict[str, int], customers: set[str], find: Callable[[str], str], processes: int
+) -> dict[str, int]:
+    """Whole groups to the least loaded shard, the largest groups first."""
+    groups: dict[str, list[str]] = {}
+    for customer in customers:
+        groups.setdefault(find(customer), []).append(customer)
+    load = [0] * processes
+    shard_of: dict[str, int] = {}
+    for members in sorted(groups.values(), key=lambda m: (-sum(counts.get(c, 0) for c in m),
+                                                         min(m))):  # fmt: skip
+        index = load.index(min(load))
+        load[index] += sum(counts.get(c, 0) for c in members)
+        shard_of.update(dict.fromkeys(members, index))
+    return shard_of
 
 
 def _versions(
@@ -88,4 +226,3 @@ def _versions(
     for at, text in later:
         found[labels.get(at) or at.isoformat()] = program_hash(text)
     return found
-

@@ -171,7 +171,7 @@ def replay(
             after = rows[-1][0]
             lines = [
                 Line(source, position, raw.encode(), streams(source))
-                for _arrival, source, position, raw in rows
+                for _arrival, source, position, raw, _customer in rows
             ]
             pipeline.submit(lines, partial(_record_replayed, name=target.name, arrival=after))
             inputs += len(lines)
@@ -185,11 +185,12 @@ def replay(
 
 def next_inputs(
     conn: Connection, parent: Generation, after: int, until_at: datetime | None
-) -> list[tuple[int, str, int, str]]:
-    """The next inputs to replay. Internal commands are left out: the re-run owns every
-    customer, so cross-partition credits happen in the batch of their cause."""
+) -> list[tuple[int, str, int, str, str | None]]:
+    """The next inputs to replay: (arrival, source, position, raw, customer_id). Internal
+    commands are left out: the re-run owns every customer, so cross-partition credits happen
+    in the batch of their cause."""
     query = sql.SQL(
-        "SELECT arrival, source, position, raw FROM {} WHERE arrival > %(after)s "
+        "SELECT arrival, source, position, raw, customer_id FROM {} WHERE arrival > %(after)s "
         "AND event_type = ANY(%(types)s) "
         "AND (%(until)s::timestamptz IS NULL OR occurred_at <= %(until)s) "
         "ORDER BY arrival LIMIT %(n)s"

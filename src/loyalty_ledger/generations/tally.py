@@ -66,13 +66,23 @@ class Tally:
     customers: dict[str, CustomerTotals] = field(default_factory=dict)
     rewards: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
-    inputs: int = 0
+    inputs: int = 0  # read from the inbox replayed, whoever decided them
+    arrival: int = 0  # the last one's arrival there
 
-    def add(self, batch: Batch) -> None:
-        """Fold one batch's inbox rows and ledger entries in, in order."""
-        self.inputs += len(batch.inbox)
+    def merge(self, other: Tally) -> None:
+        """Another tally of other customers (a shard's) into this one."""
+        assert not self.customers.keys() & other.customers.keys(), "shards share a customer"
+        self.customers.update(other.customers)
+        self.rewards.update(other.rewards)
+        self.rejected.update(other.rejected)
+        self.inputs = max(self.inputs, other.inputs)  # both read every input
+        self.arrival = max(self.arrival, other.arrival)
+
+    def add(self, batch: Batch, ticks: bool = True) -> None:
+        """Fold one batch's inbox rows and ledger entries in, in order; `ticks` False: its
+        ticks' rows are another tally's to count (every shard decides every tick)."""
         for row in batch.inbox:
-            if row.outcome == "rejected":
+            if row.outcome == "rejected" and (ticks or row.customer_id is not None):
                 assert row.reason is not None, "a rejected input without its reason"
                 self.rejected[row.reason] += 1
         for entry in batch.entries:

@@ -98,6 +98,11 @@ def customer_of(item: ev.Event | Command) -> str | None:
     return None if isinstance(item, ev.Tick) else item.customer_id
 
 
+# The input types that may name a customer besides their own (named_in): what links two
+# customers' decisions. A preview decides unlinked customers in separate processes.
+LINKING_TYPES: tuple[str, ...] = ("signup", "referral", "transfer")
+
+
 def named_in(item: Decoded) -> list[str]:
     """Customer ids an input names: its customer and any referrer or transfer recipient."""
     if isinstance(item, ev.Invalid | ev.Tick):
