@@ -12,6 +12,8 @@
    c. `loyalty rerun --program P2 --as richer` (earning 1.5x as many points);
    d. `loyalty rerun --program P --as whatif --until T`: only the inputs that
       occurred up to T, the occurred_at of the stream's middle line (about half);
+   d'. `loyalty rerun --preview --program P --until T`: the same what-if decided in
+      memory, one process per core, nothing written (a tree without it shows "-");
    e. `loyalty compare live richer`;
    f. `loyalty promote richer` (caught up already: the lock window and the flip);
    g. `loyalty verify` (hash chain, versions, conservation, projections vs rebuild).
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -102,6 +105,8 @@ def steps(stream: Path, program: Path, richer: Path, until: str) -> list[tuple[s
         ("rerun, richer program", ["rerun", "--program", str(richer), "--as", "richer"]),
         ("rerun what-if, until half-way",
          ["rerun", "--program", str(program), "--as", "whatif", "--until", until]),
+        ("rerun --preview, the same what-if",
+         ["rerun", "--preview", "--program", str(program), "--until", until]),
         ("compare live richer", ["compare", "live", "richer"]),
         ("promote richer", ["promote", "richer"]),
         ("verify", ["verify"]),
@@ -116,6 +121,9 @@ def one_round(
     envs = {t.name: bench.database_env(t.src, pg.fresh(t.dbname, src=t.src)) for t in trees}
     for name, command in commands:
         for tree in trees:
+            if "--preview" in command and not _has_preview(envs[tree.name]):
+                print(f"{name}, {tree.name}: not in this tree")
+                continue
             done = timed(command, envs[tree.name], pg.postmaster_pid())
             timings[tree.name].seconds.setdefault(name, []).append(done.seconds)
             timings[tree.name].usages.setdefault(name, []).append(done.usage)
@@ -124,11 +132,22 @@ def one_round(
             print(f"{name}, {tree.name}: {done.seconds:.1f} s, {done.usage}")
 
 
+def _has_preview(env: dict[str, str]) -> bool:
+    """Whether the tree `env` imports has `rerun --preview` (an older commit has not)."""
+    shown = subprocess.run([bench.loyalty_command(), "rerun", "--help"], env=env,
+                           capture_output=True, text=True, check=False)  # fmt: skip
+    return "--preview" in shown.stdout
+
+
 def side_by_side(mine: Timings, base: Timings, names: list[str], n_lines: int) -> str:
     head = ("command (best of rounds)", "this tree s", "baseline s", "this events/s",
             "baseline events/s", "this/baseline")  # fmt: skip
     body = []
     for name in names:
+        if name not in base.seconds:
+            a = mine.best(name)
+            body.append((name, f"{a:.2f}", "-", f"{n_lines / a:,.0f}", "-", "-"))
+            continue
         a, b = mine.best(name), base.best(name)
         body.append((name, f"{a:.2f}", f"{b:.2f}", f"{n_lines / a:,.0f}", f"{n_lines / b:,.0f}",
                      f"{a / b:.3f}"))  # fmt: skip

@@ -14,7 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from loyalty_ledger.admin.compare import Comparison, against_preview, as_json, compare
-from loyalty_ledger.generations.preview import preview, shard_customers
+from loyalty_ledger.generations import preview as preview_module
+from loyalty_ledger.generations.preview import PreviewTooLarge, preview, shard_customers
 from loyalty_ledger.generations.rerun import rerun
 from loyalty_ledger.pipeline import collector
 from loyalty_ledger.projectors import runner
@@ -54,7 +55,7 @@ def _both(
     """(compare live with a re-run into `name`, live beside a preview of the same re-run)."""
     with connect(url) as conn:
         previewed = preview(conn, program, "test program", until, processes=processes)
-        assert previewed.processes <= processes
+        assert previewed.processes == processes
         rerun(conn, program, "test program", name, until)
         runner.catch_up(conn)
         return (_as_preview(compare(conn, "live", name, limit=1000)),
@@ -64,9 +65,11 @@ def _both(
 @pytest.mark.parametrize("processes", [1, 3])
 @pytest.mark.parametrize("case", EVERY_CASE, ids=lambda c: c.name)
 def test_a_preview_compares_with_live_as_the_rerun_it_previews(
-    database_url: str, case: Path, tmp_path: Path, processes: int
+    database_url: str, case: Path, tmp_path: Path, processes: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """In one process, and with the customers apart in three (linked ones together)."""
+    monkeypatch.setattr(preview_module, "INPUTS_PER_PROCESS_MIN", 1)  # the cases are small
     if case in AMENDED_CASES:
         ingest_amended(database_url, case, tmp_path)
     else:
@@ -176,3 +179,13 @@ def test_linked_customers_share_a_shard_and_the_load_is_spread(
     largest = max((sum(counts.get(c, 0) for c in g) for g in groups), default=0)
     # greedy, largest group first: no shard above the mean by more than one group
     assert max(load) <= sum(counts.values()) / processes + largest
+
+
+def test_a_preview_too_large_for_memory_is_refused_in_one_line(
+    cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, case = cli_env["LOYALTY_DATABASE_URL"], CASES[0]
+    ingest(url, case / "events.jsonl", case / "program.toml")
+    monkeypatch.setattr(preview_module, "CUSTOMERS_MAX", 3)
+    with connect(url) as conn, pytest.raises(PreviewTooLarge, match="rerun --as NAME"):
+        preview(conn, None, "test program", None)

@@ -30,7 +30,7 @@ from loyalty_ledger import events as ev
 from loyalty_ledger.events import EVENT_TYPES
 from loyalty_ledger.generations import amendments
 from loyalty_ledger.generations import catalog as generations
-from loyalty_ledger.generations.catalog import Generation
+from loyalty_ledger.generations.catalog import Generation, GenerationError
 from loyalty_ledger.generations.rerun import (
     compiled,
     last_arrival,
@@ -49,6 +49,15 @@ from loyalty_ledger.store.batch import Batch
 from loyalty_ledger.store.db import Connection, Database
 
 PROCESSES_MAX = 4  # each reads every input: past a few, the reading outweighs the deciding
+# A process's start (about a second: imports) pays off only past this many inputs for it.
+INPUTS_PER_PROCESS_MIN = 20_000
+# A preview holds every state in memory (no snapshot to evict to): about 10 KB a customer
+# (the ingest's state cache: ~1 GB for 100,000), so past this a re-run is the way.
+CUSTOMERS_MAX = 200_000
+
+
+class PreviewTooLarge(GenerationError):
+    """More customers than a preview keeps in memory; the message names the way instead."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +106,7 @@ def preview(
     `rerun`."""
     started = time.perf_counter()
     live = generations.live(conn)
+    _check_size(conn, live)
     source, _program, later = program_history(conn, live, program_source, program_origin, amend)
     shard_of = _shards(conn, live, until_at, processes) if processes > 1 else {}
     count = max(shard_of.values(), default=0) + 1
@@ -114,6 +124,18 @@ def preview(
         tally, live.name, program_hash(source), _versions(conn, live.name, source, later),
         until_at, tally.arrival, time.perf_counter() - started, count,
     )  # fmt: skip
+
+
+def _check_size(conn: Connection, live: Generation) -> None:
+    states = sql.Identifier(live.schema_name, "customer_state")
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(states)).fetchone()
+    customers = int(row[0]) if row else 0
+    if customers > CUSTOMERS_MAX:
+        raise PreviewTooLarge(
+            f"generation {live.name} has {customers:,} customers; a preview keeps them all in "
+            f"memory and takes at most {CUSTOMERS_MAX:,}: re-run into a generation instead "
+            "(loyalty rerun --as NAME, with the same options)"
+        )
 
 
 def _decide_apart(shard: _Shard) -> Tally:
@@ -175,7 +197,8 @@ def _shards(
         sql.SQL("SELECT raw FROM {} WHERE event_type = ANY(%(types)s) {}").format(inbox, window),
         {"types": list(LINKING_TYPES), "until": until_at},
     ))  # fmt: skip
-    return shard_customers(counts, links, processes)
+    useful = max(1, sum(counts.values()) // INPUTS_PER_PROCESS_MIN)
+    return shard_customers(counts, links, min(processes, useful))
 
 
 def shard_customers(
