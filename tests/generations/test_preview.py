@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from loyalty_ledger.admin.compare import Comparison, against_preview, as_json, compare
+from loyalty_ledger.events import EVENT_TYPES
 from loyalty_ledger.generations import preview as preview_module
 from loyalty_ledger.generations.preview import PreviewTooLarge, preview, shard_customers
 from loyalty_ledger.generations.rerun import rerun
@@ -189,3 +190,26 @@ def test_a_preview_too_large_for_memory_is_refused_in_one_line(
     monkeypatch.setattr(preview_module, "CUSTOMERS_MAX", 3)
     with connect(url) as conn, pytest.raises(PreviewTooLarge, match="rerun --as NAME"):
         preview(conn, None, "test program", None)
+
+
+@pytest.mark.parametrize("processes", [1, 3])
+def test_every_process_reads_up_to_the_arrival_fixed_at_the_start(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, processes: int
+) -> None:
+    """Live keeps consuming during a preview: what arrives after its start is not read."""
+    case = CASES[4]
+    ingest(database_url, case / "events.jsonl", case / "program.toml")
+    monkeypatch.setattr(preview_module, "INPUTS_PER_PROCESS_MIN", 1)
+    with connect(database_url) as conn:
+        row = conn.execute("SELECT max(arrival) / 2 FROM inbox").fetchone()
+        assert row is not None
+        start = int(row[0])
+        monkeypatch.setattr(preview_module, "last_arrival", lambda _conn, _live: start)
+        previewed = preview(conn, None, "test program", None, processes=processes)
+        read = conn.execute(
+            "SELECT count(*) FROM inbox WHERE arrival <= %s AND event_type = ANY(%s)",
+            (start, list(EVENT_TYPES)),
+        ).fetchone()
+    assert previewed.processes == processes
+    assert previewed.arrival <= start and read is not None
+    assert previewed.tally.inputs == read[0]

@@ -83,6 +83,8 @@ class _Shard:
     source: str  # the original program
     later: tuple[tuple[datetime, str], ...]  # the amendments
     until_at: datetime | None
+    upto: int  # the last arrival to read: every shard reads the same inputs, whatever
+    # arrives meanwhile (the live generation keeps consuming)
     shard_of: dict[str, int]
     index: int
 
@@ -108,10 +110,11 @@ def preview(
     live = generations.live(conn)
     _check_size(conn, live)
     source, _program, later = program_history(conn, live, program_source, program_origin, amend)
-    shard_of = _shards(conn, live, until_at, processes) if processes > 1 else {}
+    upto = last_arrival(conn, live)
+    shard_of = _shards(conn, live, until_at, upto, processes) if processes > 1 else {}
     count = max(shard_of.values(), default=0) + 1
-    shards = [_Shard(Database.of(conn), live.name, source, tuple(later), until_at, shard_of, i)
-              for i in range(count)]  # fmt: skip
+    shards = [_Shard(Database.of(conn), live.name, source, tuple(later), until_at, upto,
+                     shard_of, i) for i in range(count)]  # fmt: skip
     if count == 1:
         tally = _decide(conn, shards[0], progress)
     else:
@@ -152,9 +155,9 @@ def _decide(conn: Connection, shard: _Shard, progress: Progress | None) -> Tally
     tally = Tally()
     sink = tally.add if len(shard.shard_of) == 0 else _checked(tally, shard)
     pipeline = Preview(compiled(program, list(shard.later)), routing, sink)
-    after, upto, mine, index = 0, last_arrival(conn, live), shard.shard_of.get, shard.index
+    after, upto, mine, index = 0, shard.upto, shard.shard_of.get, shard.index
     with collector.off():
-        while rows := next_inputs(conn, live, after, shard.until_at):
+        while rows := next_inputs(conn, live, after, shard.until_at, upto):
             after = tally.arrival = rows[-1][0]
             tally.inputs += len(rows)  # every shard reads every input
             pipeline.submit([
@@ -163,7 +166,7 @@ def _decide(conn: Connection, shard: _Shard, progress: Progress | None) -> Tally
                 if customer is None or mine(customer, 0) == index
             ])  # fmt: skip
             if progress:
-                progress(after, max(upto, after))
+                progress(after, upto)
     return tally
 
 
@@ -181,21 +184,21 @@ def _checked(tally: Tally, shard: _Shard) -> Callable[[Batch], None]:
 
 
 def _shards(
-    conn: Connection, live: Generation, until_at: datetime | None, processes: int
+    conn: Connection, live: Generation, until_at: datetime | None, upto: int, processes: int
 ) -> dict[str, int]:
     """customer -> shard: linked customers together, the shards' inputs about even."""
     inbox = sql.Identifier(live.schema_name, "inbox")
     window = sql.SQL(
-        "AND (%(until)s::timestamptz IS NULL OR occurred_at <= %(until)s)"
+        "AND arrival <= %(upto)s AND (%(until)s::timestamptz IS NULL OR occurred_at <= %(until)s)"
     )  # as next_inputs
     counts: dict[str, int] = dict(conn.execute(
         sql.SQL("SELECT customer_id, count(*) FROM {} WHERE customer_id IS NOT NULL "
                 "AND event_type = ANY(%(types)s) {} GROUP BY 1").format(inbox, window),
-        {"types": list(EVENT_TYPES), "until": until_at},
+        {"types": list(EVENT_TYPES), "until": until_at, "upto": upto},
     ).fetchall())  # fmt: skip
     links = (named_in(ev.decode(raw.encode())) for (raw,) in conn.execute(
         sql.SQL("SELECT raw FROM {} WHERE event_type = ANY(%(types)s) {}").format(inbox, window),
-        {"types": list(LINKING_TYPES), "until": until_at},
+        {"types": list(LINKING_TYPES), "until": until_at, "upto": upto},
     ))  # fmt: skip
     useful = max(1, sum(counts.values()) // INPUTS_PER_PROCESS_MIN)
     return shard_customers(counts, links, min(processes, useful))

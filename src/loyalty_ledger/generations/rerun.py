@@ -184,18 +184,21 @@ def replay(
 
 
 def next_inputs(
-    conn: Connection, parent: Generation, after: int, until_at: datetime | None
+    conn: Connection, parent: Generation, after: int, until_at: datetime | None,
+    upto: int | None = None,
 ) -> list[tuple[int, str, int, str, str | None]]:
-    """The next inputs to replay: (arrival, source, position, raw, customer_id). Internal
-    commands are left out: the re-run owns every customer, so cross-partition credits happen
-    in the batch of their cause."""
+    """The next inputs to replay: (arrival, source, position, raw, customer_id), arrived
+    after `after` (and up to `upto`, when given). Internal commands are left out: the re-run
+    owns every customer, so cross-partition credits happen in the batch of their cause."""
     query = sql.SQL(
         "SELECT arrival, source, position, raw, customer_id FROM {} WHERE arrival > %(after)s "
+        "AND (%(upto)s::bigint IS NULL OR arrival <= %(upto)s) "
         "AND event_type = ANY(%(types)s) "
         "AND (%(until)s::timestamptz IS NULL OR occurred_at <= %(until)s) "
         "ORDER BY arrival LIMIT %(n)s"
     ).format(sql.Identifier(parent.schema_name, "inbox"))
-    params = {"after": after, "types": list(EVENT_TYPES), "until": until_at, "n": BATCH_SIZE}
+    params = {"after": after, "upto": upto, "types": list(EVENT_TYPES), "until": until_at,
+              "n": BATCH_SIZE}  # fmt: skip
     return conn.execute(query, params).fetchall()
 
 
