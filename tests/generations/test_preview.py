@@ -113,6 +113,8 @@ def test_the_command_prints_the_comparison_and_writes_nothing(cli_env: dict[str,
     ["rerun", "--preview", "--as", "x"],  # a preview makes no generation to name
     ["rerun"],  # neither
     ["rerun", "--preview", "--until", "yesterday"],
+    ["rerun", "--as", "x", "--json"],  # --json goes with --preview
+    ["rerun", "--preview", "--processes", "0"],
 ])  # fmt: skip
 def test_a_bad_preview_command_is_one_line_and_exit_2(
     cli_env: dict[str, str], args: list[str]

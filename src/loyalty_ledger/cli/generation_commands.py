@@ -43,7 +43,7 @@ def add_rerun(sub: Commands[Parser]) -> None:
                       "nothing (a quick what-if: nothing to promote)")  # fmt: skip
     p.add_argument("--until", help="only inputs that occurred up to this instant (a what-if)")
     p.add_argument("--json", action="store_true", help="with --preview: one JSON object")
-    p.add_argument("--limit", type=LIMIT, default=20,
+    p.add_argument("--limit", type=LIMIT,
                    help="with --preview: customers listed that differ (20)")  # fmt: skip
     p.add_argument("--processes", type=count(1, 64), metavar="N",
                    help="with --preview: processes deciding customers apart (default: the "
@@ -56,6 +56,8 @@ def rerun(args: argparse.Namespace) -> int:
 
     if args.preview:
         return _preview(args)
+    if args.json or args.limit or args.processes:
+        raise UsageError("--json, --limit and --processes go with --preview")
     source = read_program(args.program) if args.program else None
     until = instant(args.until, "--until") if args.until else None
     amend = [_amendment(text) for text in args.amend]
@@ -86,7 +88,7 @@ def _preview(args: argparse.Namespace) -> int:
             found = preview(conn, source, args.program or "program", until, update, amend,
                             args.processes or processes_default())  # fmt: skip
         runner.catch_up(conn)  # the live side as of its last batch
-        result = comparing.against_preview(conn, found.parent, found, args.limit)
+        result = comparing.against_preview(conn, found.parent, found, args.limit or 20)
     log.get("rerun").info(
         "previewed", inputs=found.tally.inputs, through_arrival=found.arrival,
         seconds=round(found.seconds, 3),
