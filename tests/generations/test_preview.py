@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gc
 import json
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -215,3 +215,21 @@ def test_every_process_reads_up_to_the_arrival_fixed_at_the_start(
     assert previewed.processes == processes
     assert previewed.arrival <= start and read is not None
     assert previewed.tally.inputs == read[0]
+
+
+def test_a_preview_with_a_new_amendment_compares_as_the_rerun_with_it(database_url: str) -> None:
+    """--amend FILE@T: the versions are labelled as the re-run's, whatever zone T is in."""
+    case = CASES[4]
+    ingest(database_url, case / "events.jsonl", case / "program.toml")
+    program = (case / "program.toml").read_text(encoding="utf-8")
+    at = median_instant(database_url).astimezone(timezone(timedelta(hours=2)))
+    amend = [(at, _changed(program), "richer.toml")]
+    assert amend[0][1] != program
+    with connect(database_url) as conn:
+        previewed = preview(conn, None, "test program", None, amend=amend)
+        rerun(conn, None, "test program", "amended", None, amend=amend)
+        runner.catch_up(conn)
+        want = _as_preview(compare(conn, "live", "amended", limit=1000))
+        got = as_json(against_preview(conn, "live", previewed, limit=1000))
+    assert len(got["b"]["versions"]) == 2
+    assert got == want

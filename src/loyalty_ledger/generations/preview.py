@@ -245,10 +245,14 @@ def _balanced(
 def _versions(
     conn: Connection, live: str, source: str, later: list[tuple[datetime, str]]
 ) -> dict[str, str]:
-    """The preview's versions, labelled as `compare` labels the live one's: an instant the
-    live generation has takes its label (the same instant, in the server's time zone)."""
+    """The preview's versions, labelled as `compare` labels a generation's: by the instant
+    as the server gives it back (in its session's time zone, whatever zone it was given in)."""
     labels = {v.effective_at: v.label for v in amendments.versions(conn, live)}
     found = {"original": program_hash(source)}
     for at, text in later:
-        found[labels.get(at) or at.isoformat()] = program_hash(text)
+        label = labels.get(at)
+        if label is None:
+            row = conn.execute("SELECT %s::timestamptz", (at,)).fetchone()
+            label = (row[0] if row else at).isoformat()
+        found[label] = program_hash(text)
     return found
