@@ -35,12 +35,12 @@ def add_rerun(sub: Commands[Parser]) -> None:
     p.add_argument("--amend", action="append", default=[], metavar="FILE@INSTANT",
                    help="an amendment from INSTANT on (repeatable); adds to the live "
                    "generation's amendments or replaces the one at that instant")  # fmt: skip
-    into = p.add_mutually_exclusive_group(required=True)
-    into.add_argument("--as", dest="as_name", metavar="NAME",
-                      help="the new generation's name (lowercase, digits, _)")  # fmt: skip
-    into.add_argument("--preview", action="store_true",
-                      help="decide in memory and print the comparison with live; writes "
-                      "nothing (a quick what-if: nothing to promote)")  # fmt: skip
+    # One of the two, checked in `rerun` (a required group reads badly in argparse's usage).
+    p.add_argument("--as", dest="as_name", metavar="NAME",
+                   help="the new generation's name (lowercase, digits, _)")  # fmt: skip
+    p.add_argument("--preview", action="store_true",
+                   help="instead of --as: decide in memory and print the comparison with "
+                   "live; writes nothing (a quick what-if: nothing to promote)")  # fmt: skip
     p.add_argument("--until", help="only inputs that occurred up to this instant (a what-if)")
     p.add_argument("--json", action="store_true", help="with --preview: one JSON object")
     p.add_argument("--limit", type=LIMIT,
@@ -55,7 +55,11 @@ def rerun(args: argparse.Namespace) -> int:
     from loyalty_ledger.generations.rerun import rerun as rerun_into
 
     if args.preview:
+        if args.as_name is not None:
+            raise UsageError("--preview makes no generation: leave out --as NAME")
         return _preview(args)
+    if args.as_name is None:
+        raise UsageError("give --as NAME (the new generation), or --preview (nothing written)")
     if args.json or args.limit or args.processes:
         raise UsageError("--json, --limit and --processes go with --preview")
     source = read_program(args.program) if args.program else None
