@@ -63,8 +63,14 @@ def _both(
                 as_json(against_preview(conn, "live", previewed, limit=1000)))  # fmt: skip
 
 
-@pytest.mark.parametrize("processes", [1, 3])
-@pytest.mark.parametrize("case", EVERY_CASE, ids=lambda c: c.name)
+# Every case with the customers apart in three processes (the in-process shard included);
+# the single-process path on a version 1, a version 2 and an amended case (suite time).
+RUNS = [(case, 3) for case in EVERY_CASE] + [(c, 1) for c in (CASES[4], CASES[10],
+                                                               AMENDED_CASES[0])]
+
+
+@pytest.mark.parametrize(("case", "processes"), RUNS,
+                         ids=lambda v: v.name if isinstance(v, Path) else f"{v}p")  # fmt: skip
 def test_a_preview_compares_with_live_as_the_rerun_it_previews(
     database_url: str, case: Path, tmp_path: Path, processes: int,
     monkeypatch: pytest.MonkeyPatch,
