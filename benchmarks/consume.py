@@ -773,7 +773,7 @@ def main() -> int:
             for run in (theirs.last(1), theirs.last(2)):
                 print(f"    {run.figure.name:<28} {json.dumps(fate(run.url))}")
 
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        cpus = bench.CPUS
         model = "?"
         with contextlib.suppress(OSError):
             for line in Path("/proc/cpuinfo").read_text().splitlines():

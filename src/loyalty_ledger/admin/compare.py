@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -137,9 +138,7 @@ def _largest_first(d: Different) -> tuple[int, str]:
 
 def _preview_side(previewed: Previewed, enrolled: dict[str, CustomerTotals]) -> Side:
     rows = enrolled.values()
-    tiers: dict[str, int] = {}
-    for t in rows:
-        tiers[t.tier or "-"] = tiers.get(t.tier or "-", 0) + 1
+    tiers = Counter(t.tier or "-" for t in rows)  # _TIERS: coalesce(tier, '-')
     tally = previewed.tally
 
     def total(column: str) -> int:

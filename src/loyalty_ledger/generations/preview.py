@@ -27,16 +27,17 @@ from multiprocessing import get_context
 from psycopg import sql
 
 from loyalty_ledger import events as ev
-from loyalty_ledger.events import EVENT_TYPES
 from loyalty_ledger.generations import amendments
 from loyalty_ledger.generations import catalog as generations
 from loyalty_ledger.generations.catalog import Generation, GenerationError
 from loyalty_ledger.generations.rerun import (
+    REPLAYED,
     compiled,
     last_arrival,
     next_inputs,
     program_history,
     replay_routing,
+    replayed_params,
 )
 from loyalty_ledger.generations.tally import Tally
 from loyalty_ledger.pipeline import collector
@@ -188,17 +189,14 @@ def _shards(
 ) -> dict[str, int]:
     """customer -> shard: linked customers together, the shards' inputs about even."""
     inbox = sql.Identifier(live.schema_name, "inbox")
-    window = sql.SQL(
-        "AND arrival <= %(upto)s AND (%(until)s::timestamptz IS NULL OR occurred_at <= %(until)s)"
-    )  # as next_inputs
+    params = replayed_params(until_at, upto)  # the inputs the shards will read
     counts: dict[str, int] = dict(conn.execute(
-        sql.SQL("SELECT customer_id, count(*) FROM {} WHERE customer_id IS NOT NULL "
-                "AND event_type = ANY(%(types)s) {} GROUP BY 1").format(inbox, window),
-        {"types": list(EVENT_TYPES), "until": until_at, "upto": upto},
+        sql.SQL("SELECT customer_id, count(*) FROM {} WHERE customer_id IS NOT NULL AND {} "
+                "GROUP BY 1").format(inbox, REPLAYED), params,
     ).fetchall())  # fmt: skip
     links = (named_in(ev.decode(raw.encode())) for (raw,) in conn.execute(
-        sql.SQL("SELECT raw FROM {} WHERE event_type = ANY(%(types)s) {}").format(inbox, window),
-        {"types": list(LINKING_TYPES), "until": until_at, "upto": upto},
+        sql.SQL("SELECT raw FROM {} WHERE event_type = ANY(%(linking)s) AND {}").format(
+            inbox, REPLAYED), {**params, "linking": list(LINKING_TYPES)},
     ))  # fmt: skip
     useful = max(1, sum(counts.values()) // INPUTS_PER_PROCESS_MIN)
     return shard_customers(counts, links, min(processes, useful))

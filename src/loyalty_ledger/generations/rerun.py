@@ -183,22 +183,30 @@ def replay(
     return Replayed(inputs, after, time.perf_counter() - started)
 
 
+# The inputs a re-run replays (with `replayed_params`): the event types (internal commands
+# are left out: the re-run owns every customer, so cross-partition credits happen in the
+# batch of their cause), up to an arrival (none: all) and an instant (none: all).
+REPLAYED = sql.SQL(
+    "event_type = ANY(%(types)s) AND (%(upto)s::bigint IS NULL OR arrival <= %(upto)s) "
+    "AND (%(until)s::timestamptz IS NULL OR occurred_at <= %(until)s)"
+)
+
+
+def replayed_params(until_at: datetime | None, upto: int | None) -> dict[str, object]:
+    return {"types": list(EVENT_TYPES), "until": until_at, "upto": upto}
+
+
 def next_inputs(
     conn: Connection, parent: Generation, after: int, until_at: datetime | None,
     upto: int | None = None,
 ) -> list[tuple[int, str, int, str, str | None]]:
-    """The next inputs to replay: (arrival, source, position, raw, customer_id), arrived
-    after `after` (and up to `upto`, when given). Internal commands are left out: the re-run
-    owns every customer, so cross-partition credits happen in the batch of their cause."""
+    """The next inputs to replay (REPLAYED) after arrival `after`, in arrival order:
+    (arrival, source, position, raw, customer_id)."""
     query = sql.SQL(
-        "SELECT arrival, source, position, raw, customer_id FROM {} WHERE arrival > %(after)s "
-        "AND (%(upto)s::bigint IS NULL OR arrival <= %(upto)s) "
-        "AND event_type = ANY(%(types)s) "
-        "AND (%(until)s::timestamptz IS NULL OR occurred_at <= %(until)s) "
-        "ORDER BY arrival LIMIT %(n)s"
-    ).format(sql.Identifier(parent.schema_name, "inbox"))
-    params = {"after": after, "upto": upto, "types": list(EVENT_TYPES), "until": until_at,
-              "n": BATCH_SIZE}  # fmt: skip
+        "SELECT arrival, source, position, raw, customer_id FROM {} "
+        "WHERE arrival > %(after)s AND {} ORDER BY arrival LIMIT %(n)s"
+    ).format(sql.Identifier(parent.schema_name, "inbox"), REPLAYED)
+    params = {**replayed_params(until_at, upto), "after": after, "n": BATCH_SIZE}
     return conn.execute(query, params).fetchall()
 
 

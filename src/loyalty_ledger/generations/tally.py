@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from loyalty_ledger.ledger.entries import Entry, Kind
+from loyalty_ledger.ledger.entries import BALANCE_SIGN, Entry, Kind
 from loyalty_ledger.store.batch import Batch
 
 # balance.sql: the column each kind moves, and the sign (balance moves with BALANCE_SIGN).
@@ -31,11 +31,6 @@ _POINTS: dict[Kind, tuple[str, int]] = {
     Kind.pending_matured: ("pending", -1),
     Kind.pending_cancelled: ("pending", -1),
 }
-_BALANCE: dict[Kind, int] = {
-    Kind.credit: 1, Kind.adjustment_credit: 1, Kind.transfer_in: 1,
-    Kind.redemption: -1, Kind.reversal: -1, Kind.expiry: -1, Kind.adjustment_debit: -1,
-    Kind.transfer_out: -1,
-}  # fmt: skip
 _TIER_KINDS = frozenset({Kind.enrolled, Kind.tier_changed})
 _FEE_KINDS = frozenset({Kind.membership_started, Kind.membership_renewed})
 
@@ -97,7 +92,7 @@ class Tally:
         if moved is not None:
             column, sign = moved
             setattr(totals, column, getattr(totals, column) + sign * entry.points)
-            totals.balance += _BALANCE.get(kind, 0) * entry.points
+            totals.balance += BALANCE_SIGN.get(kind, 0) * entry.points
         elif kind in _TIER_KINDS:
             totals.enrolled = totals.enrolled or kind is Kind.enrolled
             if entry.tier_to is not None:

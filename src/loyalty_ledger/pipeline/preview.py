@@ -49,8 +49,3 @@ class Preview:
         self._seen.update((k, v) for k, v in work.seen.items() if k in work.ids)
         self.sink(work.batch)
         return work.counts
-
-    @property
-    def customers(self) -> int:
-        """Customers with a state so far: what the preview holds in memory."""
-        return len(self._cache.states)
