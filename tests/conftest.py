@@ -131,6 +131,7 @@ def cli_env(database_url: str) -> dict[str, str]:
 # ------------------------------------------------------------------ kafka (Tansu)
 
 TANSU_START_TIMEOUT_S = 20.0
+TANSU_STARTS_MAX = 3
 
 
 @pytest.fixture(scope="session")
@@ -141,19 +142,31 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield external
         return
     # no skip on failure: a missing broker must fail the run, in CI and locally
-    address = f"127.0.0.1:{_free_port()}"
-    log_path = tmp_path_factory.mktemp("tansu") / "tansu.log"
+    folder = tmp_path_factory.mktemp("tansu")
+    for attempt in range(TANSU_STARTS_MAX):
+        address = f"127.0.0.1:{_free_port()}"
+        log_path = folder / f"tansu-{attempt}.log"
+        process = _start_tansu(address, log_path)
+        if _wait_for_broker(process, address, log_path):
+            break
+        # it exited: its probed port was taken before it bound it (another worker's broker,
+        # a client's ephemeral port), so it starts again on another
+    else:
+        pytest.fail(f"tansu exited with {process.returncode} {TANSU_STARTS_MAX} times: "
+                    f"{_tail(log_path)}")  # fmt: skip
+    try:
+        yield address
+    finally:
+        _stop(process)
+
+
+def _start_tansu(address: str, log_path: Path) -> subprocess.Popen[bytes]:
     with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             [str(_tansu_binary()), "broker", "--listener-url", f"tcp://{address}",
              "--advertised-listener-url", f"tcp://{address}", "--storage-engine", "memory://tansu/"],
             stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
         )  # fmt: skip
-    try:
-        _wait_for_broker(process, address, log_path)
-        yield address
-    finally:
-        _stop(process)
 
 
 @pytest.fixture
@@ -182,7 +195,8 @@ def _free_port() -> int:
         return port
 
 
-def _wait_for_broker(process: subprocess.Popen[bytes], address: str, log_path: Path) -> None:
+def _wait_for_broker(process: subprocess.Popen[bytes], address: str, log_path: Path) -> bool:
+    """Until the broker answers metadata (True), or exits (False); a failure if neither."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
@@ -191,13 +205,15 @@ def _wait_for_broker(process: subprocess.Popen[bytes], address: str, log_path: P
     deadline = time.monotonic() + TANSU_START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            _stop(process)
-            pytest.fail(f"tansu exited with {process.returncode}: {_tail(log_path)}")
+            return False
         try:
             admin.list_topics(timeout=1)
-            return
         except KafkaException:
             time.sleep(0.1)
+            continue
+        time.sleep(0.2)  # the answer was its own, not another broker's on a shared port
+        if process.poll() is None:
+            return True
     _stop(process)
     pytest.fail(f"tansu did not answer metadata on {address} in {TANSU_START_TIMEOUT_S:.0f} s: "
                 f"{_tail(log_path)}")  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from loyalty_ledger.kafka.settings import KafkaSettings
 from loyalty_ledger.kafka.topics import create_topics
 from loyalty_ledger.runtime.produce import produce_file
 from loyalty_ledger.store.db import Connection, connect
-from served import Served, free_port, make_keys, wait_ready
+from served import Served, make_keys, spawn
 from support import ingest
 
 _PLACES = (
@@ -191,8 +192,6 @@ class TestHttpApi(ExactlyOnceContract):
     no event id was ever answered as applied twice.
     """
 
-    port = 0  # this life's server port (argv names it)
-
     @pytest.fixture(autouse=True)
     def _tills(self, _folder: None) -> None:
         self.tills: dict[str, _Till] = {}
@@ -201,7 +200,7 @@ class TestHttpApi(ExactlyOnceContract):
         self.tills[url] = _Till(make_keys(url)["admin"])  # admin: the stream holds ticks
 
     def argv(self, url: str) -> list[str]:
-        return ["serve", "--port", str(self.port), "--program", str(PROGRAM)]
+        return ["serve", "--port", "0", "--program", str(PROGRAM)]  # spawn reads the port
 
     def fed(self, conn: Connection) -> int:
         return len(set(stream_lines()))
@@ -210,17 +209,12 @@ class TestHttpApi(ExactlyOnceContract):
         return _one(conn, _LANDED_ONCE)
 
     def run(self, url: str, crash: tuple[str, int] | None = None) -> int:
-        till, self.port = self.tills[url], free_port()
+        till = self.tills[url]
         command, env = self.child(url, crash)
-        log_path = self.folder / f"serve-{self.port}.log"
-        with log_path.open("wb") as log_file:
-            process = subprocess.Popen(
-                command, env=env, stdin=subprocess.DEVNULL, stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        server = Served(f"http://127.0.0.1:{self.port}", process, {"admin": till.key}, log_path)
+        log_path = self.folder / f"serve-{uuid.uuid4().hex[:8]}.log"
+        server = spawn(command, env, log_path, {"admin": till.key})
+        process = server.process
         try:
-            wait_ready(server)
             finished = self.post(server, till)
             code = server.stop() if finished else process.wait(DEATH_WAIT_S)
         finally:

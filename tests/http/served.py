@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
-import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,13 +59,6 @@ def make_keys(database_url: str) -> dict[str, str]:
         }
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextmanager
 def served(
     database_url: str,
@@ -75,26 +69,61 @@ def served(
     args: Sequence[str] = (),
     env: dict[str, str] | None = None,
 ) -> Iterator[Served]:
-    """`loyalty serve` on a free port over `database_url`, ready; stopped afterwards."""
+    """`loyalty serve` on a port the system chose, over `database_url`, ready; stopped
+    afterwards."""
     keys = keys if keys is not None else make_keys(database_url)
-    port = free_port()
-    command = [LOYALTY, "serve", "--port", str(port), *args]
+    command = [LOYALTY, "serve", "--port", "0", *args]
     if program is not None:
         command += ["--program", str(program)]
-    log_path = log_dir / f"serve-{port}.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            command, stdout=log_file, stderr=subprocess.STDOUT,
-            env={**os.environ, "LOYALTY_DATABASE_URL": database_url, **(env or {})},
-        )  # fmt: skip
-    server = Served(f"http://127.0.0.1:{port}", process, keys, log_path)
+    server = spawn(command, {"LOYALTY_DATABASE_URL": database_url, **(env or {})},
+                   log_dir / f"serve-{uuid.uuid4().hex[:8]}.log", keys)  # fmt: skip
     try:
-        wait_ready(server)
         yield server
     finally:
-        if process.poll() is None:
-            process.kill()
+        if server.process.poll() is None:
+            server.process.kill()
+        server.process.wait(30)
+
+
+def spawn(command: Sequence[str], env: dict[str, str], log_path: Path,
+          keys: dict[str, str]) -> Served:  # fmt: skip
+    """`command` (a `loyalty serve --port 0`) started and ready: the server on the port its
+    log names. Port 0, not a port probed free beforehand: two servers started at once (or a
+    client's ephemeral port) could take a probed port between the probe and the bind, and a
+    test would then talk to another test's server."""
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+        )  # fmt: skip
+    server = Served("", process, keys, log_path)
+    try:
+        server.url = f"http://127.0.0.1:{_serving_port(server)}"
+        wait_ready(server)
+    except BaseException:
+        process.kill()
         process.wait(30)
+        raise
+    return server
+
+
+def _serving_port(server: Served) -> int:
+    """The port the server's "serving" log line names; fails with its log if none comes."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        for line in server.log().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:  # a line being written, or not the log's
+                continue
+            if record.get("event") == "serving":
+                port: int = record["port"]
+                return port
+        if server.process.poll() is not None:
+            code = server.process.returncode
+            raise AssertionError(f"loyalty serve exited {code}:\n{server.log()}")
+        time.sleep(0.05)
+    raise AssertionError(f"loyalty serve not serving in {READY_TIMEOUT_S} s:\n{server.log()}")
 
 
 def wait_ready(server: Served) -> None:

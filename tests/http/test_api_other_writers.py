@@ -61,3 +61,18 @@ def test_a_promotion_stops_the_server_with_one_line(database_url: str, tmp_path:
         code = server.process.wait(30)
         lines = [line for line in server.log().splitlines() if line.startswith("loyalty: ")]
         assert code == 2 and len(lines) == 1 and "generation" in lines[0], server.log()[-2000:]
+
+
+def test_a_taken_port_is_one_line_and_exit_2_before_the_database_is_touched(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A second server on the first one's port: one line naming what to change, exit 2 (not
+    uvicorn's exit 3 after the program is adopted); `--port 0` takes a free one instead."""
+    env = {**os.environ, "LOYALTY_DATABASE_URL": database_url}
+    with served(database_url, PROGRAM, tmp_path) as server:
+        port = server.url.rsplit(":", 1)[1]
+        taken = run(["serve", "--port", port, "--program", str(PROGRAM)], env)
+        assert taken.returncode == 2, taken.stderr
+        assert taken.stderr.count("\n") == 1 and "--port" in taken.stderr, taken.stderr
+        assert f"127.0.0.1:{port}" in taken.stderr and "Traceback" not in taken.stderr
+        assert server.client("read").get("/v1/customers/nobody").status_code == 404

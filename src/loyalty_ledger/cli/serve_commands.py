@@ -30,7 +30,8 @@ def add_serve(sub: Commands[Parser]) -> None:
     p.add_argument("--host", default=_env("LOYALTY_HTTP_HOST", "127.0.0.1"),
                    help="address to listen on ($LOYALTY_HTTP_HOST, 127.0.0.1)")  # fmt: skip
     p.add_argument("--port", type=PORT, default=_env("LOYALTY_HTTP_PORT", "8080"),
-                   help="port ($LOYALTY_HTTP_PORT, 8080)")  # fmt: skip
+                   help="port ($LOYALTY_HTTP_PORT, 8080; 0: a free one, named in the "
+                   "log's \"serving\" line)")  # fmt: skip
     p.add_argument("--program", help="program TOML (stored on first use; default: the stored one)")
     p.add_argument("--group-events", type=count(1, 100_000),
                    default=_env("LOYALTY_GROUP_EVENTS", "1000"),
@@ -52,7 +53,7 @@ def add_serve(sub: Commands[Parser]) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from loyalty_ledger.http.serve import ServeSettings
+    from loyalty_ledger.http.serve import ServeSettings, listening
     from loyalty_ledger.http.serve import serve as run_server
     from loyalty_ledger.kafka.settings import ENV_BOOTSTRAP, KafkaSettings
 
@@ -64,8 +65,8 @@ def serve(args: argparse.Namespace) -> int:
         kafka=kafka, group=args.group, answer_wait_s=args.answer_wait,
     )  # fmt: skip
     program_source = read_program(args.program) if args.program else None
-    with database() as conn:
-        run_server(conn, settings, program_source, args.program or "program")
+    with listening(args.host, args.port) as sock, database() as conn:
+        run_server(conn, settings, program_source, args.program or "program", sock)
     return 0
 
 

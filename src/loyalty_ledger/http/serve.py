@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
 
 from loyalty_ledger import log
-from loyalty_ledger.errors import LoyaltyError
+from loyalty_ledger.errors import LoyaltyError, UserError
 from loyalty_ledger.generations import amendments, programs
 from loyalty_ledger.http.app import create_app
 from loyalty_ledger.http.metrics import Metrics
@@ -46,21 +47,42 @@ class ServeSettings:
     answer_wait_s: float = ANSWER_WAIT_S  # then 202 (Kafka mode)
 
 
+class AddressInUse(UserError):
+    """The host and port to serve on cannot be bound (taken, or not this machine's)."""
+
+
+def listening(host: str, port: int) -> socket.socket:
+    """A socket bound to `host`:`port` and listening; port 0 lets the system choose.
+
+    Bound by the command before it opens the database, so a taken port is one line and
+    exit 2 at once rather than uvicorn's exit 3 after the program is adopted; and the
+    port chosen for 0 is the one the "serving" log line names."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as e:
+        raise AddressInUse(
+            f"cannot listen on {host}:{port}: {e.strerror or e}: choose another --port or "
+            "--host (or stop what holds it)"
+        ) from None
+
+
 def serve(conn: Connection, settings: ServeSettings, program_source: str | None,
-          program_origin: str = "program") -> None:  # fmt: skip
-    """Serve until SIGTERM or SIGINT; `conn` becomes the writer's."""
+          program_origin: str = "program", sock: socket.socket | None = None) -> None:  # fmt: skip
+    """Serve on `sock` (else a socket bound now) until SIGTERM or SIGINT; `conn` becomes
+    the writer's."""
     import uvicorn
 
+    sock = sock if sock is not None else listening(settings.host, settings.port)
     server = build_server(conn, settings, program_source, program_origin)
-    app = create_app(server)
-    log.get("serve").info("serving", host=settings.host, port=settings.port,
+    config = uvicorn.Config(
+        create_app(server), log_config=log.stdlib_config(), access_log=False,
+        timeout_graceful_shutdown=int(settings.graceful_s), server_header=False,
+    )  # fmt: skip
+    log.get("serve").info("serving", host=settings.host, port=sock.getsockname()[1],
                           mode=server.writes.mode)  # fmt: skip
     with _stopped_is_done():
-        uvicorn.run(
-            app, host=settings.host, port=settings.port, log_config=log.stdlib_config(),
-            access_log=False, timeout_graceful_shutdown=int(settings.graceful_s),
-            server_header=False,
-        )  # fmt: skip
+        uvicorn.Server(config).run(sockets=[sock])
     if server.writes.fatal is not None:  # the writer stopped the server: say why, exit 2
         raise server.writes.fatal
 
