@@ -47,7 +47,7 @@ class ServeSettings:
     answer_wait_s: float = ANSWER_WAIT_S  # then 202 (Kafka mode)
 
 
-class AddressInUse(UserError):
+class CannotListen(UserError):
     """The host and port to serve on cannot be bound (taken, or not this machine's)."""
 
 
@@ -57,14 +57,18 @@ def listening(host: str, port: int) -> socket.socket:
     Bound by the command before it opens the database, so a taken port is one line and
     exit 2 at once rather than uvicorn's exit 3 after the program is adopted; and the
     port chosen for 0 is the one the "serving" log line names."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     try:
-        return socket.create_server((host, port), family=family, backlog=2048)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        sock.bind((host, port))
+        sock.listen(2048)
     except OSError as e:
-        raise AddressInUse(
+        sock.close()
+        raise CannotListen(
             f"cannot listen on {host}:{port}: {e.strerror or e}: choose another --port or "
             "--host (or stop what holds it)"
         ) from None
+    return sock
 
 
 def serve(conn: Connection, settings: ServeSettings, program_source: str | None,
