@@ -780,6 +780,7 @@ class Usage:
     peak_rss_mb: float
     cpu_s: float
     server_cpu_s: float | None
+    server_cpu_by_backend_s: dict[str, float] | None = None  # `BackendCpu`'s, when sampled
 
     def __str__(self) -> str:
         server = "?" if self.server_cpu_s is None else f"{self.server_cpu_s:.1f} s"
@@ -865,11 +866,17 @@ class PeakRss(threading.Thread):
                     self.kib = max(self.kib, int(line.split()[1]))
 
 
-def run_measured(command: list[str], env: dict[str, str], postmaster: int | None) -> Ran:
+def run_measured(command: list[str], env: dict[str, str], postmaster: int | None,
+                 admin: str | None = None) -> Ran:  # fmt: skip
     """Run `command` to its end, reaped with `os.wait4` for its own CPU (RUSAGE_CHILDREN
     would be every child's so far), its peak RSS sampled (`PeakRss`). Output goes to
-    files: a full pipe would block the command while nothing reads it."""
+    files: a full pipe would block the command while nothing reads it. With `admin` (a
+    conninfo), the server's CPU is also sampled by backend (`BackendCpu`)."""
+    by_backend = BackendCpu(postmaster, admin) if postmaster and admin else None
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        if by_backend is not None:
+            by_backend.start()
+            by_backend.first.wait(10)
         server_before = server_cpu_s(postmaster)
         started = time.perf_counter()
         process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=out,
@@ -888,7 +895,8 @@ def run_measured(command: list[str], env: dict[str, str], postmaster: int | None
         server = None if server_before is None or server_after is None else \
             server_after - server_before
         peak_kib = peak.kib or rusage.ru_maxrss  # ru_maxrss only where /proc has nothing
-        usage = Usage(peak_kib / 1024, rusage.ru_utime + rusage.ru_stime, server)
+        usage = Usage(peak_kib / 1024, rusage.ru_utime + rusage.ru_stime, server,
+                      by_backend.stop() if by_backend is not None else None)  # fmt: skip
         return Ran(process.returncode, out.read().decode(errors="replace"),
                    err.read().decode(errors="replace"), seconds, usage)  # fmt: skip
 
@@ -923,6 +931,69 @@ def server_cpu_s(postmaster: int | None) -> float | None:
     return main.cpu_s + sum(c.cpu_s for c in children if c is not None and c.ppid == postmaster)
 
 
+class BackendCpu(threading.Thread):
+    """The server's CPU while a command runs, by backend: each child of the postmaster read
+    from /proc every 0.25 s and named by pg_stat_activity (the command's connections carry
+    its name and role, "loyalty ingest writer"; the server's own processes their type).
+
+    A backend that exits between two samples loses its last 0.25 s: the names' sum is a
+    little below the postmaster's total, which the tables print."""
+
+    SAMPLER = "bench backend sampler"  # this thread's own connection, left out
+
+    def __init__(self, postmaster: int, admin: str) -> None:
+        super().__init__(daemon=True)
+        self.postmaster, self.admin = postmaster, admin
+        self.first, self.done = threading.Event(), threading.Event()
+        self.seen: dict[int, tuple[str, float, float]] = {}  # pid -> name, first CPU, last
+
+    def run(self) -> None:
+        with psycopg.connect(self.admin, autocommit=True, application_name=self.SAMPLER) as c:
+            while True:
+                self._sample(c)
+                self.first.set()
+                if self.done.wait(0.25):
+                    self._sample(c)
+                    return
+
+    def _sample(self, conn: psycopg.Connection[Any]) -> None:
+        names = {pid: app or kind for pid, app, kind in conn.execute(
+            "SELECT pid, application_name, backend_type FROM pg_stat_activity")}  # fmt: skip
+        started = self.first.is_set()
+        for entry in Path("/proc").iterdir():
+            stat = _proc_stat(entry.name) if entry.name.isdigit() else None
+            if stat is None or stat.ppid != self.postmaster:
+                continue
+            pid = int(entry.name)
+            name = names.get(pid) or stat.comm
+            if name == self.SAMPLER:
+                continue
+            was = self.seen.get(pid)
+            # a backend already running at the start counts from there; a new one from 0
+            first = was[1] if was else (stat.cpu_s if not started else 0.0)
+            self.seen[pid] = (was[0] if was and was[0] != stat.comm else name, first, stat.cpu_s)
+
+    def stop(self) -> dict[str, float]:
+        """CPU seconds by name since the start, most first."""
+        self.done.set()
+        self.join()
+        totals: dict[str, float] = {}
+        for name, first, last in self.seen.values():
+            totals[name] = totals.get(name, 0.0) + last - first
+        return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+
+def backend_table(usage: Usage | None) -> str:
+    """`Usage.server_cpu_by_backend_s` as a table, the postmaster's total beside it."""
+    if usage is None or not usage.server_cpu_by_backend_s:
+        return ""
+    body = [[name, f"{cpu_s:.1f}"] for name, cpu_s in usage.server_cpu_by_backend_s.items()
+            if cpu_s >= 0.05]  # fmt: skip
+    total = "?" if usage.server_cpu_s is None else f"{usage.server_cpu_s:.1f}"
+    body.append(["the server in all (postmaster and children)", total])
+    return aligned(["PostgreSQL CPU during `loyalty ingest`, by backend", "CPU s"], body)
+
+
 def end_to_end(
     pg: Postgres, stream: Path, program: Path, n_lines: int, baseline_src: Path | None = None,
     *, migrated: bool = True,
@@ -936,7 +1007,8 @@ def end_to_end(
     if baseline_src is not None:
         name = f"end to end, {baseline_src}"
     command = [loyalty_command(), "ingest", str(stream), "--program", str(program)]
-    result = run_measured(command, env, pg.postmaster_pid())
+    result = run_measured(command, env, pg.postmaster_pid(),
+                          pg.admin if baseline_src is None else None)  # fmt: skip
     if result.returncode != 0:
         sys.exit(f"loyalty ingest failed ({result.returncode}):\n{result.stderr[-3000:]}")
     figure = Figure(name, n_lines, result.seconds, "CLI startup included", result.usage)
@@ -1284,6 +1356,9 @@ def main() -> int:
                 f"  the CLI's own figure (ingest loop, no startup): {logged.get('seconds')} s, "
                 f"{logged.get('events_per_s'):,} events/s"
             )
+        if by_backend := backend_table(e2e.usage):
+            print()
+            print(by_backend)
         print(
             f"\nmachine: {CPUS} cpus (nproc), {platform.machine()}, {platform.system()} "
             f"{platform.release()}, python {platform.python_version()}"

@@ -28,6 +28,7 @@ from loyalty_ledger.cli import (
 )
 from loyalty_ledger.cli.arguments import Commands, Parser
 from loyalty_ledger.errors import Conflict, LoyaltyError, Unavailable, UserError
+from loyalty_ledger.store.db import application
 from loyalty_ledger.text import printable
 
 # In the order `loyalty --help` lists them: a new command adds its `add_X` here.
@@ -78,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     log.configure()
     try:
-        return _run(args)
+        with application(f"loyalty {args.command}"):  # pg_stat_activity's name for its backends
+            return _run(args)
     except KeyboardInterrupt:
         return _fail("interrupted: the last batch was not committed; run the same command again")
     except BrokenPipeError:

@@ -136,7 +136,7 @@ def build_server(conn: Connection, settings: ServeSettings, program_source: str 
             use_schema(read, schema)
 
     pool: ConnectionPool[Connection] = ConnectionPool(
-        database.conninfo(), kwargs={"autocommit": True}, configure=configure,
+        database.conninfo("console"), kwargs={"autocommit": True}, configure=configure,
         min_size=1, max_size=4, open=True, name="reads",  # the console's pages
     )  # fmt: skip
     writes: Writes
@@ -147,6 +147,7 @@ def build_server(conn: Connection, settings: ServeSettings, program_source: str 
             linger_ms=settings.group_linger_ms, observe=metrics.committed, on_fatal=_stop_serving,
         )  # fmt: skip
     else:
-        writes = KafkaWrites(sibling(conn), settings.kafka, settings.group, settings.answer_wait_s)
+        writes = KafkaWrites(sibling(conn, "publisher"), settings.kafka, settings.group,
+                             settings.answer_wait_s)  # fmt: skip
     return Server(pool, ProgramInForce(program, live[0], live[1]), writes, metrics, database,
                   settings.read_connections)  # fmt: skip

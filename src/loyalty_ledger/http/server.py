@@ -83,7 +83,7 @@ class Server:
                 )
 
         self.apool = AsyncConnectionPool(
-            self.database.conninfo(), kwargs={"autocommit": True}, configure=configure,
+            self.database.conninfo("reads"), kwargs={"autocommit": True}, configure=configure,
             min_size=1, max_size=self.read_connections, open=False, name="async-reads",
         )  # fmt: skip
         await self.apool.open()

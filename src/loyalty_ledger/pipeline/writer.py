@@ -37,7 +37,7 @@ class Writer:
         """Write `batch` on the writer thread; the one before must have been finished."""
         assert self._in_flight is None
         if self._executor is None:
-            self._writer_conn = sibling(self.conn)
+            self._writer_conn = sibling(self.conn, "writer")
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="ledger-writer")
         self._in_flight = self._executor.submit(self._write, batch)
 
@@ -91,7 +91,7 @@ class Writer:
         if previous is not None:
             previous.result()
         if self._projector is None:
-            self._projector_conn = sibling(self.conn)
+            self._projector_conn = sibling(self.conn, "projector")
             self._projector = ThreadPoolExecutor(1, thread_name_prefix="projector")
         assert self._projector_conn is not None
         self._projecting = self._projector.submit(self.after_commit, self._projector_conn)

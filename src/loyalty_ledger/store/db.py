@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import psycopg
@@ -16,6 +19,23 @@ Connection = psycopg.Connection[TupleRow]
 
 class StoreUnavailable(Unavailable):
     """The database cannot be reached or refused us; the message names the URL's problem."""
+
+
+# What pg_stat_activity calls this process's connections ("loyalty ingest"), unless the URL or
+# PGAPPNAME names them; a second connection adds its role ("loyalty ingest writer"), so an
+# operator (and benchmarks/ingest.py) can tell the writer's backend from the projector's.
+_application: ContextVar[str] = ContextVar("application", default="loyalty")
+APPLICATION_NAME_MAX = 63  # NAMEDATALEN - 1: the server cuts a longer name there
+
+
+@contextmanager
+def application(name: str) -> Iterator[None]:
+    """Connections opened within are named `name` (libpq's fallback_application_name)."""
+    token = _application.set(name[:APPLICATION_NAME_MAX])
+    try:
+        yield
+    finally:
+        _application.reset(token)
 
 
 def psycopg_url(url: str) -> str:
@@ -42,7 +62,10 @@ def redact(url: str) -> str:
 def connect(url: str, *, autocommit: bool = True, schema: str | None = None) -> Connection:
     """A connection working on generation schema `schema`, by default the live one."""
     try:
-        conn = psycopg.connect(psycopg_url(url), autocommit=autocommit, connect_timeout=10)
+        conn = psycopg.connect(
+            psycopg_url(url), autocommit=autocommit, connect_timeout=10,
+            fallback_application_name=_application.get(),
+        )  # fmt: skip
     except psycopg.Error as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise StoreUnavailable(f"cannot connect to {redact(url)}: {first}") from e
@@ -100,12 +123,13 @@ class Database:
             params["password"] = conn.info.password
         return cls(tuple(sorted(params.items())), schema_of(conn))
 
-    def conninfo(self) -> str:
-        """libpq's connection string for these parameters (for a pool)."""
-        return make_conninfo(**dict(self.params))
+    def conninfo(self, role: str | None = None) -> str:
+        """libpq's connection string for these parameters (for a pool), named for `role`."""
+        return make_conninfo(**self._named(role))
 
-    def connect(self) -> Connection:
-        params = dict(self.params)
+    def connect(self, role: str | None = None) -> Connection:
+        """A new connection here; with `role`, named after it in pg_stat_activity."""
+        params = self._named(role)
         try:
             conn = psycopg.connect(make_conninfo(**params), autocommit=True, connect_timeout=10)
         except psycopg.Error as e:
@@ -117,6 +141,14 @@ class Database:
         return conn
 
 
-def sibling(conn: Connection) -> Connection:
-    """A new connection to the database and generation of `conn`."""
-    return Database.of(conn).connect()
+    def _named(self, role: str | None) -> dict[str, str]:
+        params = dict(self.params)
+        if role is not None:
+            name = params.get("application_name") or params.get("fallback_application_name")
+            params["application_name"] = f"{name or 'loyalty'} {role}"[:APPLICATION_NAME_MAX]
+        return params
+
+
+def sibling(conn: Connection, role: str | None = None) -> Connection:
+    """A new connection to the database and generation of `conn` (named for `role`)."""
+    return Database.of(conn).connect(role)
