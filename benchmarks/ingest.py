@@ -927,8 +927,15 @@ def server_cpu_s(postmaster: int | None) -> float | None:
     main = _proc_stat(postmaster)
     if main is None:
         return None
-    children = (_proc_stat(p.name) for p in Path("/proc").iterdir() if p.name.isdigit())
-    return main.cpu_s + sum(c.cpu_s for c in children if c is not None and c.ppid == postmaster)
+    return main.cpu_s + sum(stat.cpu_s for _, stat in server_children(postmaster))
+
+
+def server_children(postmaster: int) -> Iterator[tuple[int, ProcStat]]:
+    """The postmaster's live children (its backends and workers): pid and stat."""
+    for entry in Path("/proc").iterdir():
+        stat = _proc_stat(entry.name) if entry.name.isdigit() else None
+        if stat is not None and stat.ppid == postmaster:
+            yield int(entry.name), stat
 
 
 class BackendCpu(threading.Thread):
@@ -960,18 +967,14 @@ class BackendCpu(threading.Thread):
         names = {pid: app or kind for pid, app, kind in conn.execute(
             "SELECT pid, application_name, backend_type FROM pg_stat_activity")}  # fmt: skip
         started = self.first.is_set()
-        for entry in Path("/proc").iterdir():
-            stat = _proc_stat(entry.name) if entry.name.isdigit() else None
-            if stat is None or stat.ppid != self.postmaster:
-                continue
-            pid = int(entry.name)
-            name = names.get(pid) or stat.comm
+        for pid, stat in server_children(self.postmaster):
+            was = self.seen.get(pid)
+            name = names.get(pid) or (was[0] if was else stat.comm)  # pg_stat_activity's first
             if name == self.SAMPLER:
                 continue
-            was = self.seen.get(pid)
             # a backend already running at the start counts from there; a new one from 0
             first = was[1] if was else (stat.cpu_s if not started else 0.0)
-            self.seen[pid] = (was[0] if was and was[0] != stat.comm else name, first, stat.cpu_s)
+            self.seen[pid] = (name, first, stat.cpu_s)
 
     def stop(self) -> dict[str, float]:
         """CPU seconds by name since the start, most first."""

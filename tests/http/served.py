@@ -8,10 +8,11 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import psycopg
@@ -23,6 +24,7 @@ from loyalty_ledger.store.db import psycopg_url
 from support import LOYALTY, example_program_v1_file
 
 READY_TIMEOUT_S = 30.0
+T = TypeVar("T")
 
 
 @dataclass
@@ -108,38 +110,47 @@ def spawn(command: Sequence[str], env: dict[str, str], log_path: Path,
 
 
 def _serving_port(server: Served) -> int:
-    """The port the server's "serving" log line names; fails with its log if none comes."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        for line in server.log().splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:  # a line being written, or not the log's
-                continue
-            if record.get("event") == "serving":
-                port: int = record["port"]
-                return port
-        if server.process.poll() is not None:
-            code = server.process.returncode
-            raise AssertionError(f"loyalty serve exited {code}:\n{server.log()}")
-        time.sleep(0.05)
-    raise AssertionError(f"loyalty serve not serving in {READY_TIMEOUT_S} s:\n{server.log()}")
+    """The port the server's "serving" log line names."""
+    return _waited(server, "serving", lambda: _logged_port(server.log()))
 
 
 def wait_ready(server: Served) -> None:
-    """Until /readyz answers 200; fails with the server's log if it exits or never does."""
+    """Until /readyz answers 200."""
+    _waited(server, "ready", lambda: _ready(server.url) or None)
+
+
+def _logged_port(log: str) -> int | None:
+    for line in log.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:  # a line being written, or not the log's
+            continue
+        if record.get("event") == "serving":
+            port: int = record["port"]
+            return port
+    return None
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _waited(server: Served, what: str, probe: Callable[[], T | None]) -> T:
+    """What `probe` gives once it gives something; fails with the server's log if the
+    server exits first or READY_TIMEOUT_S pass."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             code = server.process.returncode
             raise AssertionError(f"loyalty serve exited {code}:\n{server.log()}")
-        try:
-            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"loyalty serve not ready in {READY_TIMEOUT_S} s:\n{server.log()}")
+        found = probe()
+        if found is not None:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"loyalty serve not {what} in {READY_TIMEOUT_S} s:\n{server.log()}")
 
 
 @contextmanager

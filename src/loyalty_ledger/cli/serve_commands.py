@@ -66,7 +66,7 @@ def serve(args: argparse.Namespace) -> int:
     )  # fmt: skip
     program_source = read_program(args.program) if args.program else None
     with listening(args.host, args.port) as sock, database() as conn:
-        run_server(conn, settings, program_source, args.program or "program", sock)
+        run_server(conn, sock, settings, program_source, args.program or "program")
     return 0
 
 

@@ -71,13 +71,12 @@ def listening(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(conn: Connection, settings: ServeSettings, program_source: str | None,
-          program_origin: str = "program", sock: socket.socket | None = None) -> None:  # fmt: skip
-    """Serve on `sock` (else a socket bound now) until SIGTERM or SIGINT; `conn` becomes
-    the writer's."""
+def serve(conn: Connection, sock: socket.socket, settings: ServeSettings,
+          program_source: str | None, program_origin: str = "program") -> None:  # fmt: skip
+    """Serve on `sock` (from `listening`) until SIGTERM or SIGINT; `conn` becomes the
+    writer's."""
     import uvicorn
 
-    sock = sock if sock is not None else listening(settings.host, settings.port)
     server = build_server(conn, settings, program_source, program_origin)
     config = uvicorn.Config(
         create_app(server), log_config=log.stdlib_config(), access_log=False,

@@ -140,7 +140,6 @@ class Database:
             use_schema(conn, self.schema)
         return conn
 
-
     def _named(self, role: str | None) -> dict[str, str]:
         params = dict(self.params)
         if role is not None:
